@@ -1,0 +1,1 @@
+//! tulle-proxy: the sidecar data plane of the tulle service mesh.
