@@ -37,7 +37,7 @@ ETCD_CLIENT_PORT=23790
 ETCD_PEER_PORT=23800
 ETCD_METRICS_PORT=23810
 APISERVER_PORT=6443
-COREDNS_PORT=53
+COREDNS_PORT=10053                               # host CoreDNS; Service kube-dns maps 53 -> this
 
 # Images.
 PAUSE_IMAGE=localhost/tulle/pause:3.10
