@@ -1,0 +1,84 @@
+//! Command-line options.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Benchmarks of the tulle data plane.
+#[derive(Debug, Parser)]
+#[command(name = "tulle-bench", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// HTTP/1.1 through direct, tulle, nginx and haproxy paths (mTLS between the proxies) at
+    /// 1,000 and 10,000 req/s (open loop) and at maximum throughput (closed loop).
+    DataPlane(DataPlaneArgs),
+}
+
+/// One measured path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PathKind {
+    Direct,
+    Tulle,
+    Nginx,
+    Haproxy,
+}
+
+impl PathKind {
+    pub const ALL: [PathKind; 4] = [
+        PathKind::Direct,
+        PathKind::Haproxy,
+        PathKind::Nginx,
+        PathKind::Tulle,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::Tulle => "tulle",
+            PathKind::Nginx => "nginx",
+            PathKind::Haproxy => "haproxy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataPlaneArgs {
+    /// A short run (under 3 minutes): shorter warm-up and measurement windows.
+    #[arg(long)]
+    pub quick: bool,
+    /// Paths to measure (comma-separated); default: all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub paths: Vec<PathKind>,
+    /// Measurement window per load, in seconds (default 20, or 7 with --quick).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Warm-up before each measurement window, in seconds (default 3, or 1.5 with --quick).
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Client connections for the fixed-rate loads.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Client connections for the closed-loop maximum-throughput load.
+    #[arg(long, default_value_t = 32)]
+    pub max_connections: usize,
+    /// Fixed rates to measure, in requests per second.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000u64, 10000])]
+    pub rates: Vec<u64>,
+    /// Use this tulle-proxy binary instead of building it with `cargo build --release -p tulle-proxy`.
+    #[arg(long)]
+    pub proxy_bin: Option<PathBuf>,
+    /// Worker threads of each tulle proxy (`TULLE_PROXY_WORKER_THREADS`); the nginx and haproxy
+    /// proxies run one worker each.
+    #[arg(long, default_value_t = 1)]
+    pub proxy_threads: usize,
+    /// Directory for data-plane.json and data-plane.md (default: bench/results).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Keep the temporary directory (configs, certificates, process logs) for inspection.
+    #[arg(long)]
+    pub keep_temp: bool,
+}
