@@ -1,1 +1,30 @@
 //! tulle-proxy: the sidecar data plane of the tulle service mesh.
+//!
+//! Every meshed pod runs one: the application's outbound connections are redirected to
+//! the outbound listener (4140), other pods' connections to the inbound listener (4143).
+//! Between two proxies traffic is mutual TLS 1.3 with identities from the mesh CA; HTTP/1
+//! rides one multiplexed HTTP/2 connection per endpoint. Modules, one concern each:
+//! [`config`] (env vars), [`identity`] (certificates, TLS), [`discovery`] (targets →
+//! endpoints), [`detect`] (protocol detection), [`balance`] (p2c over peak-EWMA),
+//! [`client`] (connections to endpoints), [`outbound`] / [`inbound`] (the two pipelines),
+//! [`metrics`] and [`admin`] (observability), [`runtime`] (shared handles, drain),
+//! [`app`] (wiring), [`init`] (iptables rules), [`devcerts`] (development certificates).
+
+pub mod admin;
+pub mod app;
+pub mod balance;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod detect;
+pub mod devcerts;
+pub mod discovery;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod inbound;
+pub mod init;
+pub mod io;
+pub mod metrics;
+pub mod outbound;
+pub mod runtime;

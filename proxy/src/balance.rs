@@ -1,0 +1,209 @@
+//! Load balancing: power of two choices over peak-EWMA latency.
+//!
+//! A [`Balancer`] follows a discovery watch. When the endpoint set changes, endpoints that
+//! stay keep their connection and load estimate; removed endpoints are dropped from the
+//! set but in-flight requests hold their own reference and complete normally.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::discovery::{Destination, Endpoint};
+
+/// Peak-EWMA latency estimate with a count of pending requests.
+#[derive(Debug)]
+pub struct PeakEwma {
+    state: Mutex<(f64, Instant)>,
+    pending: AtomicUsize,
+    decay_ns: f64,
+}
+
+impl PeakEwma {
+    /// `default_rtt` seeds the estimate; `decay` is the time constant.
+    pub fn new(default_rtt: Duration, decay: Duration) -> Self {
+        PeakEwma {
+            state: Mutex::new((default_rtt.as_nanos() as f64, Instant::now())),
+            pending: AtomicUsize::new(0),
+            decay_ns: decay.as_nanos().max(1) as f64,
+        }
+    }
+
+    /// The cost: latency estimate × (pending + 1).
+    pub fn load(&self) -> f64 {
+        let (ewma, _) = *self.state.lock().unwrap_or_else(|e| e.into_inner());
+        ewma * (self.pending.load(Ordering::Relaxed) + 1) as f64
+    }
+
+    /// Marks a request pending until the returned guard is dropped or completed.
+    pub fn start(self: &Arc<Self>) -> Pending {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        Pending { ewma: self.clone(), start: Instant::now(), done: false }
+    }
+
+    fn observe(&self, rtt: Duration) {
+        let rtt = rtt.as_nanos() as f64;
+        let now = Instant::now();
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if rtt > s.0 {
+            s.0 = rtt;
+        } else {
+            let elapsed = now.saturating_duration_since(s.1).as_nanos() as f64;
+            let w = (-elapsed / self.decay_ns).exp();
+            s.0 = s.0 * w + rtt * (1.0 - w);
+        }
+        s.1 = now;
+    }
+}
+
+/// A pending request; records its latency when completed.
+#[derive(Debug)]
+pub struct Pending {
+    ewma: Arc<PeakEwma>,
+    start: Instant,
+    done: bool,
+}
+
+impl Pending {
+    pub fn complete(mut self) {
+        self.ewma.observe(self.start.elapsed());
+        self.done = true;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.ewma.pending.fetch_sub(1, Ordering::Relaxed);
+        if !self.done {
+            self.ewma.observe(self.start.elapsed());
+        }
+    }
+}
+
+/// Something balanced over: built once per endpoint and kept while the endpoint stays.
+pub trait Balanced: Send + Sync + 'static {
+    fn load(&self) -> &Arc<PeakEwma>;
+}
+
+/// Balances over a discovery watch. `make` builds the per-endpoint state.
+pub struct Balancer<E> {
+    rx: Mutex<watch::Receiver<Arc<Destination>>>,
+    set: RwLock<Arc<Vec<(Endpoint, Arc<E>)>>>,
+    make: Box<dyn Fn(&Endpoint) -> Arc<E> + Send + Sync>,
+}
+
+impl<E> std::fmt::Debug for Balancer<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balancer").finish_non_exhaustive()
+    }
+}
+
+impl<E: Balanced> Balancer<E> {
+    pub fn new(mut rx: watch::Receiver<Arc<Destination>>, make: Box<dyn Fn(&Endpoint) -> Arc<E> + Send + Sync>) -> Self {
+        let dest = rx.borrow_and_update().clone();
+        let set = dest.endpoints.iter().map(|e| (e.clone(), make(e))).collect();
+        Balancer { rx: Mutex::new(rx), set: RwLock::new(Arc::new(set)), make }
+    }
+
+    fn refresh(&self) -> Arc<Vec<(Endpoint, Arc<E>)>> {
+        if let Ok(mut rx) = self.rx.try_lock()
+            && rx.has_changed().unwrap_or(false)
+        {
+            let dest = rx.borrow_and_update().clone();
+            let old = self.set.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let next: Vec<_> = dest
+                .endpoints
+                .iter()
+                .map(|e| match old.iter().find(|(o, _)| o == e) {
+                    Some((_, svc)) => (e.clone(), svc.clone()),
+                    None => (e.clone(), (self.make)(e)),
+                })
+                .collect();
+            let next = Arc::new(next);
+            *self.set.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+            return next;
+        }
+        self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The current endpoint set.
+    pub fn endpoints(&self) -> Arc<Vec<(Endpoint, Arc<E>)>> {
+        self.refresh()
+    }
+
+    /// Picks an endpoint: the less loaded of two chosen at random.
+    pub fn pick(&self) -> Option<(Endpoint, Arc<E>)> {
+        let set = self.refresh();
+        match set.len() {
+            0 => None,
+            1 => Some(set[0].clone()),
+            n => {
+                use rand::Rng;
+                let mut rng = rand::rng();
+                let a = rng.random_range(0..n);
+                let mut b = rng.random_range(0..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                let (ea, eb) = (&set[a], &set[b]);
+                Some(if ea.1.load().load() <= eb.1.load().load() { ea.clone() } else { eb.clone() })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Ep(Arc<PeakEwma>);
+    impl Balanced for Ep {
+        fn load(&self) -> &Arc<PeakEwma> {
+            &self.0
+        }
+    }
+
+    fn dest(ports: &[u16]) -> Arc<Destination> {
+        Arc::new(Destination {
+            authority: None,
+            endpoints: ports
+                .iter()
+                .map(|p| Endpoint { addr: ([127, 0, 0, 1], *p).into(), identity: None, labels: Default::default() })
+                .collect(),
+        })
+    }
+
+    fn ep() -> Box<dyn Fn(&Endpoint) -> Arc<Ep> + Send + Sync> {
+        Box::new(|_| Arc::new(Ep(Arc::new(PeakEwma::new(Duration::from_millis(30), Duration::from_secs(10))))))
+    }
+
+    #[tokio::test]
+    async fn prefers_less_loaded_and_follows_updates() {
+        let (tx, rx) = watch::channel(dest(&[1, 2]));
+        let b = Balancer::new(rx, ep());
+        // Load endpoint 1 heavily: with two endpoints p2c always compares both.
+        let (e1, s1) = b.endpoints().iter().find(|(e, _)| e.addr.port() == 1).cloned().unwrap();
+        let _pending: Vec<_> = (0..10).map(|_| s1.load().start()).collect();
+        for _ in 0..50 {
+            assert_ne!(b.pick().unwrap().0, e1);
+        }
+        let kept = b.endpoints().iter().find(|(e, _)| e.addr.port() == 2).cloned().unwrap().1;
+        tx.send_replace(dest(&[2, 3]));
+        let set = b.endpoints();
+        assert_eq!(set.len(), 2);
+        let still = set.iter().find(|(e, _)| e.addr.port() == 2).unwrap();
+        assert!(Arc::ptr_eq(&still.1, &kept), "a kept endpoint keeps its state");
+        tx.send_replace(dest(&[]));
+        assert!(b.pick().is_none());
+    }
+
+    #[test]
+    fn peak_ewma_takes_peaks() {
+        let e = Arc::new(PeakEwma::new(Duration::from_millis(1), Duration::from_secs(10)));
+        let before = e.load();
+        e.observe(Duration::from_millis(100));
+        assert!(e.load() > before * 50.0);
+    }
+}

@@ -1,0 +1,144 @@
+//! The binary's commands (kept out of `main.rs` so they are testable and `main` stays thin).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::app::Proxy;
+use crate::config::{Config, Env};
+use crate::discovery::{Discover, StaticDiscovery, StaticFile};
+use crate::identity::{CredentialSource, FileSource, Tls};
+
+pub const USAGE: &str = "usage:
+  tulle-proxy [run]                 run the proxy; configured by TULLE_PROXY_* environment variables
+  tulle-proxy init [options]        install the iptables redirection rules in this network namespace
+                                    (tulle-proxy init --help for options)
+  tulle-proxy dev-certs DIR NAME... write a development trust anchor (DIR/ca.pem) and, per identity
+                                    NAME, DIR/NAME.crt and DIR/NAME.key";
+
+const EX_USAGE: u8 = 64;
+
+/// Runs the proxy until SIGTERM/SIGINT, then drains.
+pub fn run_proxy() -> ExitCode {
+    let config = match Config::from_strings(&Env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tulle-proxy: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+
+    let source = FileSource {
+        name: config.identity.name.clone(),
+        cert_file: config.identity.cert_file.clone(),
+        key_file: config.identity.key_file.clone(),
+        trust_anchors_file: config.identity.trust_anchors_file.clone(),
+    };
+    let tls = match source.load().and_then(Tls::new) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tulle-proxy: identity: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let file = match &config.static_config {
+        Some(p) => match StaticFile::from_path(p) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("tulle-proxy: {e} (TULLE_PROXY_STATIC_CONFIG)");
+                return ExitCode::from(EX_USAGE);
+            }
+        },
+        None => StaticFile::default(),
+    };
+    let discovery: Arc<dyn Discover> = match StaticDiscovery::new(file) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            eprintln!("tulle-proxy: {e} (TULLE_PROXY_STATIC_CONFIG)");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let rt = if config.worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(config.worker_threads).enable_all().build()
+    };
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tulle-proxy: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let grace = config.shutdown_grace;
+        let proxy = match Proxy::start(config, tls, discovery).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("tulle-proxy: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!(?grace, "shutdown signal received; draining");
+        proxy.shutdown(grace).await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `tulle-proxy dev-certs DIR NAME...`
+pub fn run_dev_certs(args: &[String]) -> ExitCode {
+    let Some((dir, names)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(EX_USAGE);
+    };
+    if names.is_empty() {
+        eprintln!("dev-certs: name at least one identity, e.g. web.default.serviceaccount.identity.tulle.cluster.local");
+        return ExitCode::from(EX_USAGE);
+    }
+    match crate::devcerts::DevCa::new().and_then(|ca| ca.write(std::path::Path::new(dir), names)) {
+        Ok(()) => {
+            println!("wrote {dir}/ca.pem and a .crt/.key pair per name");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dev-certs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tulle-proxy init ...`
+pub fn run_init(args: &[String]) -> ExitCode {
+    let opts = match crate::init::Options::parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tulle-proxy init: {e}\n\n{}", crate::init::USAGE);
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    match crate::init::apply(&opts) {
+        Ok(applied) => {
+            println!("{applied}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tulle-proxy init: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

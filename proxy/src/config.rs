@@ -1,0 +1,321 @@
+//! Typed configuration from `TULLE_PROXY_*` environment variables.
+//!
+//! Values are read through the [`Strings`] trait so tests can pass a map instead of the
+//! process environment. Every bad value is reported with the name of its variable.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A source of configuration strings (the process environment, or a map in tests).
+pub trait Strings {
+    /// The value of `name`, if set and non-empty.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Env;
+
+impl Strings for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<S: std::hash::BuildHasher> Strings for HashMap<&str, &str, S> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).map(|v| v.to_string()).filter(|v| !v.is_empty())
+    }
+}
+
+/// A configuration value that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// Its value (empty when missing).
+    pub value: String,
+    /// What is wrong and what is expected.
+    pub reason: String,
+}
+
+pub const ENV_INBOUND_LISTEN_ADDR: &str = "TULLE_PROXY_INBOUND_LISTEN_ADDR";
+pub const ENV_OUTBOUND_LISTEN_ADDR: &str = "TULLE_PROXY_OUTBOUND_LISTEN_ADDR";
+pub const ENV_ADMIN_LISTEN_ADDR: &str = "TULLE_PROXY_ADMIN_LISTEN_ADDR";
+pub const ENV_IDENTITY_CERT_FILE: &str = "TULLE_PROXY_IDENTITY_CERT_FILE";
+pub const ENV_IDENTITY_KEY_FILE: &str = "TULLE_PROXY_IDENTITY_KEY_FILE";
+pub const ENV_IDENTITY_TRUST_ANCHORS_FILE: &str = "TULLE_PROXY_IDENTITY_TRUST_ANCHORS_FILE";
+pub const ENV_IDENTITY_NAME: &str = "TULLE_PROXY_IDENTITY_NAME";
+pub const ENV_STATIC_CONFIG: &str = "TULLE_PROXY_STATIC_CONFIG";
+pub const ENV_OUTBOUND_ORIG_DST_FALLBACK: &str = "TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK";
+pub const ENV_INBOUND_APP_HOST: &str = "TULLE_PROXY_INBOUND_APP_HOST";
+pub const ENV_INBOUND_PORT_FALLBACK: &str = "TULLE_PROXY_INBOUND_PORT_FALLBACK";
+pub const ENV_OPAQUE_PORTS: &str = "TULLE_PROXY_OPAQUE_PORTS";
+pub const ENV_DETECT_TIMEOUT: &str = "TULLE_PROXY_DETECT_TIMEOUT";
+pub const ENV_CONNECT_TIMEOUT: &str = "TULLE_PROXY_CONNECT_TIMEOUT";
+pub const ENV_RESPONSE_TIMEOUT: &str = "TULLE_PROXY_RESPONSE_TIMEOUT";
+pub const ENV_HEADER_READ_TIMEOUT: &str = "TULLE_PROXY_HEADER_READ_TIMEOUT";
+pub const ENV_IDLE_TIMEOUT: &str = "TULLE_PROXY_IDLE_TIMEOUT";
+pub const ENV_MAX_IN_FLIGHT: &str = "TULLE_PROXY_MAX_IN_FLIGHT";
+pub const ENV_MAX_HEADER_BYTES: &str = "TULLE_PROXY_MAX_HEADER_BYTES";
+pub const ENV_H2_MAX_CONCURRENT_STREAMS: &str = "TULLE_PROXY_H2_MAX_CONCURRENT_STREAMS";
+pub const ENV_SHUTDOWN_GRACE: &str = "TULLE_PROXY_SHUTDOWN_GRACE";
+pub const ENV_WORKER_THREADS: &str = "TULLE_PROXY_WORKER_THREADS";
+pub const ENV_LOG: &str = "TULLE_PROXY_LOG";
+
+/// Where the proxy's identity comes from (files for now).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IdentityConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub trust_anchors_file: PathBuf,
+    /// The proxy's own identity name (a DNS name carried as DNS SAN of its certificate).
+    pub name: String,
+}
+
+/// The effective proxy configuration.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Config {
+    pub inbound_addr: SocketAddr,
+    pub outbound_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub identity: IdentityConfig,
+    /// JSON file with static destinations (see `discovery::StaticFile`).
+    pub static_config: Option<PathBuf>,
+    /// Original destination assumed for outbound connections that were not redirected.
+    pub outbound_orig_dst_fallback: Option<SocketAddr>,
+    /// Host of the application the inbound side forwards to.
+    pub inbound_app_host: IpAddr,
+    /// Application port assumed when the inbound side cannot learn the original port.
+    pub inbound_port_fallback: Option<u16>,
+    /// Ports whose traffic skips protocol detection (server-speaks-first protocols).
+    pub opaque_ports: Vec<u16>,
+    #[serde(with = "ms")]
+    pub detect_timeout: Duration,
+    #[serde(with = "ms")]
+    pub connect_timeout: Duration,
+    #[serde(with = "ms")]
+    pub response_timeout: Duration,
+    #[serde(with = "ms")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "ms")]
+    pub idle_timeout: Duration,
+    /// Requests in flight per destination before new ones fail fast with 503.
+    pub max_in_flight: usize,
+    /// Maximum size of a request's headers (HTTP/1 buffer and HTTP/2 header list).
+    pub max_header_bytes: usize,
+    pub h2_max_concurrent_streams: u32,
+    #[serde(with = "ms")]
+    pub shutdown_grace: Duration,
+    pub worker_threads: usize,
+    pub log: String,
+}
+
+mod ms {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+}
+
+pub const DEFAULT_OPAQUE_PORTS: &[u16] = &[25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
+
+impl Config {
+    /// Reads and validates the configuration. Identity files are required.
+    pub fn from_strings(env: &impl Strings) -> Result<Self, ConfigError> {
+        let required = |var: &'static str| {
+            env.get(var).ok_or_else(|| ConfigError {
+                var,
+                value: String::new(),
+                reason: "required; set it".into(),
+            })
+        };
+        let identity = IdentityConfig {
+            cert_file: required(ENV_IDENTITY_CERT_FILE)?.into(),
+            key_file: required(ENV_IDENTITY_KEY_FILE)?.into(),
+            trust_anchors_file: required(ENV_IDENTITY_TRUST_ANCHORS_FILE)?.into(),
+            name: parse_name(ENV_IDENTITY_NAME, &required(ENV_IDENTITY_NAME)?)?,
+        };
+        let detect_timeout = dur(env, ENV_DETECT_TIMEOUT, Duration::from_secs(1))?;
+        if detect_timeout > Duration::from_secs(1) || detect_timeout.is_zero() {
+            return Err(ConfigError {
+                var: ENV_DETECT_TIMEOUT,
+                value: env.get(ENV_DETECT_TIMEOUT).unwrap_or_default(),
+                reason: "must be between 1ms and 1s".into(),
+            });
+        }
+        let worker_threads = parse(env, ENV_WORKER_THREADS, 1usize)?;
+        if !(1..=64).contains(&worker_threads) {
+            return Err(ConfigError {
+                var: ENV_WORKER_THREADS,
+                value: worker_threads.to_string(),
+                reason: "must be between 1 and 64".into(),
+            });
+        }
+        Ok(Config {
+            inbound_addr: parse(env, ENV_INBOUND_LISTEN_ADDR, ([0, 0, 0, 0], 4143).into())?,
+            outbound_addr: parse(env, ENV_OUTBOUND_LISTEN_ADDR, ([127, 0, 0, 1], 4140).into())?,
+            admin_addr: parse(env, ENV_ADMIN_LISTEN_ADDR, ([0, 0, 0, 0], 4191).into())?,
+            identity,
+            static_config: env.get(ENV_STATIC_CONFIG).map(PathBuf::from),
+            outbound_orig_dst_fallback: opt(env, ENV_OUTBOUND_ORIG_DST_FALLBACK)?,
+            inbound_app_host: parse(env, ENV_INBOUND_APP_HOST, [127, 0, 0, 1].into())?,
+            inbound_port_fallback: opt(env, ENV_INBOUND_PORT_FALLBACK)?,
+            opaque_ports: ports(env, ENV_OPAQUE_PORTS)?,
+            detect_timeout,
+            connect_timeout: dur(env, ENV_CONNECT_TIMEOUT, Duration::from_secs(1))?,
+            response_timeout: dur(env, ENV_RESPONSE_TIMEOUT, Duration::from_secs(30))?,
+            header_read_timeout: dur(env, ENV_HEADER_READ_TIMEOUT, Duration::from_secs(10))?,
+            idle_timeout: dur(env, ENV_IDLE_TIMEOUT, Duration::from_secs(300))?,
+            max_in_flight: parse(env, ENV_MAX_IN_FLIGHT, 10_000usize)?,
+            max_header_bytes: parse(env, ENV_MAX_HEADER_BYTES, 64 * 1024usize)?,
+            h2_max_concurrent_streams: parse(env, ENV_H2_MAX_CONCURRENT_STREAMS, 1000u32)?,
+            shutdown_grace: dur(env, ENV_SHUTDOWN_GRACE, Duration::from_secs(30))?,
+            worker_threads,
+            log: env.get(ENV_LOG).unwrap_or_else(|| "info".into()),
+        })
+    }
+
+    /// The configuration as JSON (served at admin `/config`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+fn parse<T: std::str::FromStr>(env: &impl Strings, var: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    Ok(opt(env, var)?.unwrap_or(default))
+}
+
+fn opt<T: std::str::FromStr>(env: &impl Strings, var: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match env.get(var) {
+        None => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(|e: T::Err| ConfigError {
+            var,
+            value: v.clone(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn dur(env: &impl Strings, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    match env.get(var) {
+        None => Ok(default),
+        Some(v) => parse_duration(&v).ok_or_else(|| ConfigError {
+            var,
+            value: v.clone(),
+            reason: "expected a duration such as 500ms, 10s, 2m or 1h".into(),
+        }),
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
+}
+
+fn ports(env: &impl Strings, var: &'static str) -> Result<Vec<u16>, ConfigError> {
+    let Some(v) = env.get(var) else {
+        return Ok(DEFAULT_OPAQUE_PORTS.to_vec());
+    };
+    let mut out = Vec::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = |reason: String| ConfigError { var, value: v.clone(), reason };
+        if let Some((a, b)) = part.split_once('-') {
+            let a: u16 = a.parse().map_err(|e| bad(format!("{part}: {e}")))?;
+            let b: u16 = b.parse().map_err(|e| bad(format!("{part}: {e}")))?;
+            if a > b {
+                return Err(bad(format!("range {part} is reversed")));
+            }
+            out.extend(a..=b);
+        } else {
+            out.push(part.parse().map_err(|e| bad(format!("{part}: {e}")))?);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+fn parse_name(var: &'static str, v: &str) -> Result<String, ConfigError> {
+    match rustls_pki_types::DnsName::try_from(v) {
+        Ok(_) => Ok(v.to_ascii_lowercase()),
+        Err(_) => Err(ConfigError {
+            var,
+            value: v.into(),
+            reason: "expected a DNS-like identity name such as web.default.serviceaccount.identity.tulle.cluster.local".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            (ENV_IDENTITY_CERT_FILE, "/c.pem"),
+            (ENV_IDENTITY_KEY_FILE, "/k.pem"),
+            (ENV_IDENTITY_TRUST_ANCHORS_FILE, "/ca.pem"),
+            (ENV_IDENTITY_NAME, "web.default.serviceaccount.identity.tulle.cluster.local"),
+        ])
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_strings(&base()).unwrap();
+        assert_eq!(c.inbound_addr.to_string(), "0.0.0.0:4143");
+        assert_eq!(c.outbound_addr.to_string(), "127.0.0.1:4140");
+        assert_eq!(c.admin_addr.to_string(), "0.0.0.0:4191");
+        assert_eq!(c.opaque_ports, DEFAULT_OPAQUE_PORTS);
+        assert_eq!(c.detect_timeout, Duration::from_secs(1));
+        assert_eq!(c.worker_threads, 1);
+        let json: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        assert_eq!(json["detect_timeout"], "1000ms");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            (ENV_INBOUND_LISTEN_ADDR, "nope"),
+            (ENV_CONNECT_TIMEOUT, "10 parsecs"),
+            (ENV_OPAQUE_PORTS, "25,99999"),
+            (ENV_DETECT_TIMEOUT, "5s"),
+            (ENV_IDENTITY_NAME, "not a name"),
+            (ENV_WORKER_THREADS, "0"),
+        ] {
+            let mut env = base();
+            env.insert(var, value);
+            let err = Config::from_strings(&env).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var), "{err}");
+        }
+        let mut env = base();
+        env.remove(ENV_IDENTITY_KEY_FILE);
+        assert_eq!(Config::from_strings(&env).unwrap_err().var, ENV_IDENTITY_KEY_FILE);
+    }
+
+    #[test]
+    fn port_ranges() {
+        let mut env = base();
+        env.insert(ENV_OPAQUE_PORTS, "5432, 8000-8002");
+        assert_eq!(Config::from_strings(&env).unwrap().opaque_ports, vec![5432, 8000, 8001, 8002]);
+    }
+}

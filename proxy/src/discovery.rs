@@ -1,0 +1,277 @@
+//! Service discovery: what a target resolves to.
+//!
+//! [`Discover`] turns a target (an HTTP authority or an original destination address) into a
+//! watch of its endpoints, or a distinct [`Resolution::NotFound`] on which the proxy forwards
+//! to the original destination. [`StaticDiscovery`] reads a JSON file; the controller's gRPC
+//! stream implements the same trait later.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use serde::Deserialize;
+use tokio::sync::watch;
+
+/// How to talk to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ProtocolHint {
+    /// A meshed peer: mTLS, HTTP over one HTTP/2 connection, opaque TCP with a header.
+    Mesh,
+    /// An unmeshed peer: plain TCP as the client spoke it.
+    Plain,
+}
+
+/// One endpoint of a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// The identity the endpoint's certificate must carry (meshed peers only).
+    pub identity: Option<String>,
+    /// Metric labels, exported with a `dst_` prefix.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Endpoint {
+    /// Meshed peers have an identity.
+    pub fn hint(&self) -> ProtocolHint {
+        if self.identity.is_some() { ProtocolHint::Mesh } else { ProtocolHint::Plain }
+    }
+}
+
+/// The current answer for a destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Destination {
+    /// The canonical authority (`name:port`), used as the `authority` metric label.
+    pub authority: Option<String>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// What a target resolves to.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// Known: the receiver always holds the latest endpoint set.
+    Found(watch::Receiver<Arc<Destination>>),
+    /// Not a known destination: forward to the original destination.
+    NotFound,
+}
+
+/// A discovery target.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// An HTTP authority, `host:port`, lower case.
+    Authority(&'a str),
+    /// An original destination address.
+    Addr(SocketAddr),
+}
+
+/// A future resolving a target.
+pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Resolution> + Send + 'a>>;
+
+/// Resolves targets. Implementations must be cheap to call repeatedly; the proxy caches
+/// resolutions per target.
+pub trait Discover: Send + Sync + 'static {
+    fn resolve<'a>(&'a self, target: Target<'a>) -> ResolveFuture<'a>;
+}
+
+/// The static configuration file (`TULLE_PROXY_STATIC_CONFIG`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticFile {
+    #[serde(default)]
+    pub destinations: Vec<StaticDestination>,
+}
+
+/// One destination of the static file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticDestination {
+    /// `host:port`.
+    pub authority: Option<String>,
+    /// Original-destination addresses (e.g. the ClusterIP) that also match this destination.
+    #[serde(default)]
+    pub addrs: Vec<SocketAddr>,
+    #[serde(default)]
+    pub endpoints: Vec<StaticEndpoint>,
+}
+
+/// One endpoint of the static file; without `identity` it is plain (unmeshed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticEndpoint {
+    pub addr: SocketAddr,
+    pub identity: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Why the static file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StaticError {
+    #[error("reading static config {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("parsing static config {path}: {source}; expected {{\"destinations\":[{{\"authority\":\"host:port\",\"addrs\":[...],\"endpoints\":[{{\"addr\":\"ip:port\",\"identity\":\"...\",\"labels\":{{}}}}]}}]}}")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("destination {0:?}: an authority must be host:port")]
+    Authority(String),
+}
+
+impl StaticFile {
+    pub fn from_path(path: &Path) -> Result<Self, StaticError> {
+        let p = path.display().to_string();
+        let text = std::fs::read(path).map_err(|source| StaticError::Read { path: p.clone(), source })?;
+        serde_json::from_slice(&text).map_err(|source| StaticError::Parse { path: p, source })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    by_authority: HashMap<String, watch::Sender<Arc<Destination>>>,
+    by_addr: HashMap<SocketAddr, watch::Sender<Arc<Destination>>>,
+}
+
+/// Discovery from a [`StaticFile`], replaceable at runtime ([`StaticDiscovery::replace`]):
+/// watchers of a destination see the new endpoints, and in-flight requests are unaffected.
+#[derive(Debug, Default)]
+pub struct StaticDiscovery {
+    index: RwLock<Index>,
+}
+
+impl StaticDiscovery {
+    pub fn new(file: StaticFile) -> Result<Self, StaticError> {
+        let d = StaticDiscovery::default();
+        d.replace(file)?;
+        Ok(d)
+    }
+
+    /// Replaces the destinations; existing watches are updated in place.
+    pub fn replace(&self, file: StaticFile) -> Result<(), StaticError> {
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = Index::default();
+        for d in file.destinations {
+            let authority = match d.authority {
+                Some(a) => Some(normalize_authority(&a, None).ok_or(StaticError::Authority(a))?),
+                None => None,
+            };
+            let dest = Arc::new(Destination {
+                authority: authority.clone(),
+                endpoints: d
+                    .endpoints
+                    .into_iter()
+                    .map(|e| Endpoint {
+                        addr: e.addr,
+                        identity: e.identity.map(|i| i.to_ascii_lowercase()),
+                        labels: e.labels,
+                    })
+                    .collect(),
+            });
+            // Reuse the sender of the same destination so watchers see the change.
+            let existing = authority
+                .as_ref()
+                .and_then(|a| index.by_authority.get(a))
+                .or_else(|| d.addrs.iter().find_map(|a| index.by_addr.get(a)))
+                .cloned();
+            let tx = match existing {
+                Some(tx) => {
+                    tx.send_replace(dest);
+                    tx
+                }
+                None => watch::channel(dest).0,
+            };
+            if let Some(a) = authority {
+                next.by_authority.insert(a, tx.clone());
+            }
+            for a in d.addrs {
+                next.by_addr.insert(a, tx.clone());
+            }
+        }
+        // Destinations that disappeared keep their watchers but lose their endpoints.
+        for (a, tx) in index.by_authority.iter() {
+            if !next.by_authority.contains_key(a) {
+                tx.send_replace(Arc::new(Destination { authority: Some(a.clone()), endpoints: vec![] }));
+            }
+        }
+        *index = next;
+        Ok(())
+    }
+
+    fn lookup(&self, target: Target<'_>) -> Resolution {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let tx = match target {
+            Target::Authority(a) => index.by_authority.get(a),
+            Target::Addr(a) => index.by_addr.get(&a),
+        };
+        match tx {
+            Some(tx) => Resolution::Found(tx.subscribe()),
+            None => Resolution::NotFound,
+        }
+    }
+}
+
+impl Discover for StaticDiscovery {
+    fn resolve<'a>(&'a self, target: Target<'a>) -> ResolveFuture<'a> {
+        let r = self.lookup(target);
+        Box::pin(std::future::ready(r))
+    }
+}
+
+/// Lower-cases an authority and adds `default_port` when it has none. `None` if invalid.
+pub fn normalize_authority(a: &str, default_port: Option<u16>) -> Option<String> {
+    let a = a.trim().trim_end_matches('.');
+    if a.is_empty() || a.contains(['/', ' ', '@']) {
+        return None;
+    }
+    let has_port = match a.rfind(':') {
+        Some(i) if !a.ends_with(']') => a[i + 1..].parse::<u16>().is_ok(),
+        _ => false,
+    };
+    let mut s = a.to_ascii_lowercase();
+    if !has_port {
+        s.push(':');
+        s.push_str(&default_port?.to_string());
+    }
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{"destinations":[{"authority":"web.default.svc.cluster.local:80","addrs":["10.96.0.5:80"],"endpoints":[{"addr":"127.0.0.1:4143","identity":"web.default.serviceaccount.identity.tulle.cluster.local","labels":{"pod":"web-1"}}]}]}"#;
+
+    #[tokio::test]
+    async fn static_resolves_by_authority_and_addr() {
+        let d = StaticDiscovery::new(serde_json::from_str(EXAMPLE).unwrap()).unwrap();
+        let Resolution::Found(rx) = d.resolve(Target::Authority("web.default.svc.cluster.local:80")).await else {
+            panic!("not found")
+        };
+        let dest = rx.borrow().clone();
+        assert_eq!(dest.endpoints.len(), 1);
+        assert_eq!(dest.endpoints[0].hint(), ProtocolHint::Mesh);
+        assert_eq!(dest.endpoints[0].labels["pod"], "web-1");
+        assert!(matches!(d.resolve(Target::Addr("10.96.0.5:80".parse().unwrap())).await, Resolution::Found(_)));
+        assert!(matches!(d.resolve(Target::Authority("other:80")).await, Resolution::NotFound));
+    }
+
+    #[tokio::test]
+    async fn replace_updates_watchers() {
+        let d = StaticDiscovery::new(serde_json::from_str(EXAMPLE).unwrap()).unwrap();
+        let Resolution::Found(mut rx) = d.resolve(Target::Authority("web.default.svc.cluster.local:80")).await else {
+            panic!()
+        };
+        let next = EXAMPLE.replace(r#","identity":"web.default.serviceaccount.identity.tulle.cluster.local""#, "");
+        d.replace(serde_json::from_str(&next).unwrap()).unwrap();
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().endpoints[0].hint(), ProtocolHint::Plain);
+    }
+
+    #[test]
+    fn authorities() {
+        assert_eq!(normalize_authority("Web.Default:8080", None).unwrap(), "web.default:8080");
+        assert_eq!(normalize_authority("web", Some(80)).unwrap(), "web:80");
+        assert_eq!(normalize_authority("web", None), None);
+        assert_eq!(normalize_authority("[::1]", Some(80)).unwrap(), "[::1]:80");
+    }
+}

@@ -1,0 +1,79 @@
+//! Proxy errors and their HTTP answers (the one place where errors become responses).
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+/// The response body type of the proxy: a proxied body or a synthetic one.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// The header naming why the proxy answered itself.
+pub const ERROR_HEADER: &str = "tulle-proxy-error";
+
+/// A failure to proxy a request or connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("connecting to {0}: {1}")]
+    Connect(SocketAddr, std::io::Error),
+    #[error("connecting to {0}: timed out")]
+    ConnectTimeout(SocketAddr),
+    #[error("TLS handshake with {addr} (expected identity {identity}): {source}")]
+    Tls { addr: SocketAddr, identity: String, source: std::io::Error },
+    #[error("invalid identity name {0:?}")]
+    BadIdentity(String),
+    #[error("HTTP/2 handshake with {0}: {1}")]
+    Handshake(SocketAddr, hyper::Error),
+    #[error("upstream {0}: {1}")]
+    Upstream(SocketAddr, hyper::Error),
+    #[error("upstream {0}: {1}")]
+    Client(SocketAddr, String, bool),
+    #[error("upstream did not answer within the response timeout")]
+    ResponseTimeout,
+    #[error("no endpoints available")]
+    NoEndpoints,
+    #[error("too many requests in flight; failing fast")]
+    FailFast,
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("original destination port unknown; set TULLE_PROXY_INBOUND_PORT_FALLBACK or use iptables redirection")]
+    NoOrigPort,
+}
+
+impl ProxyError {
+    /// Status code and short reason (the `tulle-proxy-error` header value).
+    pub fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            ProxyError::Connect(..) => (StatusCode::BAD_GATEWAY, "connect error"),
+            ProxyError::Tls { .. } | ProxyError::BadIdentity(_) => (StatusCode::BAD_GATEWAY, "tls error"),
+            ProxyError::Handshake(..) | ProxyError::Upstream(..) => (StatusCode::BAD_GATEWAY, "upstream error"),
+            ProxyError::Client(_, _, true) => (StatusCode::BAD_GATEWAY, "connect error"),
+            ProxyError::Client(..) => (StatusCode::BAD_GATEWAY, "upstream error"),
+            ProxyError::ConnectTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "connect timeout"),
+            ProxyError::ResponseTimeout => (StatusCode::GATEWAY_TIMEOUT, "response timeout"),
+            ProxyError::NoEndpoints => (StatusCode::SERVICE_UNAVAILABLE, "no endpoints"),
+            ProxyError::FailFast => (StatusCode::SERVICE_UNAVAILABLE, "fail fast"),
+            ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad request"),
+            ProxyError::NoOrigPort => (StatusCode::BAD_GATEWAY, "no original port"),
+        }
+    }
+
+    /// The synthetic response for this error.
+    pub fn to_response(&self) -> Response<Body> {
+        let (status, reason) = self.status();
+        let mut r = Response::new(Either::Right(Full::new(Bytes::from(format!("{self}\n")))));
+        *r.status_mut() = status;
+        r.headers_mut().insert(ERROR_HEADER, HeaderValue::from_static(reason));
+        r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        r
+    }
+}
+
+/// A plain response with a static body.
+pub fn simple(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(body.as_bytes()))));
+    *r.status_mut() = status;
+    r
+}

@@ -1,0 +1,119 @@
+//! HTTP plumbing shared by inbound and outbound: serving a connection with limits and
+//! graceful shutdown, hop-by-hop headers, upgrades, classification.
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::config::Config;
+use crate::error::Body;
+use crate::runtime::Drain;
+
+/// Header between proxies: the client's original HTTP version when it was not HTTP/2.
+pub const ORIG_PROTO: HeaderName = HeaderName::from_static("tulle-orig-proto");
+/// Header between proxies: the original destination port.
+pub const ORIG_PORT: HeaderName = HeaderName::from_static("tulle-orig-port");
+/// Header added by the inbound proxy: the client's mesh identity.
+pub const CLIENT_ID: HeaderName = HeaderName::from_static("tulle-client-id");
+
+/// Serves one HTTP connection (`h2` or HTTP/1.1 with upgrades) until it ends, or until
+/// shutdown begins, then closes it gracefully.
+pub async fn serve<I, F, Fut>(io: I, h2: bool, config: &Config, drain: &Drain, handler: F)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let fut = handler(req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let io = TokioIo::new(io);
+    let mut signal = drain.signal();
+    if h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_concurrent_streams(config.h2_max_concurrent_streams)
+            .max_header_list_size(config.max_header_bytes as u32)
+            .max_pending_accept_reset_streams(50)
+            .max_local_error_reset_streams(Some(1024))
+            .initial_stream_window_size(256 * 1024)
+            .initial_connection_window_size(1024 * 1024)
+            .max_send_buf_size(256 * 1024)
+            .keep_alive_interval(Some(std::time::Duration::from_secs(20)))
+            .keep_alive_timeout(std::time::Duration::from_secs(20));
+        let conn = b.serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => { if let Err(e) = r { tracing::debug!("h2 connection: {e}") } return }
+            _ = signal.changed() => conn.as_mut().graceful_shutdown(),
+        }
+        let _ = conn.await;
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .max_buf_size(config.max_header_bytes.max(8192))
+            .max_headers(128);
+        let conn = b.serve_connection(io, svc).with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => { if let Err(e) = r { tracing::debug!("http/1 connection: {e}") } return }
+            _ = signal.changed() => conn.as_mut().graceful_shutdown(),
+        }
+        let _ = conn.await;
+    }
+}
+
+/// Is this an HTTP/1.1 upgrade (WebSocket, ...) or CONNECT request?
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    if req.version() == Version::HTTP_2 {
+        return false;
+    }
+    if req.method() == http::Method::CONNECT {
+        return true;
+    }
+    req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+}
+
+/// Removes connection-specific headers (RFC 9110 §7.6.1) before changing HTTP versions.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(conn) = h.get(header::CONNECTION).cloned()
+        && let Ok(s) = conn.to_str()
+    {
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !name.eq_ignore_ascii_case("trailers") {
+                h.remove(name);
+            }
+        }
+    }
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        h.remove(name);
+    }
+    if h.get(header::TE).is_some_and(|v| v != "trailers") {
+        h.remove(header::TE);
+    }
+}
+
+/// Classifies a response (at its headers): 5xx, or a gRPC error status in the headers.
+pub fn is_failure(status: http::StatusCode, headers: &HeaderMap) -> bool {
+    status.is_server_error()
+        || headers.get("grpc-status").is_some_and(|v| v.as_bytes() != b"0")
+}
