@@ -1,0 +1,83 @@
+//! The routes and the listeners.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use axum::Json;
+use axum::extract::Query;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::{admission, client, tls};
+
+/// Settings from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub tls: Option<(u16, String, String)>,
+    pub pod: String,
+    pub namespace: String,
+    pub group: String,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let port = |k: &str, default: u16| -> anyhow::Result<u16> {
+            env(k).map_or(Ok(default), |v| v.parse().with_context(|| format!("{k}={v:?} is not a port number")))
+        };
+        let tls = match (env("TLS_CERT"), env("TLS_KEY")) {
+            (Some(c), Some(k)) => Some((port("TLS_PORT", 8443)?, c, k)),
+            (None, None) => None,
+            _ => anyhow::bail!("set both TLS_CERT and TLS_KEY (PEM files), or neither"),
+        };
+        Ok(Self {
+            port: port("PORT", 8080)?,
+            tls,
+            pod: env("POD_NAME").unwrap_or_else(|| "unknown".into()),
+            namespace: env("POD_NAMESPACE").unwrap_or_else(|| "unknown".into()),
+            group: env("APISERVICE_GROUP").unwrap_or_else(|| "testapp.tulle.io".into()),
+        })
+    }
+}
+
+fn router(cfg: &Config) -> axum::Router {
+    let (pod, ns) = (cfg.pod.clone(), cfg.namespace.clone());
+    axum::Router::new()
+        .route("/", get(move || async move { Json(json!({"pod": pod, "namespace": ns})) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/call", get(call))
+}
+
+#[derive(serde::Deserialize)]
+struct CallParams {
+    url: String,
+}
+
+/// GET another service and report what came back (`error` instead of `status` when it failed).
+async fn call(Query(p): Query<CallParams>) -> Json<Value> {
+    match client::get(&p.url).await {
+        Ok(r) => Json(json!({"url": p.url, "status": r.status, "body": r.body})),
+        Err(e) => Json(json!({"url": p.url, "error": format!("{e:#}")})),
+    }
+}
+
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let plain = router(&cfg);
+    let addr = SocketAddr::from(([0, 0, 0, 0], cfg.port));
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    println!("tulle-testapp {} pod={} namespace={} listening on http://{addr}", env!("CARGO_PKG_VERSION"), cfg.pod, cfg.namespace);
+    let http = async { axum::serve(listener, plain).await.context("HTTP server failed") };
+    match cfg.tls.clone() {
+        None => http.await,
+        Some((port, cert, key)) => {
+            let group = cfg.group.clone();
+            let secure = router(&cfg)
+                .route("/mutate", post(admission::mutate))
+                .route("/validate", post(admission::validate))
+                .merge(admission::aggregated_api(&group, &cfg.pod));
+            let https = tls::serve(SocketAddr::from(([0, 0, 0, 0], port)), &cert, &key, secure);
+            tokio::try_join!(http, https).map(|_| ())
+        }
+    }
+}
