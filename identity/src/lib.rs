@@ -1,0 +1,138 @@
+//! tulle-identity: the mesh certificate authority.
+//!
+//! A proxy sends `Certify` a CSR (ECDSA P-256) and its projected ServiceAccount token
+//! (audience `identity.tulle.io`). The service reviews the token ([`token`]), checks the
+//! requested identity and the CSR ([`csr`]), and signs a short-lived leaf with the issuer
+//! loaded and hot-reloaded from mounted files ([`issuer`]). It serves over TLS with a
+//! certificate it issues to itself ([`serving`]), exports metrics ([`metrics`]) on the
+//! admin port ([`admin`]) and reports failures as Kubernetes Events ([`events`]).
+
+pub mod admin;
+pub mod config;
+pub mod csr;
+pub mod events;
+pub mod issuer;
+pub mod metrics;
+pub mod serving;
+pub mod service;
+pub mod token;
+
+pub use config::Args;
+
+use std::{sync::Arc, time::Duration};
+use tulle_api::ServiceAccountIdentity;
+
+/// The process failed to start or a server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No Kubernetes client could be built.
+    #[error("cannot build a Kubernetes client (in-cluster config or KUBECONFIG): {0}")]
+    Kube(#[from] kube::Error),
+    /// TLS configuration failed.
+    #[error("TLS configuration failed: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A server stopped.
+    #[error("server stopped: {0}")]
+    Serve(String),
+}
+
+/// Runs the identity service until a server fails.
+pub async fn run(args: Args) -> Result<(), RunError> {
+    let client = kube::Client::try_default().await?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = metrics::Metrics::register(&mut registry);
+
+    let (reloader, issuer_rx) = issuer::Reloader::new(
+        args.issuer_dir.clone(),
+        Duration::from_secs(args.issuer_poll_secs.max(1)),
+    );
+    let load_failures = metrics.issuer_load_failures.clone();
+    tokio::spawn(reloader.run(move |_| {
+        load_failures.inc();
+    }));
+    tokio::spawn(export_issuer_expiry(issuer_rx.clone(), metrics.clone()));
+
+    let certify = service::Certify::new(
+        service::CertifyConfig {
+            trust_domain: args.trust_domain.clone(),
+            audience: args.token_audience.clone(),
+            lifetime: Duration::from_secs(args.cert_lifetime_secs),
+            clock_skew: Duration::from_secs(args.clock_skew_secs),
+        },
+        issuer_rx.clone(),
+        token::KubeTokenReviewer::new(client.clone()),
+        events::KubeEvents::new(client, args.pod_name.clone()),
+        metrics,
+    );
+
+    let admin_listener = bind(args.admin_addr).await?;
+    let ready_rx = issuer_rx.clone();
+    let admin_state = admin::AdminState {
+        registry: Arc::new(registry),
+        ready: Arc::new(move || ready_rx.borrow().is_some()),
+    };
+    let admin = tokio::spawn(admin::serve(admin_listener, admin_state));
+
+    let listener = bind(args.addr).await?;
+    let router = tonic::transport::Server::builder().add_service(certify.into_server());
+    let grpc = if args.plaintext {
+        tracing::warn!(addr = %args.addr, "serving Certify over plaintext gRPC");
+        let incoming = tokio_stream_incoming(listener);
+        tokio::spawn(async move { router.serve_with_incoming(incoming).await.map_err(|e| e.to_string()) })
+    } else {
+        let own = ServiceAccountIdentity::new(&args.service_account, &args.namespace, &args.trust_domain);
+        let serving = Arc::new(serving::ServingCert::default());
+        let config = serving.server_config()?;
+        tokio::spawn(serving.maintain(issuer_rx, own.clone()));
+        tracing::info!(addr = %args.addr, identity = %own, "serving Certify over TLS");
+        let incoming = tulle_api::tls::incoming(listener, config);
+        tokio::spawn(async move { router.serve_with_incoming(incoming).await.map_err(|e| e.to_string()) })
+    };
+    tokio::select! {
+        r = grpc => Err(RunError::Serve(format!("gRPC: {:?}", r))),
+        r = admin => Err(RunError::Serve(format!("admin: {:?}", r))),
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })
+}
+
+/// A plain TCP incoming stream for tonic.
+pub fn tokio_stream_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
+    futures::stream::unfold(listener, |l| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        Some((r, l))
+    })
+}
+
+/// Updates the issuer-expiry gauge every 10 s and on every issuer change.
+async fn export_issuer_expiry(mut rx: issuer::IssuerRx, metrics: metrics::Metrics) {
+    loop {
+        if let Some(iss) = rx.borrow_and_update().clone() {
+            let now = std::time::SystemTime::now();
+            let secs = match iss.not_after().duration_since(now) {
+                Ok(d) => d.as_secs_f64(),
+                Err(e) => -e.duration().as_secs_f64(),
+            };
+            metrics.issuer_expiry_seconds.set(secs);
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The tulle-identity binary: parse flags, install the crypto provider, run.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = tulle_identity::Args::parse();
+    tulle_identity::run(args).await?;
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! The `tulle.identity.Identity/Certify` gRPC service.
+
+use crate::{
+    csr,
+    events::EventSink,
+    issuer::IssuerRx,
+    metrics::Metrics,
+    token::{TokenError, TokenReviewer},
+};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+use tonic::{Request, Response, Status};
+use tulle_api::{
+    ServiceAccountIdentity,
+    identity::{CertifyRequest, CertifyResponse, identity_server},
+};
+
+/// The largest token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 8192;
+/// The largest gRPC request accepted, in bytes (token + CSR + name, with room to spare).
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// Settings of the Certify service.
+#[derive(Clone, Debug)]
+pub struct CertifyConfig {
+    /// Trust domain identities must end in.
+    pub trust_domain: String,
+    /// Token audience required.
+    pub audience: String,
+    /// Leaf lifetime.
+    pub lifetime: Duration,
+    /// Backdating of notBefore for clock skew.
+    pub clock_skew: Duration,
+}
+
+/// The Certify service, generic over token review and event reporting.
+pub struct Certify<T, E> {
+    config: CertifyConfig,
+    issuer: IssuerRx,
+    reviewer: Arc<T>,
+    events: Arc<E>,
+    metrics: Metrics,
+}
+
+impl<T, E> std::fmt::Debug for Certify<T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certify").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A refusal: the gRPC status plus a metric reason.
+struct Refusal {
+    reason: &'static str,
+    status: Status,
+}
+
+fn refuse(reason: &'static str, status: Status) -> Refusal {
+    Refusal { reason, status }
+}
+
+impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
+    /// Builds the service.
+    pub fn new(config: CertifyConfig, issuer: IssuerRx, reviewer: T, events: E, metrics: Metrics) -> Self {
+        Self {
+            config,
+            issuer,
+            reviewer: Arc::new(reviewer),
+            events: Arc::new(events),
+            metrics,
+        }
+    }
+
+    /// The tonic server for this service, with the request size limit applied.
+    pub fn into_server(self) -> identity_server::IdentityServer<Self> {
+        identity_server::IdentityServer::new(self).max_decoding_message_size(MAX_REQUEST_BYTES)
+    }
+
+    async fn certify_inner(
+        &self,
+        req: &CertifyRequest,
+        requested: &mut Option<ServiceAccountIdentity>,
+    ) -> Result<CertifyResponse, Refusal> {
+        let Some(issuer) = self.issuer.borrow().clone() else {
+            return Err(refuse(
+                "issuer_unavailable",
+                Status::unavailable("the issuer is not loaded yet; retry later"),
+            ));
+        };
+        if req.token.len() > MAX_TOKEN_BYTES || req.identity.len() > 253 {
+            return Err(refuse(
+                "oversized",
+                Status::invalid_argument(format!(
+                    "request too large: token {} bytes (max {MAX_TOKEN_BYTES}), identity {} bytes (max 253)",
+                    req.token.len(),
+                    req.identity.len()
+                )),
+            ));
+        }
+        if req.certificate_signing_request.len() > csr::MAX_CSR_BYTES {
+            return Err(refuse(
+                "oversized",
+                Status::invalid_argument(csr::CsrError::TooLarge(req.certificate_signing_request.len()).to_string()),
+            ));
+        }
+        let id = ServiceAccountIdentity::parse_dns_name(&req.identity)
+            .map_err(|e| refuse("bad_identity", Status::invalid_argument(e.to_string())))?;
+        if id.trust_domain != self.config.trust_domain {
+            return Err(refuse(
+                "bad_identity",
+                Status::invalid_argument(format!(
+                    "identity {} is not in trust domain {}",
+                    req.identity, self.config.trust_domain
+                )),
+            ));
+        }
+        *requested = Some(id.clone());
+        let token = std::str::from_utf8(&req.token)
+            .map_err(|_| refuse("token_invalid", Status::unauthenticated("token is not UTF-8")))?;
+        let subject = self
+            .reviewer
+            .review(token, &self.config.audience)
+            .await
+            .map_err(|e| match e {
+                TokenError::Unavailable(_) => refuse("token_review_unavailable", Status::unavailable(e.to_string())),
+                TokenError::Unauthenticated(_) | TokenError::NotServiceAccount(_) => {
+                    refuse("token_invalid", Status::unauthenticated(e.to_string()))
+                }
+            })?;
+        if subject.namespace != id.namespace || subject.service_account != id.service_account {
+            return Err(refuse(
+                "name_mismatch",
+                Status::permission_denied(format!(
+                    "token belongs to ServiceAccount {}/{} but identity {} was requested",
+                    subject.namespace, subject.service_account, req.identity
+                )),
+            ));
+        }
+        let csr = csr::validate(&req.certificate_signing_request, &id)
+            .map_err(|e| refuse("bad_csr", Status::invalid_argument(e.to_string())))?;
+        let signed = issuer
+            .sign(&csr.public_key, &id, SystemTime::now(), self.config.lifetime, self.config.clock_skew)
+            .map_err(|e| refuse("sign_failed", Status::internal(e.to_string())))?;
+        Ok(CertifyResponse {
+            leaf_certificate: signed.leaf.to_vec(),
+            intermediate_certificates: signed.chain.iter().map(|c| c.to_vec()).collect(),
+            valid_until: Some(prost_types::Timestamp::from(signed.not_after)),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl<T: TokenReviewer, E: EventSink> identity_server::Identity for Certify<T, E> {
+    async fn certify(&self, request: Request<CertifyRequest>) -> Result<Response<CertifyResponse>, Status> {
+        let req = request.into_inner();
+        let mut requested = None;
+        match self.certify_inner(&req, &mut requested).await {
+            Ok(rsp) => {
+                self.metrics.issued.inc();
+                tracing::info!(identity = %req.identity, "certificate issued");
+                Ok(Response::new(rsp))
+            }
+            Err(Refusal { reason, status }) => {
+                self.metrics.refused(reason);
+                tracing::info!(identity = %req.identity, reason, message = status.message(), "certify refused");
+                if let Some(id) = requested {
+                    self.events
+                        .issuing_failed(&id.namespace, &id.service_account, reason, status.message());
+                }
+                Err(status)
+            }
+        }
+    }
+}
