@@ -54,7 +54,7 @@ pub fn run(args: &DataPlaneArgs) -> anyhow::Result<()> {
     }
     drop(backend);
     notes.push(format!(
-        "Load generator: built in (one thread for {} fixed-rate / {} closed-loop connections plus a pacer thread); backend: nginx `return 200`, 1 worker; every proxy: 1 worker (tulle: TULLE_PROXY_WORKER_THREADS={}); no CPU pinning.",
+        "Load generator: built in (one thread, timerfd-paced, {} connections for fixed rates, {} for max); backend: nginx `return 200`, 1 worker; every proxy: 1 worker (tulle: TULLE_PROXY_WORKER_THREADS={}); no CPU pinning.",
         args.connections, args.max_connections, args.proxy_threads
     ));
     notes.push("nginx pair: HTTP/1.1 over mTLS between the proxies (pooled keep-alive upstream); haproxy pair and tulle: HTTP/2 over mTLS between the proxies.".into());

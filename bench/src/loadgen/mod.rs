@@ -1,7 +1,7 @@
 //! The HTTP/1.1 load generator.
 //!
-//! Open loop (fixed rate): a pacer thread releases request "tickets" at their intended send
-//! times (`start + i / rate`, with a 1 µs timer slack); the connections, all driven by one
+//! Open loop (fixed rate): a pacer task releases request "tickets" at their intended send
+//! times (`start + i / rate`, timed by a timerfd); the connections, all driven by the same
 //! single-threaded tokio runtime, take the oldest ticket whenever they are free. Latency is
 //! measured from the ticket's intended time, so a stalled system is charged for the requests
 //! it delayed (no coordinated omission). Closed loop (maximum throughput): every connection
@@ -163,16 +163,7 @@ async fn drive(spec: LoadSpec) -> anyhow::Result<LoadOutcome> {
         .collect();
 
     if let Some(rate) = spec.rate {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let (start, end) = (spec.start, spec.window_end());
-        let pacer = std::thread::Builder::new()
-            .name("pacer".into())
-            .spawn(move || pace(rate.max(1), start, end, tx))?;
-        while let Some(t) = rx.recv().await {
-            shared.queue.borrow_mut().push_back(t);
-            shared.notify.notify_one();
-        }
-        let _ = pacer.join();
+        pace(&shared, rate.max(1), spec.start, spec.window_end()).await?;
     } else {
         while Instant::now() < spec.window_end() && !signals::stopped() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -199,30 +190,64 @@ async fn drive(spec: LoadSpec) -> anyhow::Result<LoadOutcome> {
     })
 }
 
-/// Releases one ticket per `1/rate` from `start` until `end`.
-fn pace(rate: u64, start: Instant, end: Instant, tx: tokio::sync::mpsc::UnboundedSender<Instant>) {
-    // Without this, nanosleep may wake up to 50 µs late.
-    let _ = nix::sys::prctl::set_timerslack(1_000);
+/// Releases one ticket per `1/rate` from `start` until `end`, waking on a timerfd (tokio's own
+/// timer has a 1 ms resolution) in the generator's thread, so no other thread has to wake it.
+async fn pace(sh: &Shared, rate: u64, start: Instant, end: Instant) -> anyhow::Result<()> {
+    use nix::sys::time::TimeSpec;
+    use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+
+    let timer = register(Timer(TimerFd::new(
+        ClockId::CLOCK_MONOTONIC,
+        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+    )?))?;
     let interval_ns = 1e9 / rate as f64;
     let mut i: u64 = 0;
     loop {
         if signals::stopped() {
-            return;
+            return Ok(());
         }
         let t = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
         if t >= end {
-            return;
+            return Ok(());
         }
         let now = Instant::now();
         if t > now {
-            std::thread::sleep(t - now);
+            let wait = TimeSpec::from_duration(t - now);
+            timer.get_ref().0.set(Expiration::OneShot(wait), TimerSetTimeFlags::empty())?;
+            loop {
+                let mut guard = timer.readable().await?;
+                let mut expirations = [0u8; 8];
+                let read = guard.try_io(|fd| {
+                    nix::unistd::read(&fd.get_ref().0, &mut expirations).map_err(std::io::Error::from)
+                });
+                if let Ok(result) = read {
+                    result?;
+                    break;
+                }
+            }
             continue;
         }
-        if tx.send(t).is_err() {
-            return;
-        }
+        sh.queue.borrow_mut().push_back(t);
+        sh.notify.notify_one();
         i += 1;
     }
+}
+
+/// A timerfd that tokio can poll.
+struct Timer(nix::sys::timerfd::TimerFd);
+
+impl std::os::fd::AsRawFd for Timer {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+#[allow(unsafe_code)]
+fn register(timer: Timer) -> std::io::Result<tokio::io::unix::AsyncFd<Timer>> {
+    // SAFETY: the AsyncFd owns the timer, so the descriptor stays open (and is not reused)
+    // for as long as it is registered.
+    unsafe { tokio::io::unix::AsyncFd::register(timer) }.map_err(std::io::Error::from)
 }
 
 async fn connection(sh: Rc<Shared>, addr: SocketAddr, req: Rc<[u8]>, open_loop: bool, start: Instant) {
