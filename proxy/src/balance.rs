@@ -87,11 +87,16 @@ pub trait Balanced: Send + Sync + 'static {
     fn load(&self) -> &Arc<PeakEwma>;
 }
 
+/// Builds the per-endpoint state of a balancer.
+pub type MakeEndpoint<E> = Box<dyn Fn(&Endpoint) -> Arc<E> + Send + Sync>;
+/// The current endpoints and their state.
+pub type EndpointSet<E> = Arc<Vec<(Endpoint, Arc<E>)>>;
+
 /// Balances over a discovery watch. `make` builds the per-endpoint state.
 pub struct Balancer<E> {
     rx: Mutex<watch::Receiver<Arc<Destination>>>,
-    set: RwLock<Arc<Vec<(Endpoint, Arc<E>)>>>,
-    make: Box<dyn Fn(&Endpoint) -> Arc<E> + Send + Sync>,
+    set: RwLock<EndpointSet<E>>,
+    make: MakeEndpoint<E>,
 }
 
 impl<E> std::fmt::Debug for Balancer<E> {
@@ -101,13 +106,13 @@ impl<E> std::fmt::Debug for Balancer<E> {
 }
 
 impl<E: Balanced> Balancer<E> {
-    pub fn new(mut rx: watch::Receiver<Arc<Destination>>, make: Box<dyn Fn(&Endpoint) -> Arc<E> + Send + Sync>) -> Self {
+    pub fn new(mut rx: watch::Receiver<Arc<Destination>>, make: MakeEndpoint<E>) -> Self {
         let dest = rx.borrow_and_update().clone();
         let set = dest.endpoints.iter().map(|e| (e.clone(), make(e))).collect();
         Balancer { rx: Mutex::new(rx), set: RwLock::new(Arc::new(set)), make }
     }
 
-    fn refresh(&self) -> Arc<Vec<(Endpoint, Arc<E>)>> {
+    fn refresh(&self) -> EndpointSet<E> {
         if let Ok(mut rx) = self.rx.try_lock()
             && rx.has_changed().unwrap_or(false)
         {
@@ -129,7 +134,7 @@ impl<E: Balanced> Balancer<E> {
     }
 
     /// The current endpoint set.
-    pub fn endpoints(&self) -> Arc<Vec<(Endpoint, Arc<E>)>> {
+    pub fn endpoints(&self) -> EndpointSet<E> {
         self.refresh()
     }
 
@@ -175,7 +180,7 @@ mod tests {
         })
     }
 
-    fn ep() -> Box<dyn Fn(&Endpoint) -> Arc<Ep> + Send + Sync> {
+    fn ep() -> MakeEndpoint<Ep> {
         Box::new(|_| Arc::new(Ep(Arc::new(PeakEwma::new(Duration::from_millis(30), Duration::from_secs(10))))))
     }
 

@@ -36,10 +36,12 @@ pub struct Inbound {
     rt: Arc<Runtime>,
     h1: Client<HttpConnector, Incoming>,
     h2: Mutex<HashMap<u16, Arc<H2Client>>>,
-    metrics: RwLock<HashMap<(Box<str>, u16, TlsKey), Arc<HttpMetrics>>>,
+    metrics: RwLock<MetricsCache>,
 }
 
 type TlsKey = Option<Box<str>>;
+/// Metric handles by (authority, port, client identity).
+type MetricsCache = HashMap<(Box<str>, u16, TlsKey), Arc<HttpMetrics>>;
 
 impl std::fmt::Debug for Inbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::balance::{Balanced, Balancer, PeakEwma};
+use crate::balance::{Balanced, Balancer, MakeEndpoint, PeakEwma};
 use crate::client::{H2Client, MeshTls, upgrade};
 use crate::detect::{Protocol, detect};
 use crate::discovery::{Endpoint, Resolution, Target, normalize_authority};
@@ -49,6 +49,7 @@ impl Balanced for OutEndpoint {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 enum RouteKind {
     Balanced(Balancer<OutEndpoint>),
     Passthrough { addr: SocketAddr, h2: H2Client, http: HttpMetrics },
@@ -59,10 +60,13 @@ struct Route {
     in_flight: AtomicUsize,
 }
 
+/// Routes by original destination, then by raw authority text.
+type Routes = HashMap<SocketAddr, HashMap<Box<str>, Arc<Route>>>;
+
 /// The outbound proxy.
 pub struct Outbound {
     rt: Arc<Runtime>,
-    routes: RwLock<HashMap<SocketAddr, HashMap<Box<str>, Arc<Route>>>>,
+    routes: RwLock<Routes>,
     route_count: AtomicUsize,
     h1: Client<HttpConnector, Incoming>,
 }
@@ -190,7 +194,7 @@ impl Outbound {
         }
     }
 
-    fn make_endpoint(&self, authority: Option<String>) -> Box<dyn Fn(&Endpoint) -> Arc<OutEndpoint> + Send + Sync> {
+    fn make_endpoint(&self, authority: Option<String>) -> MakeEndpoint<OutEndpoint> {
         let rt = self.rt.clone();
         Box::new(move |ep: &Endpoint| {
             let tls = ep.identity.as_ref().and_then(|id| {

@@ -225,7 +225,7 @@ fn transparent_interception_between_two_meshed_netns() {
     );
 
     // An unmeshed destination (not in discovery) is forwarded to its original address.
-    let plain = in_ns(&b, || {
+    in_ns(&b, || {
         let l = TcpListener::bind(("0.0.0.0", 9090)).unwrap();
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = l.accept() {
@@ -233,7 +233,6 @@ fn transparent_interception_between_two_meshed_netns() {
             }
         });
     });
-    let _ = plain;
     let ipb = net.ip_b.clone();
     let banner = in_ns(&a, move || {
         let mut s = TcpStream::connect_timeout(&format!("{ipb}:9090").parse().unwrap(), Duration::from_secs(5)).unwrap();
