@@ -164,7 +164,7 @@ pub async fn upgrade(
             }
         });
     }
-    Ok(resp.map(Either::Left))
+    Ok(crate::error::proxied(resp))
 }
 
 /// Either of two IO types (hyper's and http-body-util's `Either` are not IO).

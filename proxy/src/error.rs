@@ -6,9 +6,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::metrics::HttpMetrics;
 
 /// The response body type of the proxy: a proxied body or a synthetic one.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<ProxyBody, Full<Bytes>>;
 
 /// The header naming why the proxy answered itself.
 pub const ERROR_HEADER: &str = "tulle-proxy-error";
@@ -76,4 +81,83 @@ pub fn simple(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(body.as_bytes()))));
     *r.status_mut() = status;
     r
+}
+
+/// A proxied response body. For gRPC responses whose status arrives in trailers, it counts
+/// the response (`response_total` with its classification) when the stream ends.
+#[derive(Debug)]
+pub struct ProxyBody {
+    inner: Incoming,
+    grpc: Option<(Arc<HttpMetrics>, u16)>,
+}
+
+impl ProxyBody {
+    pub fn new(inner: Incoming) -> Self {
+        ProxyBody { inner, grpc: None }
+    }
+
+    fn finish(&mut self, failure: bool) {
+        if let Some((m, status)) = self.grpc.take() {
+            m.count(status, failure);
+        }
+    }
+}
+
+/// Wraps a proxied response.
+pub fn proxied(resp: Response<Incoming>) -> Response<Body> {
+    resp.map(|b| Either::Left(ProxyBody::new(b)))
+}
+
+/// Counts a response: now, or at the end of its stream for gRPC (status in trailers).
+pub fn count_response(metrics: &Arc<HttpMetrics>, resp: &mut Response<Body>) {
+    let status = resp.status().as_u16();
+    let grpc = resp.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+        && !resp.headers().contains_key("grpc-status")
+        && status < 500;
+    if grpc && let Either::Left(body) = resp.body_mut() {
+        body.grpc = Some((metrics.clone(), status));
+        return;
+    }
+    metrics.count(status, crate::http::is_failure(resp.status(), resp.headers()));
+}
+
+impl http_body::Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if self.grpc.is_some() {
+            match &r {
+                Poll::Ready(Some(Ok(f))) => {
+                    if let Some(t) = f.trailers_ref() {
+                        let ok = t.get("grpc-status").is_some_and(|v| v.as_bytes() == b"0");
+                        self.finish(!ok);
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => self.finish(true),
+                Poll::Ready(None) => self.finish(true),
+                Poll::Pending => {}
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // A gRPC stream abandoned before its trailers is a failure.
+        self.finish(true);
+    }
 }

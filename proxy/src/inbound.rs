@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use http::{HeaderValue, Request, Response, Version};
-use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,8 +19,8 @@ use tokio::time::Instant;
 
 use crate::client::{H2Client, upgrade};
 use crate::detect::{Protocol, detect};
-use crate::error::{Body, ProxyError};
-use crate::http::{CLIENT_ID, ORIG_PORT, ORIG_PROTO, is_failure, is_upgrade, serve, strip_hop_by_hop};
+use crate::error::{Body, ProxyError, count_response, proxied};
+use crate::http::{CLIENT_ID, ORIG_PORT, ORIG_PROTO, is_upgrade, serve, strip_hop_by_hop};
 use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, peer_identity};
 use crate::io::{CountingIo, PrefixedIo, connect, original_dst, read_header};
 use crate::metrics::{Direction, HttpMetrics, TlsStatus, labels};
@@ -209,14 +208,15 @@ impl Inbound {
         let start = Instant::now();
         let addr = SocketAddr::new(self.rt.config.inbound_app_host, port);
         let fut = self.forward(req, addr, downgrade);
-        let resp = tokio::time::timeout(self.rt.config.response_timeout, fut)
+        let mut resp = tokio::time::timeout(self.rt.config.response_timeout, fut)
             .await
             .unwrap_or(Err(ProxyError::ResponseTimeout))
             .unwrap_or_else(|e| {
                 tracing::debug!(%addr, "inbound request failed: {e}");
                 e.to_response()
             });
-        metrics.response(resp.status().as_u16(), is_failure(resp.status(), resp.headers()), start.elapsed());
+        metrics.latency(start.elapsed());
+        count_response(&metrics, &mut resp);
         resp
     }
 
@@ -233,7 +233,7 @@ impl Inbound {
                 let mut map = self.h2.lock().unwrap_or_else(|e| e.into_inner());
                 map.entry(addr.port()).or_insert_with(|| Arc::new(H2Client::new(addr, None, timeout, None))).clone()
             };
-            return Ok(client.send(req).await?.map(Either::Left));
+            return Ok(proxied(client.send(req).await?));
         }
         set_uri_addr(&mut req, addr)?;
         let mut resp = self
@@ -244,7 +244,7 @@ impl Inbound {
         if downgrade {
             strip_hop_by_hop(resp.headers_mut());
         }
-        Ok(resp.map(Either::Left))
+        Ok(proxied(resp))
     }
 }
 

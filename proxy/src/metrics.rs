@@ -275,9 +275,13 @@ impl HttpMetrics {
         self.request_total.inc();
     }
 
-    /// Counts a response; `failure` is the classification (5xx, gRPC error, or proxy error).
-    pub fn response(&self, status: u16, failure: bool, latency: Duration) {
+    /// Records the time to response headers.
+    pub fn latency(&self, latency: Duration) {
         self.latency.observe(latency.as_secs_f64() * 1000.0);
+    }
+
+    /// Counts a response; `failure` is the classification (5xx, gRPC error, or proxy error).
+    pub fn count(&self, status: u16, failure: bool) {
         let mut cache = self.responses.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, _, c)) = cache.iter().find(|(s, f, _)| *s == status && *f == failure) {
             c.inc();

@@ -12,7 +12,6 @@ use std::sync::{Arc, RwLock};
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
-use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -23,8 +22,8 @@ use crate::balance::{Balanced, Balancer, MakeEndpoint, PeakEwma};
 use crate::client::{H2Client, MeshTls, upgrade};
 use crate::detect::{Protocol, detect};
 use crate::discovery::{Endpoint, Resolution, Target, normalize_authority};
-use crate::error::{Body, ProxyError};
-use crate::http::{ORIG_PORT, ORIG_PROTO, is_failure, is_upgrade, serve, strip_hop_by_hop};
+use crate::error::{Body, ProxyError, count_response, proxied};
+use crate::http::{ORIG_PORT, ORIG_PROTO, is_upgrade, serve, strip_hop_by_hop};
 use crate::identity::{ALPN_H2, ALPN_TCP, server_name};
 use crate::io::{CountingIo, PrefixedIo, connect, original_dst, write_header};
 use crate::metrics::{Direction, HttpMetrics, TcpMetrics, TlsStatus, labels};
@@ -39,7 +38,7 @@ pub struct OutEndpoint {
     ewma: Arc<PeakEwma>,
     h2: H2Client,
     tls: Option<MeshTls>,
-    http: HttpMetrics,
+    http: Arc<HttpMetrics>,
     tcp: TcpMetrics,
 }
 
@@ -52,7 +51,7 @@ impl Balanced for OutEndpoint {
 #[allow(clippy::large_enum_variant)]
 enum RouteKind {
     Balanced(Balancer<OutEndpoint>),
-    Passthrough { addr: SocketAddr, h2: H2Client, http: HttpMetrics },
+    Passthrough { addr: SocketAddr, h2: H2Client, http: Arc<HttpMetrics> },
 }
 
 struct Route {
@@ -210,7 +209,7 @@ impl Outbound {
                 ewma: Arc::new(PeakEwma::new(std::time::Duration::from_millis(30), std::time::Duration::from_secs(10))),
                 h2: H2Client::new(ep.addr, tls.clone(), rt.config.connect_timeout, Some(tcp.clone())),
                 tls,
-                http: rt.metrics.http(l),
+                http: Arc::new(rt.metrics.http(l)),
                 tcp,
             })
         })
@@ -244,7 +243,7 @@ impl Outbound {
                 RouteKind::Passthrough {
                     addr: orig,
                     h2: H2Client::new(orig, None, self.rt.config.connect_timeout, None),
-                    http: self.rt.metrics.http(l),
+                    http: Arc::new(self.rt.metrics.http(l)),
                 }
             }
         };
@@ -270,12 +269,13 @@ impl Outbound {
             return ProxyError::FailFast.to_response();
         }
         let start = Instant::now();
-        let done = |http: &HttpMetrics, resp: Result<Response<Body>, ProxyError>| {
-            let resp = resp.unwrap_or_else(|e| {
+        let done = |http: &Arc<HttpMetrics>, resp: Result<Response<Body>, ProxyError>| {
+            let mut resp = resp.unwrap_or_else(|e| {
                 tracing::debug!(%orig, "request failed: {e}");
                 e.to_response()
             });
-            http.response(resp.status().as_u16(), is_failure(resp.status(), resp.headers()), start.elapsed());
+            http.latency(start.elapsed());
+            count_response(http, &mut resp);
             resp
         };
         match &route.kind {
@@ -318,7 +318,7 @@ impl Outbound {
             *req.version_mut() = Version::HTTP_2;
         }
         req.headers_mut().insert(ORIG_PORT, HeaderValue::from(ep.addr.port()));
-        Ok(svc.h2.send(req).await?.map(Either::Left))
+        Ok(proxied(svc.h2.send(req).await?))
     }
 
     async fn to_plain(&self, addr: SocketAddr, h2: &H2Client, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
@@ -326,13 +326,13 @@ impl Outbound {
             return upgrade(addr, None, self.rt.config.connect_timeout, req).await;
         }
         if req.version() == Version::HTTP_2 {
-            return Ok(h2.send(req).await?.map(Either::Left));
+            return Ok(proxied(h2.send(req).await?));
         }
         set_uri_addr(&mut req, addr)?;
         self.h1
             .request(req)
             .await
-            .map(|r| r.map(Either::Left))
+            .map(proxied)
             .map_err(|e| ProxyError::Client(addr, e.to_string(), e.is_connect()))
     }
 }

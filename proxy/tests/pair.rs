@@ -101,6 +101,20 @@ async fn http2_grpc_like_bidirectional_streaming_with_trailers() {
             }
         }
         assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+
+        // A gRPC error in the trailers is classified as a failure when the stream ends.
+        let req = Request::post(format!("http://{AUTHORITY}/stream?fail"))
+            .header("content-type", "application/grpc")
+            .body(http_body_util::Full::new(Bytes::from_static(b"x")).map_err(|n| match n {}).boxed())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let t = resp.into_body().collect().await.unwrap().trailers().cloned().expect("trailers");
+        assert_eq!(t["grpc-status"], "13");
+        let out = metrics(&pair.client).await;
+        let l = ["direction=\"outbound\"", "status_code=\"200\""];
+        assert_eq!(sample(&out, "response_total", &[&l[..], &["classification=\"success\""]].concat()), 2.0);
+        assert_eq!(sample(&out, "response_total", &[&l[..], &["classification=\"failure\""]].concat()), 1.0);
+        assert_eq!(sample(&out, "request_total", &["direction=\"outbound\""]), 3.0);
     })
     .await
 }

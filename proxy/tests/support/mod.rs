@@ -154,7 +154,7 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// A test application: HTTP/1 and HTTP/2 (auto), echoing requests.
 /// `/slow` waits 3 s; `/ws` accepts an upgrade and echoes bytes; `/stream` echoes the body
-/// frame by frame with trailers `grpc-status: 0`; everything else answers
+/// frame by frame with trailers `grpc-status: 0` (`13` with `?fail`); everything else answers
 /// `name version method path client-id` followed by the request body.
 pub async fn app(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -210,6 +210,7 @@ async fn handle(name: &'static str, mut req: Request<Incoming>) -> Result<Respon
         }
         "/stream" => {
             let (mut tx, body) = http_body_util::channel::Channel::<Bytes, hyper::Error>::new(4);
+            let code = if req.uri().query() == Some("fail") { "13" } else { "0" };
             let mut incoming = req.into_body();
             tokio::spawn(async move {
                 while let Some(Ok(frame)) = incoming.frame().await {
@@ -220,7 +221,7 @@ async fn handle(name: &'static str, mut req: Request<Incoming>) -> Result<Respon
                     }
                 }
                 let mut t = http::HeaderMap::new();
-                t.insert("grpc-status", "0".parse().unwrap());
+                t.insert("grpc-status", code.parse().unwrap());
                 let _ = tx.send_trailers(t).await;
             });
             Ok(Response::builder().header("content-type", "application/grpc").body(body.boxed()).unwrap())
