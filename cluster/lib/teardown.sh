@@ -64,7 +64,7 @@ graceful_pod_stop() {
   kctl delete pods --all -A --grace-period=0 --force --wait=false >/dev/null 2>&1 || true
   local i
   for i in $(seq 1 60); do
-    ls /run/netns 2>/dev/null | grep -q '^cni-' || break
+    ls /run/netns 2>/dev/null | grep '^cni-' >/dev/null || break
     sleep 0.5
   done
 }
@@ -153,9 +153,9 @@ leftovers() {
   findmnt -rn -o TARGET | grep -E "^($CLUSTER_ROOT|$RUN_DIR)(/|$)" && { echo "^ mounts"; bad=1; }
   ls /run/netns 2>/dev/null | grep '^cni-' && { echo "^ netns"; bad=1; }
   ip link show "$CNI_BRIDGE" >/dev/null 2>&1 && { echo "link $CNI_BRIDGE"; bad=1; }
-  ip -o link show type veth 2>/dev/null | grep -q "master $CNI_BRIDGE" && { echo "veths on $CNI_BRIDGE"; bad=1; }
-  ip route show table local | grep -q "$SERVICE_CIDR" && { echo "route local $SERVICE_CIDR"; bad=1; }
-  ip route show | grep -q "unreachable $CLUSTER_CIDR" && { echo "route unreachable $CLUSTER_CIDR"; bad=1; }
+  ip -o link show type veth 2>/dev/null | grep "master $CNI_BRIDGE" >/dev/null && { echo "veths on $CNI_BRIDGE"; bad=1; }
+  ip route show table local | grep "$SERVICE_CIDR" >/dev/null && { echo "route local $SERVICE_CIDR"; bad=1; }
+  ip route show | grep "unreachable $CLUSTER_CIDR" >/dev/null && { echo "route unreachable $CLUSTER_CIDR"; bad=1; }
   for t in filter nat mangle raw; do
     iptables-save -t "$t" 2>/dev/null | grep -E 'KUBE-|CNI-|tulle-cluster' | head -3 | sed "s/^/iptables $t: /" | grep . && bad=1
     ip6tables-save -t "$t" 2>/dev/null | grep -E 'KUBE-|CNI-' | head -3 | sed "s/^/ip6tables $t: /" | grep . && bad=1

@@ -88,7 +88,10 @@ impl PortForward {
         let stdout = child.stdout.take().ok_or_else(|| Error::Io("no stdout from kubectl".into()))?;
         // "Forwarding from 127.0.0.1:41234 -> 8080"; kubectl exits (EOF) if it cannot forward.
         let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
+        let mut reader = BufReader::new(stdout);
+        let _ = reader.read_line(&mut line);
+        // Keep draining: kubectl logs every connection and dies of EPIPE if nobody reads.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let local = line
             .split_whitespace()
             .nth(2)

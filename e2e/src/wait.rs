@@ -28,6 +28,27 @@ where
     }
 }
 
+/// Retry `kubectl exec` of `cmd` until it succeeds (e.g. while a new Service's endpoints and DNS
+/// propagate); fails after `timeout` with the last error.
+pub async fn exec_ok(ns: &str, pod: &str, container: Option<&str>, cmd: &[&str], timeout: Duration) -> Result<String> {
+    let last = std::sync::Mutex::new(String::new());
+    until(
+        &format!("`{}` to succeed in pod {ns}/{pod}", cmd.join(" ")),
+        timeout,
+        || async {
+            match crate::kubectl::exec(ns, pod, container, cmd) {
+                Ok(out) => Some(out),
+                Err(e) => {
+                    *last.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
+                    None
+                }
+            }
+        },
+        || async { format!("last error: {}", last.lock().unwrap_or_else(|p| p.into_inner())) },
+    )
+    .await
+}
+
 fn pod_is_ready(p: &Pod) -> bool {
     p.status
         .as_ref()

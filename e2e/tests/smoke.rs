@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use tulle_e2e::{TestNamespace, kubectl, testapp_image, wait};
 
 const READY: Duration = Duration::from_secs(120);
+/// A new Service's endpoints reach kube-proxy and CoreDNS asynchronously after the pods are Ready.
+const PROPAGATE: Duration = Duration::from_secs(30);
 
 /// A Deployment + Service `name` running the test app (HTTP 8080 -> Service port 80). `extra_container`
 /// and `extra_pod` are YAML lines spliced into the container and the pod spec (indented 8 and 6).
@@ -92,7 +94,9 @@ async fn pod_to_service_by_dns_and_pod_to_pod() {
 
     // Service by short name, namespace-qualified name and FQDN (CoreDNS + kube-proxy).
     for host in ["server", &format!("server.{}", ns.name), &format!("server.{}.svc.cluster.local", ns.name)] {
-        let out = kubectl::exec(&ns.name, &client_name, None, &["/usr/local/bin/testapp", "get", &format!("http://{host}/")])
+        let url = format!("http://{host}/");
+        let out = wait::exec_ok(&ns.name, &client_name, None, &["/usr/local/bin/testapp", "get", &url], PROPAGATE)
+            .await
             .unwrap_or_else(|e| panic!("pod -> service {host}: {e}"));
         assert!(out.starts_with("200") && out.contains(&server_name), "pod -> service {host}: {out}");
     }
@@ -124,8 +128,19 @@ async fn kubectl_logs_exec_port_forward() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&pod), "port-forward: {body}");
     // /call: the test app calls another service and reports what it got back.
-    let (status, body) = kubectl::http_get(pf.local, &format!("/call?url=http://other.{}/", ns.name)).await.unwrap();
-    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let call = format!("/call?url=http://other.{}/", ns.name);
+    let (status, body, v) = wait::until(
+        "/call to reach Service other",
+        PROPAGATE,
+        || async {
+            let (status, body) = kubectl::http_get(pf.local, &call).await.ok()?;
+            let v: Value = serde_json::from_str(&body).ok()?;
+            v.get("status").is_some().then_some((status, body, v))
+        },
+        || async { String::new() },
+    )
+    .await
+    .unwrap();
     assert_eq!((status, v["status"].as_u64()), (200, Some(200)), "{body}");
     assert!(v["body"].as_str().unwrap_or_default().contains(&other), "{body}");
 }
