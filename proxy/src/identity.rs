@@ -216,3 +216,39 @@ pub fn peer_identity(certs: Option<&[CertificateDer<'_>]>) -> Option<String> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devcerts::DevCa;
+
+    fn creds(ca: &DevCa, name: &str) -> Credentials {
+        let leaf = ca.leaf(name).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(ca.ca_pem().as_bytes()).unwrap()).unwrap();
+        Credentials {
+            name: name.into(),
+            chain: vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
+            key: PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+            roots,
+        }
+    }
+
+    #[test]
+    fn certificate_swaps_at_runtime_and_identity_is_read_from_san() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca = DevCa::new().unwrap();
+        let name = "web.default.serviceaccount.identity.tulle.cluster.local";
+        let tls = Tls::new(creds(&ca, name)).unwrap();
+        let before = tls.store.get();
+        assert_eq!(peer_identity(Some(&before.cert)).as_deref(), Some(name));
+        tls.store.update(creds(&ca, name)).unwrap();
+        let after = ResolvesClientCert::resolve(tls.store.as_ref(), &[], &[]).unwrap();
+        assert_ne!(before.cert[0], after.cert[0], "new handshakes use the renewed certificate");
+        // A key that does not match the certificate is refused and the old one stays.
+        let mut bad = creds(&ca, name);
+        bad.key = creds(&ca, name).key;
+        assert!(tls.store.update(bad).is_err());
+        assert_eq!(tls.store.get().cert[0], after.cert[0]);
+    }
+}
