@@ -1,0 +1,92 @@
+//! Domain types of destination discovery, free of Kubernetes types: targets, endpoints,
+//! resolutions, profiles, and the [`Index`] that computes them from cluster state.
+
+mod index;
+mod state;
+mod target;
+
+pub use index::{Index, IndexMetrics};
+pub use state::{Naming, PodInfo, ServiceInfo, ServicePort, SliceEndpoint, SliceInfo, SplitInfo};
+pub use target::{Target, TargetError};
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+
+/// The protocol an endpoint is known to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolHint {
+    /// Meshed: mTLS and HTTP/2 between proxies.
+    H2,
+    /// Forward the bytes as they are.
+    Opaque,
+    /// Not meshed, nothing known.
+    Unknown,
+}
+
+/// One endpoint of a destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Relative weight (10000 by default, as in linkerd).
+    pub weight: u32,
+    /// The identity the endpoint's proxy presents, when it is meshed.
+    pub identity: Option<String>,
+    /// Protocol hint.
+    pub hint: ProtocolHint,
+    /// Metric labels: namespace, pod, owner kind = name, serviceaccount.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The default endpoint weight.
+pub const DEFAULT_WEIGHT: u32 = 10_000;
+
+/// What a target resolves to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// The name or address is not known: forward to the original destination.
+    Unknown,
+    /// The destination exists; its current endpoints (possibly none).
+    Endpoints(Arc<BTreeMap<SocketAddr, Endpoint>>),
+}
+
+/// A TrafficSplit backend with its weight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeightedBackend {
+    /// `svc.ns.svc.<cluster-domain>:port`.
+    pub authority: String,
+    /// Relative weight.
+    pub weight: u32,
+}
+
+/// Routing information for a target beyond its endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// `svc.ns.svc.<cluster-domain>` when the target is a service.
+    pub fully_qualified_name: Option<String>,
+    /// TrafficSplit backends of the service; empty when there is no split.
+    pub backends: Vec<WeightedBackend>,
+}
+
+/// What the gRPC layer needs from discovery: watches on targets.
+pub trait Discover: Send + Sync + 'static {
+    /// Parses a destination path.
+    fn parse(&self, path: &str) -> Result<Target, TargetError>;
+    /// The current and future endpoints of `target`.
+    fn watch(&self, target: &Target) -> tokio::sync::watch::Receiver<Resolution>;
+    /// The current and future profile of `target`.
+    fn watch_profile(&self, target: &Target) -> tokio::sync::watch::Receiver<Profile>;
+}
+
+impl Discover for Index {
+    fn parse(&self, path: &str) -> Result<Target, TargetError> {
+        Target::parse(path, &self.naming().cluster_domain)
+    }
+
+    fn watch(&self, target: &Target) -> tokio::sync::watch::Receiver<Resolution> {
+        Index::watch(self, target)
+    }
+
+    fn watch_profile(&self, target: &Target) -> tokio::sync::watch::Receiver<Profile> {
+        Index::watch_profile(self, target)
+    }
+}

@@ -1,0 +1,237 @@
+//! The `tulle.destination.Destination` gRPC service, over [`core::Discover`] only (no
+//! Kubernetes types here). Each `Get` stream sends the current state at once, then the
+//! difference (Add / Remove / NoEndpoints) on every change.
+
+use crate::core::{self, Discover, Endpoint, Resolution};
+use futures::Stream;
+use prometheus_client::{metrics::{counter::Counter, gauge::Gauge}, registry::Registry};
+use std::{collections::BTreeMap, net::SocketAddr, pin::Pin, sync::Arc};
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status};
+use tulle_api::destination::{
+    self as pb, AddrSet, DestinationProfile, GetDestination, NoEndpoints, TcpAddress, TlsIdentity, Update,
+    WeightedAddr, WeightedAddrSet, WeightedDst, destination_server, protocol_hint, update,
+};
+
+/// Stream metrics.
+#[derive(Clone, Debug, Default)]
+pub struct GrpcMetrics {
+    active_streams: Gauge,
+    updates_sent: Counter,
+}
+
+impl GrpcMetrics {
+    /// Registers under `destination_grpc_`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("destination_grpc");
+        r.register("active_streams", "Open Get/GetProfile streams", self.active_streams.clone());
+        r.register("updates_sent", "Update messages sent", self.updates_sent.clone());
+    }
+}
+
+/// The Destination service.
+pub struct DestinationService<D> {
+    discover: Arc<D>,
+    metrics: GrpcMetrics,
+}
+
+impl<D> std::fmt::Debug for DestinationService<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DestinationService")
+    }
+}
+
+impl<D: Discover> DestinationService<D> {
+    /// A service over `discover`.
+    pub fn new(discover: Arc<D>, metrics: GrpcMetrics) -> Self {
+        Self { discover, metrics }
+    }
+
+    /// The tonic server.
+    pub fn into_server(self) -> destination_server::DestinationServer<Self> {
+        destination_server::DestinationServer::new(self)
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Decrements the active-stream gauge when the stream task ends.
+struct StreamGuard(Gauge);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[tonic::async_trait]
+impl<D: Discover> destination_server::Destination for DestinationService<D> {
+    type GetStream = BoxStream<Update>;
+    type GetProfileStream = BoxStream<DestinationProfile>;
+
+    async fn get(&self, request: Request<GetDestination>) -> Result<Response<Self::GetStream>, Status> {
+        let req = request.into_inner();
+        let target = self
+            .discover
+            .parse(&req.path)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tracing::debug!(path = %req.path, context = %req.context_token, "Get");
+        let rx = self.discover.watch(&target);
+        let (tx, out) = mpsc::channel(4);
+        self.metrics.active_streams.inc();
+        let guard = StreamGuard(self.metrics.active_streams.clone());
+        let sent = self.metrics.updates_sent.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            stream_updates(rx, tx, sent).await;
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
+    }
+
+    async fn get_profile(
+        &self,
+        request: Request<GetDestination>,
+    ) -> Result<Response<Self::GetProfileStream>, Status> {
+        let req = request.into_inner();
+        let target = self
+            .discover
+            .parse(&req.path)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut rx = self.discover.watch_profile(&target);
+        let (tx, out) = mpsc::channel(2);
+        self.metrics.active_streams.inc();
+        let guard = StreamGuard(self.metrics.active_streams.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            loop {
+                let p = to_profile(&rx.borrow_and_update());
+                if tx.send(Ok(p)).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
+    }
+}
+
+async fn stream_updates(
+    mut rx: watch::Receiver<Resolution>,
+    tx: mpsc::Sender<Result<Update, Status>>,
+    sent: Counter,
+) {
+    // None: nothing sent yet.
+    let mut prev: Option<Resolution> = None;
+    loop {
+        let cur = rx.borrow_and_update().clone();
+        for u in diff(prev.as_ref(), &cur) {
+            if tx.send(Ok(u)).await.is_err() {
+                return;
+            }
+            sent.inc();
+        }
+        prev = Some(cur);
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            () = tx.closed() => return,
+        }
+    }
+}
+
+/// The updates that take a client from `prev` (None: fresh stream) to `cur`.
+pub fn diff(prev: Option<&Resolution>, cur: &Resolution) -> Vec<Update> {
+    let empty = BTreeMap::new();
+    let prev_eps = match prev {
+        Some(Resolution::Endpoints(e)) => e.as_ref(),
+        _ => &empty,
+    };
+    match cur {
+        Resolution::Unknown => {
+            if matches!(prev, Some(Resolution::Unknown)) {
+                vec![]
+            } else {
+                vec![no_endpoints(false)]
+            }
+        }
+        Resolution::Endpoints(eps) if eps.is_empty() => {
+            if matches!(prev, Some(Resolution::Endpoints(p)) if p.is_empty()) {
+                vec![]
+            } else {
+                vec![no_endpoints(true)]
+            }
+        }
+        Resolution::Endpoints(eps) => {
+            let mut out = vec![];
+            let removed: Vec<TcpAddress> = prev_eps
+                .keys()
+                .filter(|a| !eps.contains_key(a))
+                .map(|a| TcpAddress::from(*a))
+                .collect();
+            if !removed.is_empty() {
+                out.push(Update {
+                    update: Some(update::Update::Remove(AddrSet { addrs: removed })),
+                });
+            }
+            let added: Vec<WeightedAddr> = eps
+                .iter()
+                .filter(|(a, e)| prev_eps.get(a) != Some(e))
+                .map(|(a, e)| to_weighted_addr(*a, e))
+                .collect();
+            if !added.is_empty() {
+                out.push(Update {
+                    update: Some(update::Update::Add(WeightedAddrSet {
+                        addrs: added,
+                        metric_labels: Default::default(),
+                    })),
+                });
+            }
+            out
+        }
+    }
+}
+
+fn no_endpoints(exists: bool) -> Update {
+    Update {
+        update: Some(update::Update::NoEndpoints(NoEndpoints { exists })),
+    }
+}
+
+fn to_weighted_addr(addr: SocketAddr, e: &Endpoint) -> WeightedAddr {
+    let hint = match e.hint {
+        core::ProtocolHint::H2 => Some(pb::ProtocolHint {
+            protocol: Some(protocol_hint::Protocol::H2(protocol_hint::H2 {})),
+        }),
+        core::ProtocolHint::Opaque => Some(pb::ProtocolHint {
+            protocol: Some(protocol_hint::Protocol::Opaque(protocol_hint::Opaque {})),
+        }),
+        core::ProtocolHint::Unknown => None,
+    };
+    WeightedAddr {
+        addr: Some(TcpAddress::from(addr)),
+        weight: e.weight,
+        metric_labels: e.labels.clone().into_iter().collect(),
+        tls_identity: e.identity.as_ref().map(|n| TlsIdentity {
+            name: n.clone(),
+            server_name: n.clone(),
+        }),
+        protocol_hint: hint,
+    }
+}
+
+fn to_profile(p: &core::Profile) -> DestinationProfile {
+    DestinationProfile {
+        fully_qualified_name: p.fully_qualified_name.clone().unwrap_or_default(),
+        dst_overrides: p
+            .backends
+            .iter()
+            .map(|b| WeightedDst {
+                authority: b.authority.clone(),
+                weight: b.weight,
+            })
+            .collect(),
+        opaque_protocol: false,
+    }
+}

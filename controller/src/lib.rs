@@ -1,0 +1,16 @@
+//! tulle-controller: the destination (discovery) half of the tulle control plane.
+//!
+//! Layers, each depending only on the ones before it:
+//! - [`core`]: domain types (targets, endpoints, resolutions, profiles) and the
+//!   [`core::Index`] that keeps cluster state and per-target `watch` channels; no kube.
+//! - [`grpc`]: the `tulle.destination.Destination` tonic service over [`core::Discover`].
+//! - [`k8s`]: kube-rs watchers on Services, EndpointSlices, Pods and SMI TrafficSplits that
+//!   convert objects into core inputs and feed the index.
+//! - [`runtime`]: flags, wiring, the admin server.
+
+pub mod core;
+pub mod grpc;
+pub mod k8s;
+pub mod runtime;
+
+pub use runtime::{Args, run};
