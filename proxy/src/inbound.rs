@@ -56,6 +56,20 @@ struct Conn {
     port: Option<u16>,
     /// Whether per-request port headers are trusted (mesh mTLS only).
     mesh: bool,
+    /// The `tulle-client-id` value, computed once.
+    client_id: Option<HeaderValue>,
+    /// The metric handles of the last request (most connections carry one authority).
+    last: Mutex<Option<(Box<str>, u16, Arc<HttpMetrics>)>>,
+}
+
+impl Conn {
+    fn new(tls: TlsStatus, port: Option<u16>, mesh: bool) -> Arc<Self> {
+        let client_id = match &tls {
+            TlsStatus::Mesh(id) => HeaderValue::from_str(id).ok(),
+            TlsStatus::NoIdentity(_) => None,
+        };
+        Arc::new(Conn { tls, port, mesh, client_id, last: Mutex::new(None) })
+    }
 }
 
 impl Inbound {
@@ -106,7 +120,7 @@ impl Inbound {
             let mut io = CountingIo::new(tls, m.read.clone(), m.write.clone());
             match alpn.as_deref() {
                 Some(ALPN_H2) => {
-                    let conn = Arc::new(Conn { tls: status, port, mesh: true });
+                    let conn = Conn::new(status, port, true);
                     self.http(io, true, conn).await
                 }
                 Some(a @ (ALPN_TCP | ALPN_H1)) => {
@@ -119,7 +133,7 @@ impl Inbound {
                     if a == ALPN_TCP {
                         self.opaque(io, p).await
                     } else {
-                        let conn = Arc::new(Conn { tls: status, port: p, mesh: true });
+                        let conn = Conn::new(status, p, true);
                         self.http(io, false, conn).await
                     }
                 }
@@ -133,7 +147,7 @@ impl Inbound {
         let io = CountingIo::new(io, m.read.clone(), m.write.clone());
         match proto {
             Protocol::Http1 | Protocol::Http2 if !opaque_port => {
-                let conn = Arc::new(Conn { tls: status, port, mesh: false });
+                let conn = Conn::new(status, port, false);
                 self.http(io, proto == Protocol::Http2, conn).await
             }
             _ => self.opaque(io, port).await,
@@ -189,10 +203,8 @@ impl Inbound {
         h.remove(ORIG_PORT);
         h.remove(ORIG_PROTO);
         h.remove(CLIENT_ID);
-        if let TlsStatus::Mesh(id) = &conn.tls
-            && let Ok(v) = HeaderValue::from_str(id)
-        {
-            h.insert(CLIENT_ID, v);
+        if let Some(v) = &conn.client_id {
+            h.insert(CLIENT_ID, v.clone());
         }
         let own = self.rt.config.inbound_addr.port();
         let port = header_port.filter(|p| *p != own).or(conn.port).or(self.rt.config.inbound_port_fallback);
@@ -203,7 +215,17 @@ impl Inbound {
             Some(a) => a.as_str(),
             None => req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or(""),
         };
-        let metrics = self.metrics(authority, port, &conn.tls);
+        let metrics = {
+            let mut last = conn.last.lock().unwrap_or_else(|e| e.into_inner());
+            match &*last {
+                Some((a, p, m)) if &**a == authority && *p == port => m.clone(),
+                _ => {
+                    let m = self.metrics(authority, port, &conn.tls);
+                    *last = Some((authority.into(), port, m.clone()));
+                    m
+                }
+            }
+        };
         metrics.request();
         let start = Instant::now();
         let addr = SocketAddr::new(self.rt.config.inbound_app_host, port);

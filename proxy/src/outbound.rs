@@ -40,6 +40,8 @@ pub struct OutEndpoint {
     tls: Option<MeshTls>,
     http: Arc<HttpMetrics>,
     tcp: TcpMetrics,
+    /// `tulle-orig-port` value, computed once.
+    port_header: HeaderValue,
 }
 
 impl Balanced for OutEndpoint {
@@ -211,6 +213,7 @@ impl Outbound {
                 tls,
                 http: Arc::new(rt.metrics.http(l)),
                 tcp,
+                port_header: HeaderValue::from(ep.addr.port()),
             })
         })
     }
@@ -317,7 +320,7 @@ impl Outbound {
             strip_hop_by_hop(req.headers_mut());
             *req.version_mut() = Version::HTTP_2;
         }
-        req.headers_mut().insert(ORIG_PORT, HeaderValue::from(ep.addr.port()));
+        req.headers_mut().insert(ORIG_PORT, svc.port_header.clone());
         Ok(proxied(svc.h2.send(req).await?))
     }
 
