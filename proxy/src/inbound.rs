@@ -39,6 +39,8 @@ pub struct Inbound {
 }
 
 type TlsKey = Option<Box<str>>;
+/// The metric handles of a connection's last (authority, port).
+type LastMetrics = (Box<str>, u16, Arc<HttpMetrics>);
 /// Metric handles by (authority, port, client identity).
 type MetricsCache = HashMap<(Box<str>, u16, TlsKey), Arc<HttpMetrics>>;
 
@@ -59,7 +61,7 @@ struct Conn {
     /// The `tulle-client-id` value, computed once.
     client_id: Option<HeaderValue>,
     /// The metric handles of the last request (most connections carry one authority).
-    last: Mutex<Option<(Box<str>, u16, Arc<HttpMetrics>)>>,
+    last: Mutex<Option<LastMetrics>>,
 }
 
 impl Conn {
@@ -162,7 +164,7 @@ impl Inbound {
         let addr = SocketAddr::new(self.rt.config.inbound_app_host, port);
         match connect(addr, self.rt.config.connect_timeout).await {
             Ok(mut up) => {
-                let _ = tokio::io::copy_bidirectional(&mut io, &mut up).await;
+                let _ = crate::io::splice(&mut io, &mut up, self.rt.config.idle_timeout).await;
             }
             Err(e) => tracing::info!("inbound opaque: {e}"),
         }

@@ -166,3 +166,91 @@ pub async fn connect(addr: SocketAddr, timeout: std::time::Duration) -> Result<T
         Err(_) => Err(crate::error::ProxyError::ConnectTimeout(addr)),
     }
 }
+
+/// Copies both ways until both sides are done (half-close aware), or until no byte moved in
+/// either direction for `idle`.
+pub async fn splice<A, B>(a: &mut A, b: &mut B, idle: std::time::Duration) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let base = tokio::time::Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let mut touched = Touch { io: a, last: last.clone(), base };
+    let copy = tokio::io::copy_bidirectional(&mut touched, b);
+    tokio::pin!(copy);
+    let mut deadline = base + idle;
+    loop {
+        tokio::select! {
+            r = &mut copy => return r,
+            _ = tokio::time::sleep_until(deadline) => {
+                let seen = base + std::time::Duration::from_millis(last.load(Ordering::Relaxed));
+                if seen + idle <= tokio::time::Instant::now() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
+                }
+                deadline = seen + idle;
+            }
+        }
+    }
+}
+
+struct Touch<'a, T: ?Sized> {
+    io: &'a mut T,
+    last: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    base: tokio::time::Instant,
+}
+
+impl<T: ?Sized> Touch<'_, T> {
+    fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin + ?Sized> AsyncRead for Touch<'_, T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut *self.io).poll_read(cx, buf);
+        if r.is_ready() {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin + ?Sized> AsyncWrite for Touch<'_, T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut *self.io).poll_write(cx, buf);
+        if r.is_ready() {
+            self.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn splice_ends_idle_connections_and_keeps_active_ones() {
+        let (mut a, mut a_peer) = tokio::io::duplex(64);
+        let (mut b, _b_peer) = tokio::io::duplex(64);
+        let t = tokio::spawn(async move { splice(&mut a, &mut b, std::time::Duration::from_secs(10)).await });
+        // Activity every 6 s keeps it open past the idle time.
+        for _ in 0..3 {
+            tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+            a_peer.write_all(b"x").await.unwrap();
+        }
+        assert!(!t.is_finished());
+        let err = t.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+}

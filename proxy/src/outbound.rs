@@ -167,7 +167,7 @@ impl Outbound {
                                     match write_header(&mut up, ep.addr.port()).await {
                                         Err(e) => Err(ProxyError::Connect(ep.addr, e)),
                                         Ok(()) => {
-                                            let _ = tokio::io::copy_bidirectional(&mut io, &mut up).await;
+                                            let _ = crate::io::splice(&mut io, &mut up, self.rt.config.idle_timeout).await;
                                             Ok(())
                                         }
                                     }
@@ -176,7 +176,7 @@ impl Outbound {
                         }
                         None => {
                             let mut up = CountingIo::new(tcp, svc.tcp.read.clone(), svc.tcp.write.clone());
-                            let _ = tokio::io::copy_bidirectional(&mut io, &mut up).await;
+                            let _ = crate::io::splice(&mut io, &mut up, self.rt.config.idle_timeout).await;
                             Ok(())
                         }
                     },
@@ -185,7 +185,7 @@ impl Outbound {
             None => match connect(orig, cfg.connect_timeout).await {
                 Err(e) => Err(e),
                 Ok(mut up) => {
-                    let _ = tokio::io::copy_bidirectional(&mut io, &mut up).await;
+                    let _ = crate::io::splice(&mut io, &mut up, self.rt.config.idle_timeout).await;
                     Ok(())
                 }
             },
