@@ -89,11 +89,13 @@ pub fn simple(status: StatusCode, body: &'static str) -> Response<Body> {
 pub struct ProxyBody {
     inner: Incoming,
     grpc: Option<(Arc<HttpMetrics>, u16)>,
+    /// An HTTP/1 connection to give back to its pool when the body is done.
+    pub(crate) release: Option<(Arc<crate::client::H1Pool>, hyper::client::conn::http1::SendRequest<Incoming>)>,
 }
 
 impl ProxyBody {
     pub fn new(inner: Incoming) -> Self {
-        ProxyBody { inner, grpc: None }
+        ProxyBody { inner, grpc: None, release: None }
     }
 
     fn finish(&mut self, failure: bool) {
@@ -159,5 +161,8 @@ impl Drop for ProxyBody {
     fn drop(&mut self) {
         // A gRPC stream abandoned before its trailers is a failure.
         self.finish(true);
+        if let Some((pool, send)) = self.release.take() {
+            pool.put(send);
+        }
     }
 }

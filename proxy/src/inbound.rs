@@ -11,20 +11,17 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::client::{H2Client, upgrade};
+use crate::client::{H1Pool, H2Client, upgrade};
 use crate::detect::{Protocol, detect};
 use crate::error::{Body, ProxyError, count_response, proxied};
 use crate::http::{CLIENT_ID, ORIG_PORT, ORIG_PROTO, is_upgrade, serve, strip_hop_by_hop};
 use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, peer_identity};
 use crate::io::{CountingIo, PrefixedIo, connect, original_dst, read_header};
 use crate::metrics::{Direction, HttpMetrics, TlsStatus, labels};
-use crate::outbound::set_uri_addr;
 use crate::runtime::Runtime;
 
 const MAX_LABEL_SETS: usize = 10_000;
@@ -33,7 +30,7 @@ const NO_TLS_FROM_REMOTE: &str = "no_tls_from_remote";
 /// The inbound proxy.
 pub struct Inbound {
     rt: Arc<Runtime>,
-    h1: Client<HttpConnector, Incoming>,
+    h1: Mutex<HashMap<u16, Arc<H1Pool>>>,
     h2: Mutex<HashMap<u16, Arc<H2Client>>>,
     metrics: RwLock<MetricsCache>,
 }
@@ -76,14 +73,7 @@ impl Conn {
 
 impl Inbound {
     pub fn new(rt: Arc<Runtime>) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(rt.config.connect_timeout));
-        let h1 = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
-        Arc::new(Inbound { rt, h1, h2: Mutex::default(), metrics: RwLock::default() })
+        Arc::new(Inbound { rt, h1: Mutex::default(), h2: Mutex::default(), metrics: RwLock::default() })
     }
 
     /// Handles one accepted connection.
@@ -259,16 +249,16 @@ impl Inbound {
             };
             return Ok(proxied(client.send(req).await?));
         }
-        set_uri_addr(&mut req, addr)?;
-        let mut resp = self
-            .h1
-            .request(req)
-            .await
-            .map_err(|e| ProxyError::Client(addr, e.to_string(), e.is_connect()))?;
+        origin_form(&mut req)?;
+        let pool = {
+            let mut map = self.h1.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(addr.port()).or_insert_with(|| H1Pool::new(addr, timeout)).clone()
+        };
+        let mut resp = pool.send(req).await?;
         if downgrade {
             strip_hop_by_hop(resp.headers_mut());
         }
-        Ok(proxied(resp))
+        Ok(resp)
     }
 }
 
@@ -277,4 +267,17 @@ fn target(cfg: &crate::config::Config, port: Option<u16>) -> String {
         Some(p) => SocketAddr::new(cfg.inbound_app_host, p).to_string(),
         None => cfg.inbound_addr.to_string(),
     }
+}
+
+/// HTTP/1 origin-form: `Host` from the authority (when missing), URI reduced to path and query.
+fn origin_form<B>(req: &mut Request<B>) -> Result<(), ProxyError> {
+    if let Some(a) = req.uri().authority() {
+        if !req.headers().contains_key(http::header::HOST) {
+            let v = HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest("invalid authority"))?;
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+        let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        *req.uri_mut() = http::Uri::from(pq);
+    }
+    Ok(())
 }
