@@ -101,7 +101,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True, help="fully qualified name:tag, e.g. localhost/tulle/x:0.1.0")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--file", action="append", default=[], help="SRC[:DEST] host file or directory")
+    ap.add_argument("--file", "--with", dest="file", action="append", default=[], help="SRC[:DEST] host file or directory (ELF files bring their ldd closure)")
     ap.add_argument("--symlink", action="append", default=[], help="PATH=TARGET")
     ap.add_argument("--entrypoint", nargs="+", default=None)
     ap.add_argument("--cmd", nargs="+", default=None)

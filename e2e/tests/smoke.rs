@@ -389,3 +389,32 @@ spec:
     assert_eq!(who["items"][0]["user"], "kubernetes-admin", "{who}");
     assert!(who["items"][0]["groups"].to_string().contains("system:masters"), "{who}");
 }
+
+#[tokio::test]
+#[ignore = "needs the cluster: run with cluster/e2e"]
+async fn iptables_redirect_from_init_container() {
+    let ns = TestNamespace::new("iptables").await.unwrap();
+    let (image, iptables) = (testapp_image(), testapp_image().replace("/testapp:", "/iptables:"));
+    ns.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: redirect}}
+spec:
+  initContainers:
+  - name: init
+    image: {iptables}
+    imagePullPolicy: IfNotPresent
+    args: ["-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", "9999", "-j", "REDIRECT", "--to-ports", "8080"]
+    securityContext: {{capabilities: {{add: [NET_ADMIN, NET_RAW]}}}}
+  containers:
+  - name: app
+    image: {image}
+    imagePullPolicy: IfNotPresent
+"#
+    ))
+    .unwrap();
+    wait::pod_ready(&ns.client, &ns.name, "redirect", READY).await.unwrap();
+    let out = kubectl::exec(&ns.name, "redirect", None, &["/usr/local/bin/testapp", "get", "http://127.0.0.1:9999/healthz"]).unwrap();
+    assert!(out.starts_with("200"), "127.0.0.1:9999 should be redirected to the app on 8080: {out}");
+}
