@@ -12,5 +12,6 @@ pub mod core;
 pub mod grpc;
 pub mod k8s;
 pub mod runtime;
+pub mod scale;
 
 pub use runtime::{Args, run};
