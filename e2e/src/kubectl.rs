@@ -16,7 +16,11 @@ fn finish(args: &[&str], out: std::process::Output) -> Result<String> {
     } else {
         Err(Error::Kubectl {
             args: args.join(" "),
-            stderr: format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout)),
+            stderr: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            ),
         })
     }
 }
@@ -42,9 +46,13 @@ pub fn run_stdin(args: &[&str], input: &str) -> Result<String> {
         .spawn()
         .map_err(|e| Error::Io(format!("running kubectl (is it installed?): {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).map_err(|e| Error::Io(format!("writing to kubectl: {e}")))?;
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| Error::Io(format!("writing to kubectl: {e}")))?;
     }
-    let out = child.wait_with_output().map_err(|e| Error::Io(format!("waiting for kubectl: {e}")))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Io(format!("waiting for kubectl: {e}")))?;
     finish(args, out)
 }
 
@@ -80,12 +88,22 @@ impl PortForward {
     /// Forward a free local port on 127.0.0.1 to `target` (e.g. `pod/x` or `svc/y`) port `port`.
     pub fn start(ns: &str, target: &str, port: u16) -> Result<Self> {
         let mut child = Command::new("kubectl")
-            .args(["port-forward", "-n", ns, target, &format!(":{port}"), "--address=127.0.0.1"])
+            .args([
+                "port-forward",
+                "-n",
+                ns,
+                target,
+                &format!(":{port}"),
+                "--address=127.0.0.1",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Error::Io(format!("running kubectl port-forward: {e}")))?;
-        let stdout = child.stdout.take().ok_or_else(|| Error::Io("no stdout from kubectl".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::Io("no stdout from kubectl".into()))?;
         // "Forwarding from 127.0.0.1:41234 -> 8080"; kubectl exits (EOF) if it cannot forward.
         let mut line = String::new();
         let mut reader = BufReader::new(stdout);
@@ -102,7 +120,10 @@ impl PortForward {
                 if let Some(mut e) = child.stderr.take() {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
-                Error::Kubectl { args: format!("port-forward -n {ns} {target} :{port}"), stderr: format!("{line}{err}") }
+                Error::Kubectl {
+                    args: format!("port-forward -n {ns} {target} :{port}"),
+                    stderr: format!("{line}{err}"),
+                }
             })?;
         Ok(Self { child, local })
     }
@@ -119,7 +140,8 @@ impl Drop for PortForward {
 pub async fn http_get(addr: std::net::SocketAddr, path_and_query: &str) -> Result<(u16, String)> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(format!("GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+        s.write_all(format!("GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await?;
         std::io::Result::Ok(String::from_utf8_lossy(&buf).into_owned())
@@ -128,7 +150,14 @@ pub async fn http_get(addr: std::net::SocketAddr, path_and_query: &str) -> Resul
         .await
         .map_err(|_| Error::Io(format!("GET http://{addr}{path_and_query} timed out")))?
         .map_err(|e| Error::Io(format!("GET http://{addr}{path_and_query}: {e}")))?;
-    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }

@@ -18,7 +18,9 @@ use std::time::Duration;
 /// Errors of the harness; each says what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot connect to the cluster (is KUBECONFIG set? run the tests with cluster/e2e): {0}")]
+    #[error(
+        "cannot connect to the cluster (is KUBECONFIG set? run the tests with cluster/e2e): {0}"
+    )]
     Connect(#[source] kube::Error),
     #[error("{what}: {source}")]
     Kube { what: String, source: kube::Error },
@@ -27,7 +29,11 @@ pub enum Error {
     #[error("{0}")]
     Io(String),
     #[error("timed out after {timeout:?} waiting for {what}\n{diagnostics}")]
-    Timeout { what: String, timeout: Duration, diagnostics: String },
+    Timeout {
+        what: String,
+        timeout: Duration,
+        diagnostics: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -35,7 +41,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The test-app image (crate `cluster/testapp`), as imported by `cluster/image testapp`.
 /// `TULLE_TESTAPP_IMAGE` overrides it.
 pub fn testapp_image() -> String {
-    std::env::var("TULLE_TESTAPP_IMAGE").unwrap_or_else(|_| format!("localhost/tulle/testapp:{}", env!("CARGO_PKG_VERSION")))
+    std::env::var("TULLE_TESTAPP_IMAGE")
+        .unwrap_or_else(|_| format!("localhost/tulle/testapp:{}", env!("CARGO_PKG_VERSION")))
 }
 
 /// A client for the cluster in `KUBECONFIG`; installs the aws-lc-rs crypto provider first.

@@ -16,7 +16,10 @@ impl TestNamespace {
     /// Create `e2e-<prefix>-<random>`.
     pub async fn new(prefix: &str) -> Result<Self> {
         let client = crate::client().await?;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let name = format!("e2e-{prefix}-{:x}", (nanos ^ std::process::id()) & 0xfffff);
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "labels": {"tulle.io/e2e": "true", "tulle.io/e2e-ns": name}}
@@ -25,7 +28,10 @@ impl TestNamespace {
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &ns)
             .await
-            .map_err(|source| Error::Kube { what: format!("creating namespace {name}"), source })?;
+            .map_err(|source| Error::Kube {
+                what: format!("creating namespace {name}"),
+                source,
+            })?;
         Ok(Self { name, client })
     }
 

@@ -9,7 +9,12 @@ use kube::api::{Api, ListParams};
 use crate::{Error, Result};
 
 /// Poll `check` every 500 ms until it returns `Some`, or fail after `timeout` with `diagnose()`'s text.
-pub async fn until<T, F, Fut, D, DFut>(what: &str, timeout: Duration, mut check: F, diagnose: D) -> Result<T>
+pub async fn until<T, F, Fut, D, DFut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+    diagnose: D,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -22,7 +27,11 @@ where
             return Ok(v);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(Error::Timeout { what: what.to_string(), timeout, diagnostics: diagnose().await });
+            return Err(Error::Timeout {
+                what: what.to_string(),
+                timeout,
+                diagnostics: diagnose().await,
+            });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -30,7 +39,13 @@ where
 
 /// Retry `kubectl exec` of `cmd` until it succeeds (e.g. while a new Service's endpoints and DNS
 /// propagate); fails after `timeout` with the last error.
-pub async fn exec_ok(ns: &str, pod: &str, container: Option<&str>, cmd: &[&str], timeout: Duration) -> Result<String> {
+pub async fn exec_ok(
+    ns: &str,
+    pod: &str,
+    container: Option<&str>,
+    cmd: &[&str],
+    timeout: Duration,
+) -> Result<String> {
     let last = std::sync::Mutex::new(String::new());
     until(
         &format!("`{}` to succeed in pod {ns}/{pod}", cmd.join(" ")),
@@ -44,7 +59,12 @@ pub async fn exec_ok(ns: &str, pod: &str, container: Option<&str>, cmd: &[&str],
                 }
             }
         },
-        || async { format!("last error: {}", last.lock().unwrap_or_else(|p| p.into_inner())) },
+        || async {
+            format!(
+                "last error: {}",
+                last.lock().unwrap_or_else(|p| p.into_inner())
+            )
+        },
     )
     .await
 }
@@ -57,7 +77,13 @@ fn pod_is_ready(p: &Pod) -> bool {
 }
 
 /// Wait until `n` pods matching `selector` (e.g. `app=server`) in `ns` are Ready; returns them.
-pub async fn pods_ready(client: &kube::Client, ns: &str, selector: &str, n: usize, timeout: Duration) -> Result<Vec<Pod>> {
+pub async fn pods_ready(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+    n: usize,
+    timeout: Duration,
+) -> Result<Vec<Pod>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let lp = ListParams::default().labels(selector);
     until(
@@ -74,7 +100,12 @@ pub async fn pods_ready(client: &kube::Client, ns: &str, selector: &str, n: usiz
 }
 
 /// Wait until the pod `name` in `ns` is Ready.
-pub async fn pod_ready(client: &kube::Client, ns: &str, name: &str, timeout: Duration) -> Result<Pod> {
+pub async fn pod_ready(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     until(
         &format!("pod {ns}/{name} Ready"),
@@ -88,20 +119,39 @@ pub async fn pod_ready(client: &kube::Client, ns: &str, name: &str, timeout: Dur
 /// What the pods of `ns` are doing (phase, every container's state) and the namespace's recent events.
 pub async fn describe(client: &kube::Client, ns: &str) -> String {
     let mut out = format!("--- pods in {ns}:\n");
-    match Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+    match Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+    {
         Ok(pods) if pods.items.is_empty() => out.push_str("  (none)\n"),
         Ok(pods) => {
             for p in pods.items {
                 let st = p.status.unwrap_or_default();
                 let name = p.metadata.name.unwrap_or_default();
-                out.push_str(&format!("  {name}: phase={}\n", st.phase.unwrap_or_default()));
-                let all = st.init_container_statuses.unwrap_or_default().into_iter().chain(st.container_statuses.unwrap_or_default());
+                out.push_str(&format!(
+                    "  {name}: phase={}\n",
+                    st.phase.unwrap_or_default()
+                ));
+                let all = st
+                    .init_container_statuses
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(st.container_statuses.unwrap_or_default());
                 for c in all {
                     let state = c.state.map(|s| {
                         if let Some(w) = s.waiting {
-                            format!("waiting {} {}", w.reason.unwrap_or_default(), w.message.unwrap_or_default())
+                            format!(
+                                "waiting {} {}",
+                                w.reason.unwrap_or_default(),
+                                w.message.unwrap_or_default()
+                            )
                         } else if let Some(t) = s.terminated {
-                            format!("terminated exit={} {} {}", t.exit_code, t.reason.unwrap_or_default(), t.message.unwrap_or_default())
+                            format!(
+                                "terminated exit={} {} {}",
+                                t.exit_code,
+                                t.reason.unwrap_or_default(),
+                                t.message.unwrap_or_default()
+                            )
                         } else {
                             "running".to_string()
                         }
@@ -119,7 +169,10 @@ pub async fn describe(client: &kube::Client, ns: &str) -> String {
         Err(e) => out.push_str(&format!("  (listing pods failed: {e})\n")),
     }
     out.push_str(&format!("--- events in {ns}:\n"));
-    if let Ok(events) = Api::<Event>::namespaced(client.clone(), ns).list(&ListParams::default()).await {
+    if let Ok(events) = Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+    {
         for e in events.items.iter().rev().take(20).rev() {
             let obj = &e.involved_object;
             out.push_str(&format!(

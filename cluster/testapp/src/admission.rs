@@ -15,7 +15,9 @@ const MUTATED: &str = "tulle-testapp/mutated";
 fn review(req: &Value, response: Value) -> Json<Value> {
     let mut response = response;
     response["uid"] = req["request"]["uid"].clone();
-    Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}))
+    Json(
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}),
+    )
 }
 
 pub async fn mutate(Json(req): Json<Value>) -> Json<Value> {
@@ -26,13 +28,19 @@ pub async fn mutate(Json(req): Json<Value>) -> Json<Value> {
         json!([{"op": "add", "path": "/metadata/labels", "value": {MUTATED: "true"}}])
     };
     let patch = base64(patch.to_string().as_bytes());
-    review(&req, json!({"allowed": true, "patchType": "JSONPatch", "patch": patch}))
+    review(
+        &req,
+        json!({"allowed": true, "patchType": "JSONPatch", "patch": patch}),
+    )
 }
 
 pub async fn validate(Json(req): Json<Value>) -> Json<Value> {
     if req["request"]["object"]["metadata"]["labels"]["e2e-deny"] == "true" {
         let msg = "denied by tulle-testapp: the object has the label e2e-deny=true";
-        review(&req, json!({"allowed": false, "status": {"code": 403, "message": msg}}))
+        review(
+            &req,
+            json!({"allowed": false, "status": {"code": 403, "message": msg}}),
+        )
     } else {
         review(&req, json!({"allowed": true}))
     }
@@ -68,7 +76,11 @@ fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -87,7 +99,15 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (input, want) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(input.as_bytes()), want);
         }
     }

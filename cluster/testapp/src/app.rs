@@ -24,7 +24,10 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let port = |k: &str, default: u16| -> anyhow::Result<u16> {
-            env(k).map_or(Ok(default), |v| v.parse().with_context(|| format!("{k}={v:?} is not a port number")))
+            env(k).map_or(Ok(default), |v| {
+                v.parse()
+                    .with_context(|| format!("{k}={v:?} is not a port number"))
+            })
         };
         let tls = match (env("TLS_CERT"), env("TLS_KEY")) {
             (Some(c), Some(k)) => Some((port("TLS_PORT", 8443)?, c, k)),
@@ -44,7 +47,10 @@ impl Config {
 fn router(cfg: &Config) -> axum::Router {
     let (pod, ns) = (cfg.pod.clone(), cfg.namespace.clone());
     axum::Router::new()
-        .route("/", get(move || async move { Json(json!({"pod": pod, "namespace": ns})) }))
+        .route(
+            "/",
+            get(move || async move { Json(json!({"pod": pod, "namespace": ns})) }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/call", get(call))
 }
@@ -65,9 +71,20 @@ async fn call(Query(p): Query<CallParams>) -> Json<Value> {
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let plain = router(&cfg);
     let addr = SocketAddr::from(([0, 0, 0, 0], cfg.port));
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-    println!("tulle-testapp {} pod={} namespace={} listening on http://{addr}", env!("CARGO_PKG_VERSION"), cfg.pod, cfg.namespace);
-    let http = async { axum::serve(listener, plain).await.context("HTTP server failed") };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    println!(
+        "tulle-testapp {} pod={} namespace={} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.pod,
+        cfg.namespace
+    );
+    let http = async {
+        axum::serve(listener, plain)
+            .await
+            .context("HTTP server failed")
+    };
     match cfg.tls.clone() {
         None => http.await,
         Some((port, cert, key)) => {

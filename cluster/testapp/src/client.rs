@@ -16,7 +16,9 @@ pub struct Reply {
 
 /// GET `url` (http only); fails on a bad URL, a connection error or after 10 s.
 pub async fn get(url: &str) -> anyhow::Result<Reply> {
-    let uri: hyper::Uri = url.parse().map_err(|e| anyhow::anyhow!("bad url {url:?}: {e}"))?;
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad url {url:?}: {e}"))?;
     if uri.scheme_str() != Some("http") {
         anyhow::bail!("only http:// URLs are supported, got {url:?}");
     }
@@ -25,7 +27,10 @@ pub async fn get(url: &str) -> anyhow::Result<Reply> {
         let resp = client.get(uri).await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes();
-        anyhow::Ok(Reply { status, body: String::from_utf8_lossy(&body).into_owned() })
+        anyhow::Ok(Reply {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     };
     tokio::time::timeout(Duration::from_secs(10), fut)
         .await
