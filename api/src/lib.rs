@@ -7,9 +7,11 @@
 //! The generated code is built from `proto/*.proto` by protox (no system protoc).
 //! Small typed helpers sit next to it: identity names ([`names`]), address conversions
 //! ([`addr`]), the destination context token ([`context`]), and TLS plumbing for tonic
-//! servers and clients over rustls/aws-lc-rs ([`tls`]).
+//! servers and clients over rustls/aws-lc-rs ([`tls`]), and the Certify client side
+//! ([`certify`]).
 
 pub mod addr;
+pub mod certify;
 pub mod context;
 pub mod names;
 pub mod tls;

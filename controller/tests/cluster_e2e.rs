@@ -1,7 +1,8 @@
 //! On the real cluster (`cluster/`): tulle-identity and tulle-controller run as pods from
 //! locally built images; Certify is called with a real projected-style ServiceAccount token
 //! (TokenRequest, audience `identity.tulle.io`) and checked by a real TokenReview; a
-//! destination watch follows a real Deployment as it scales.
+//! destination watch follows a real Deployment as it scales; the controller serves it over
+//! TLS with a certificate it obtained from identity with its own projected token.
 //!
 //! Run (cluster up, KUBECONFIG set by `source /var/lib/tulle-cluster/env`):
 //!   cargo build -p tulle-identity -p tulle-controller
@@ -47,6 +48,7 @@ fn pack(image: &str, bin: &str) {
 
 struct Ca {
     root: rustls_pki_types::CertificateDer<'static>,
+    root_pem: String,
     issuer_pem: String,
     issuer_key_pem: String,
 }
@@ -67,6 +69,7 @@ fn make_ca() -> Ca {
     let cert = ip.signed_by(&key, &root_issuer).unwrap();
     Ca {
         root: root.der().clone(),
+        root_pem: root.pem(),
         issuer_pem: cert.pem(),
         issuer_key_pem: key.serialize_pem(),
     }
@@ -86,6 +89,19 @@ stringData:
   tls.crt: |
 {crt}  tls.key: |
 {key}---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: tulle-trust-anchors}}
+data:
+  trust-anchors.pem: |
+{roots}---
+apiVersion: v1
+kind: Service
+metadata: {{name: tulle-identity}}
+spec:
+  selector: {{app: tulle-identity}}
+  ports: [{{name: grpc, port: 8080}}]
+---
 apiVersion: v1
 kind: ServiceAccount
 metadata: {{name: tulle-identity}}
@@ -159,7 +175,21 @@ spec:
       - name: controller
         image: localhost/tulle/controller:e2e
         imagePullPolicy: Never
+        env:
+        - {{name: TULLE_CONTROLLER_NAMESPACE, value: {ns}}}
+        - {{name: TULLE_CONTROLLER_IDENTITY_ADDR, value: "tulle-identity.{ns}.svc.cluster.local:8080"}}
+        - {{name: TULLE_CONTROLLER_IDENTITY_SERVER_NAME, value: "tulle-identity.{ns}.serviceaccount.identity.tulle.cluster.local"}}
+        - {{name: TULLE_CONTROLLER_TRUST_ANCHORS, value: /var/run/tulle/identity/trust-anchors.pem}}
+        - {{name: TULLE_CONTROLLER_TOKEN_FILE, value: /var/run/secrets/tulle.io/serviceaccount/token}}
+        volumeMounts:
+        - {{name: anchors, mountPath: /var/run/tulle/identity, readOnly: true}}
+        - {{name: token, mountPath: /var/run/secrets/tulle.io/serviceaccount, readOnly: true}}
         readinessProbe: {{httpGet: {{path: /ready, port: 9990}}, periodSeconds: 1}}
+      volumes:
+      - {{name: anchors, configMap: {{name: tulle-trust-anchors}}}}
+      - name: token
+        projected:
+          sources: [{{serviceAccountToken: {{path: token, audience: identity.tulle.io, expirationSeconds: 86400}}}}]
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -186,6 +216,7 @@ spec:
 "#,
         crt = indent(&ca.issuer_pem, 4),
         key = indent(&ca.issuer_key_pem, 4),
+        roots = indent(&ca.root_pem, 4),
         testapp = tulle_e2e::testapp_image(),
     )
 }
@@ -290,7 +321,14 @@ async fn identity_and_destination_on_the_cluster() {
 
     // === destination ===
     let pf = kubectl::PortForward::start(&n, "deploy/tulle-controller", 8086).expect("port-forward controller");
-    let mut dst = DestinationClient::new(tulle_api::tls::plaintext_channel(&pf.local.to_string()).unwrap());
+    // The controller serves over TLS with the certificate it got from identity with its
+    // own projected token.
+    let controller = ServiceAccountIdentity::new("tulle-controller", &n, "cluster.local");
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.root.clone()).unwrap();
+    let cfg = tulle_api::certify::client_config(roots).unwrap();
+    let channel = tulle_api::tls::channel(&pf.local.to_string(), &controller.dns_name(), cfg).unwrap();
+    let mut dst = DestinationClient::new(channel);
     let get = |path: String| GetDestination {
         scheme: "k8s".into(),
         path,

@@ -1,13 +1,14 @@
 //! Wiring: flags, the index, the Kubernetes watches, the gRPC server and the admin server.
 
 mod admin;
+mod tls;
 
 use crate::{
     core::{Index, Naming},
     grpc::{DestinationService, GrpcMetrics},
     k8s,
 };
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 /// tulle-controller: the destination API of the tulle control plane.
 #[derive(Clone, Debug, clap::Parser)]
@@ -25,6 +26,29 @@ pub struct Args {
     /// The identity trust domain.
     #[arg(long, env = "TULLE_CONTROLLER_TRUST_DOMAIN", default_value = "cluster.local")]
     pub trust_domain: String,
+    /// tulle-identity's address (`host:port`). When set, the destination API is served
+    /// over TLS with a certificate from identity; when unset, over plaintext.
+    #[arg(long, env = "TULLE_CONTROLLER_IDENTITY_ADDR")]
+    pub identity_addr: Option<String>,
+    /// The identity tulle-identity presents.
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_IDENTITY_SERVER_NAME",
+        default_value = "tulle-identity.tulle-system.serviceaccount.identity.tulle.cluster.local"
+    )]
+    pub identity_server_name: String,
+    /// PEM file with the trust anchors.
+    #[arg(long, env = "TULLE_CONTROLLER_TRUST_ANCHORS", default_value = "/var/run/tulle/identity/trust-anchors.pem")]
+    pub trust_anchors: PathBuf,
+    /// Projected ServiceAccount token (audience identity.tulle.io).
+    #[arg(long, env = "TULLE_CONTROLLER_TOKEN_FILE", default_value = "/var/run/secrets/tulle.io/serviceaccount/token")]
+    pub token_file: PathBuf,
+    /// This controller's ServiceAccount (for its identity).
+    #[arg(long, env = "TULLE_CONTROLLER_SERVICE_ACCOUNT", default_value = "tulle-controller")]
+    pub service_account: String,
+    /// This controller's namespace.
+    #[arg(long, env = "TULLE_CONTROLLER_NAMESPACE", default_value = "tulle-system")]
+    pub namespace: String,
 }
 
 /// The controller failed to start or a server stopped.
@@ -45,6 +69,9 @@ pub enum RunError {
     /// A server stopped.
     #[error("server stopped: {0}")]
     Serve(String),
+    /// TLS could not be configured.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
 }
 
 /// Runs the controller until a server fails.
@@ -62,26 +89,53 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let synced = Arc::new(k8s::Synced::default());
     k8s::spawn_watches(client, index.clone(), synced.clone());
 
+    let serving = match &args.identity_addr {
+        Some(addr) => Some(start_tls(&args, addr)?),
+        None => None,
+    };
+
     let admin_listener = bind(args.admin_addr).await?;
+    let tls_ready = serving.clone();
     let admin = tokio::spawn(admin::serve(
         admin_listener,
         Arc::new(registry),
-        Arc::new(move || synced.is_ready()),
+        Arc::new(move || synced.is_ready() && tls_ready.as_ref().is_none_or(|c| c.is_ready())),
     ));
 
     let listener = bind(args.destination_addr).await?;
-    tracing::info!(addr = %args.destination_addr, "serving destination gRPC (plaintext)");
     let svc = DestinationService::new(index, grpc_metrics).into_server();
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-            .add_service(svc)
-            .serve_with_incoming(incoming(listener)),
-    );
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .add_service(svc);
+    let grpc = match serving {
+        Some(cert) => {
+            let cfg = cert.server_config().map_err(|e| RunError::Tls(e.to_string()))?;
+            tracing::info!(addr = %args.destination_addr, "serving destination gRPC over TLS");
+            tokio::spawn(server.serve_with_incoming(tulle_api::tls::incoming(listener, cfg)))
+        }
+        None => {
+            tracing::warn!(addr = %args.destination_addr, "serving destination gRPC over plaintext (no --identity-addr)");
+            tokio::spawn(server.serve_with_incoming(incoming(listener)))
+        }
+    };
     tokio::select! {
         r = grpc => Err(RunError::Serve(format!("destination gRPC: {r:?}"))),
         r = admin => Err(RunError::Serve(format!("admin: {r:?}"))),
     }
+}
+
+/// Starts getting the serving certificate from identity.
+fn start_tls(args: &Args, addr: &str) -> Result<Arc<tulle_api::certify::SwappableCert>, RunError> {
+    let pem = std::fs::read(&args.trust_anchors)
+        .map_err(|e| RunError::Tls(format!("cannot read trust anchors {}: {e}", args.trust_anchors.display())))?;
+    let roots = tulle_api::certify::roots_from_pem(&pem).map_err(RunError::Tls)?;
+    let client_cfg = tulle_api::certify::client_config(roots).map_err(|e| RunError::Tls(e.to_string()))?;
+    let channel = tulle_api::tls::channel(addr, &args.identity_server_name, client_cfg)
+        .map_err(|e| RunError::Tls(e.to_string()))?;
+    let id = tulle_api::ServiceAccountIdentity::new(&args.service_account, &args.namespace, &args.trust_domain);
+    let cert = Arc::new(tulle_api::certify::SwappableCert::default());
+    tokio::spawn(tls::maintain(cert.clone(), channel, id, args.token_file.clone()));
+    Ok(cert)
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
