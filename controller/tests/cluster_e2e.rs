@@ -318,6 +318,29 @@ async fn identity_and_destination_on_the_cluster() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    // The refusals are Events on the ServiceAccount, and the metrics count them.
+    let events = wait::until(
+        "an IssuingFailed Event on ServiceAccount web",
+        STEP,
+        || {
+            let n = n.clone();
+            async move {
+                let out = kubectl::run(&["get", "events", "-n", &n, "--field-selector", "reason=IssuingFailed", "-o", "name"]).ok()?;
+                (!out.trim().is_empty()).then_some(out)
+            }
+        },
+        || async { String::new() },
+    )
+    .await
+    .expect("IssuingFailed Event");
+    assert!(!events.is_empty());
+    let admin = kubectl::PortForward::start(&n, "deploy/tulle-identity", 9990).expect("port-forward admin");
+    let (code, body) = kubectl::http_get(admin.local, "/metrics").await.expect("identity /metrics");
+    assert_eq!(code, 200);
+    assert!(body.contains("identity_certificates_issued_total 1"), "{body}");
+    assert!(body.contains("identity_refusals_total{reason=\"token_invalid\"} 1"), "{body}");
+    assert!(body.contains("identity_refusals_total{reason=\"name_mismatch\"} 1"), "{body}");
+    assert!(body.contains("identity_issuer_expiry_seconds"), "{body}");
 
     // === destination ===
     let pf = kubectl::PortForward::start(&n, "deploy/tulle-controller", 8086).expect("port-forward controller");

@@ -155,7 +155,7 @@ async fn fixture() -> Fixture {
     let ca = make_ca("a");
     write_issuer(dir.path(), &ca);
     let (reloader, mut rx) = Reloader::new(dir.path().to_path_buf(), Duration::from_millis(50));
-    tokio::spawn(reloader.run(|e| tracing_free_log(e)));
+    tokio::spawn(reloader.run(tracing_free_log));
     tokio::time::timeout(LIMIT, rx.wait_for(|i| i.is_some())).await.unwrap().unwrap();
     let events = Recorded::default();
     let metrics = Metrics::default();
