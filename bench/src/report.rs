@@ -115,7 +115,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
     let mut out = Vec::new();
     let get = |p: &str, l: &str, f: fn(&Row) -> Option<f64>| find(r, p, l).and_then(f);
     let mut add = |name: &str, measured: Option<f64>, unit: &str, ok: &dyn Fn(f64) -> bool| {
-        out.push((name.to_string(), measured.map(|v| format!("{v:.1} {unit}")).unwrap_or("–".into()), measured.map(ok)));
+        out.push((name.to_string(), measured.map(|v| format!("{v:.2} {unit}")).unwrap_or("–".into()), measured.map(ok)));
     };
     let delta = |l: &str, f: fn(&Row) -> Option<f64>| Some(get("tulle", l, f)? - get("direct", l, f)?);
     add("p50 added at 1,000 req/s ≤ 150 µs", delta("1000", |x| x.p50_us), "µs", &|v| v <= 150.0);
