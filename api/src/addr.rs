@@ -34,8 +34,12 @@ impl TryFrom<&TcpAddress> for SocketAddr {
         };
         let port = u16::try_from(a.port).map_err(|_| err())?;
         let ip = match a.ip.len() {
-            4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(&a.ip[..]).map_err(|_| err())?)),
-            16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&a.ip[..]).map_err(|_| err())?)),
+            4 => IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(&a.ip[..]).map_err(|_| err())?,
+            )),
+            16 => IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(&a.ip[..]).map_err(|_| err())?,
+            )),
             _ => return Err(err()),
         };
         Ok(SocketAddr::new(ip, port))

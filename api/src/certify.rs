@@ -72,7 +72,11 @@ pub async fn certify(
     let signing = rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&key_der)
         .map_err(|e| CertifyError::Response(e.to_string()))?;
     let mut chain = vec![CertificateDer::from(rsp.leaf_certificate)];
-    chain.extend(rsp.intermediate_certificates.into_iter().map(CertificateDer::from));
+    chain.extend(
+        rsp.intermediate_certificates
+            .into_iter()
+            .map(CertificateDer::from),
+    );
     Ok(Certified {
         key: Arc::new(CertifiedKey::new(chain, signing)),
         valid_until,
@@ -82,8 +86,11 @@ pub async fn certify(
 /// When to renew a certificate valid from now until `valid_until`: at 70 % of the
 /// remaining lifetime, clamped to 10 s ..= 24 h.
 pub fn renew_after(valid_until: SystemTime) -> Duration {
-    let left = valid_until.duration_since(SystemTime::now()).unwrap_or_default();
-    left.mul_f64(0.7).clamp(Duration::from_secs(10), Duration::from_secs(24 * 3600))
+    let left = valid_until
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    left.mul_f64(0.7)
+        .clamp(Duration::from_secs(10), Duration::from_secs(24 * 3600))
 }
 
 /// A rustls server certificate that can be replaced while serving.
@@ -128,7 +135,9 @@ pub fn roots_from_pem(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(pem) {
-        roots.add(c.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     }
     if roots.is_empty() {
         return Err("no CERTIFICATE found in the trust anchors".into());
@@ -137,7 +146,9 @@ pub fn roots_from_pem(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
 }
 
 /// A TLS client config trusting `roots`.
-pub fn client_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+pub fn client_config(
+    roots: rustls::RootCertStore,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)

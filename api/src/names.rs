@@ -26,7 +26,9 @@ pub struct ServiceAccountIdentity {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {
     /// The name is not of the form `<sa>.<ns>.serviceaccount.identity.tulle.<trust-domain>`.
-    #[error("{0:?} is not an identity name; expected <sa>.<ns>.serviceaccount.identity.tulle.<trust-domain>")]
+    #[error(
+        "{0:?} is not an identity name; expected <sa>.<ns>.serviceaccount.identity.tulle.<trust-domain>"
+    )]
     Malformed(String),
 }
 
@@ -96,7 +98,10 @@ mod tests {
             "web.shop.serviceaccount.identity.tulle.cluster.local"
         );
         assert_eq!(id.spiffe_uri(), "spiffe://cluster.local/ns/shop/sa/web");
-        assert_eq!(ServiceAccountIdentity::parse_dns_name(&id.dns_name()), Ok(id));
+        assert_eq!(
+            ServiceAccountIdentity::parse_dns_name(&id.dns_name()),
+            Ok(id)
+        );
     }
 
     #[test]
@@ -109,7 +114,10 @@ mod tests {
             "Web.shop.serviceaccount.identity.tulle.cluster.local",
             "web.shop.serviceaccount.identity.tulle.",
         ] {
-            assert!(ServiceAccountIdentity::parse_dns_name(bad).is_err(), "{bad}");
+            assert!(
+                ServiceAccountIdentity::parse_dns_name(bad).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -70,7 +70,11 @@ impl AsyncRead for TlsConn {
 }
 
 impl AsyncWrite for TlsConn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 
@@ -116,7 +120,9 @@ pub fn incoming(
             let acceptor = acceptor.clone();
             let conn_tx = tx.clone();
             tokio::spawn(async move {
-                if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                if let Ok(Ok(tls)) =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
                     let _ = conn_tx.send(Ok(TlsConn(tls))).await;
                 }
             });
@@ -141,7 +147,9 @@ pub enum ChannelError {
         source: tonic::transport::Error,
     },
     /// The TLS server name is not a valid DNS name.
-    #[error("invalid TLS server name {0:?}: expected a DNS name like tulle-identity.tulle-system.serviceaccount.identity.tulle.cluster.local")]
+    #[error(
+        "invalid TLS server name {0:?}: expected a DNS name like tulle-identity.tulle-system.serviceaccount.identity.tulle.cluster.local"
+    )]
     ServerName(String),
 }
 
@@ -194,5 +202,7 @@ pub fn plaintext_channel(addr: &str) -> Result<Channel, ChannelError> {
             source,
         }
     })?;
-    Ok(endpoint.connect_timeout(Duration::from_secs(5)).connect_lazy())
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy())
 }

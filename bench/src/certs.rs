@@ -65,14 +65,22 @@ pub fn generate(dir: &Path) -> anyhow::Result<CertFiles> {
         client_key: dir.join("client.key"),
         client_combined: dir.join("client.pem"),
     };
-    let write = |p: &Path, s: &str| std::fs::write(p, s).with_context(|| format!("writing {}", p.display()));
+    let write = |p: &Path, s: &str| {
+        std::fs::write(p, s).with_context(|| format!("writing {}", p.display()))
+    };
     write(&files.ca, &ca.pem())?;
     write(&files.server_cert, &server_cert)?;
     write(&files.server_key, &server_key)?;
-    write(&files.server_combined, &format!("{server_cert}{server_key}"))?;
+    write(
+        &files.server_combined,
+        &format!("{server_cert}{server_key}"),
+    )?;
     write(&files.client_cert, &client_cert)?;
     write(&files.client_key, &client_key)?;
-    write(&files.client_combined, &format!("{client_cert}{client_key}"))?;
+    write(
+        &files.client_combined,
+        &format!("{client_cert}{client_key}"),
+    )?;
     Ok(files)
 }
 
@@ -86,6 +94,10 @@ mod tests {
         let files = generate(dir.path()).unwrap();
         let server = std::fs::read_to_string(&files.server_combined).unwrap();
         assert!(server.contains("BEGIN CERTIFICATE") && server.contains("PRIVATE KEY"));
-        assert!(std::fs::read_to_string(&files.ca).unwrap().contains("BEGIN CERTIFICATE"));
+        assert!(
+            std::fs::read_to_string(&files.ca)
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
     }
 }

@@ -36,7 +36,12 @@ pub fn backend_nginx(dir: &Path, listen: SocketAddr) -> String {
 }
 
 /// nginx outbound: plain HTTP/1.1 in, HTTP/1.1 over mTLS to the inbound nginx (pooled).
-pub fn nginx_outbound(dir: &Path, certs: &CertFiles, listen: SocketAddr, inbound: SocketAddr) -> String {
+pub fn nginx_outbound(
+    dir: &Path,
+    certs: &CertFiles,
+    listen: SocketAddr,
+    inbound: SocketAddr,
+) -> String {
     format!(
         "{common}http {{\n{http}\
 upstream inbound {{ server {inbound}; keepalive 256; keepalive_requests 10000000; keepalive_timeout 120s; }}\n\
@@ -54,7 +59,12 @@ server {{\n  listen {listen};\n  location / {{\n    proxy_pass https://inbound;\
 }
 
 /// nginx inbound: terminates mTLS (client certificate required), HTTP/1.1 to the backend.
-pub fn nginx_inbound(dir: &Path, certs: &CertFiles, listen: SocketAddr, backend: SocketAddr) -> String {
+pub fn nginx_inbound(
+    dir: &Path,
+    certs: &CertFiles,
+    listen: SocketAddr,
+    backend: SocketAddr,
+) -> String {
     format!(
         "{common}http {{\n{http}\
 upstream backend {{ server {backend}; keepalive 256; keepalive_requests 10000000; keepalive_timeout 120s; }}\n\

@@ -19,10 +19,19 @@ pub fn run(args: &DataPlaneArgs) -> anyhow::Result<()> {
     let duration = args.duration.unwrap_or(if args.quick { 7.0 } else { 20.0 });
     let load_average_start = loadavg();
     let (nginx, haproxy) = tools::ensure_nginx_haproxy()?;
-    let kinds: Vec<PathKind> = if args.paths.is_empty() { PathKind::ALL.to_vec() } else { args.paths.clone() };
+    let kinds: Vec<PathKind> = if args.paths.is_empty() {
+        PathKind::ALL.to_vec()
+    } else {
+        args.paths.clone()
+    };
     let mut notes = Vec::new();
     let tulle = if kinds.contains(&PathKind::Tulle) {
-        match args.proxy_bin.clone().map(Ok).unwrap_or_else(tools::build_tulle_proxy) {
+        match args
+            .proxy_bin
+            .clone()
+            .map(Ok)
+            .unwrap_or_else(tools::build_tulle_proxy)
+        {
             Ok(b) => Some(b),
             Err(e) => {
                 notes.push(format!("tulle path not measured: {e:#}"));
@@ -37,7 +46,15 @@ pub fn run(args: &DataPlaneArgs) -> anyhow::Result<()> {
     let dir = tmp.path().to_path_buf();
     let certs = certs::generate(&dir)?;
     let (mut backend, backend_addr) = paths::start_backend(&dir, &nginx)?;
-    let ctx = Ctx { dir: dir.clone(), certs, backend: backend_addr, nginx, haproxy, tulle, tulle_threads: args.proxy_threads };
+    let ctx = Ctx {
+        dir: dir.clone(),
+        certs,
+        backend: backend_addr,
+        nginx,
+        haproxy,
+        tulle,
+        tulle_threads: args.proxy_threads,
+    };
     let secs = |s: f64| Duration::from_secs_f64(s);
     let mut rows = Vec::new();
     for kind in kinds {
@@ -69,10 +86,16 @@ pub fn run(args: &DataPlaneArgs) -> anyhow::Result<()> {
         rows,
         notes,
     };
-    let out_dir = args.out_dir.clone().unwrap_or_else(|| tools::workspace_root().join("bench").join("results"));
+    let out_dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| tools::workspace_root().join("bench").join("results"));
     report::write(&out_dir, &results)?;
     println!("{}", report::markdown(&results));
-    eprintln!("tulle-bench: wrote {0}/data-plane.json and {0}/data-plane.md", out_dir.display());
+    eprintln!(
+        "tulle-bench: wrote {0}/data-plane.json and {0}/data-plane.md",
+        out_dir.display()
+    );
     if args.keep_temp {
         let kept: PathBuf = tmp.keep();
         eprintln!("tulle-bench: kept {}", kept.display());
@@ -90,7 +113,11 @@ fn measure_path(
 ) -> anyhow::Result<Vec<Row>> {
     let mut path = paths::start(kind, ctx)?;
     signals::sleep(Duration::from_secs(1))?;
-    let idle: Vec<u64> = path.proxies.iter().map(|p| procs::rss_kb(p.pid())).collect::<Result<_, _>>()?;
+    let idle: Vec<u64> = path
+        .proxies
+        .iter()
+        .map(|p| procs::rss_kb(p.pid()))
+        .collect::<Result<_, _>>()?;
     let mut loads: Vec<Option<u64>> = args.rates.iter().map(|r| Some(*r)).collect();
     loads.push(None);
     let mut rows = Vec::new();
@@ -98,7 +125,11 @@ fn measure_path(
         let spec = LoadSpec {
             addr: path.entry,
             host: configs::AUTHORITY.into(),
-            connections: if rate.is_some() { args.connections } else { args.max_connections },
+            connections: if rate.is_some() {
+                args.connections
+            } else {
+                args.max_connections
+            },
             rate,
             start: Instant::now() + Duration::from_millis(200),
             warmup,
@@ -109,11 +140,19 @@ fn measure_path(
         let row = m.row(kind, &load, &spec, &idle);
         eprintln!(
             "tulle-bench:   {:>7} {:>5}: p50 {:>7} µs  p99 {:>7} µs  {:>8.0} rps  errors {}  cpu/req/proxy {:?}",
-            kind.name(), load, row.p50_us.unwrap_or(0.0), row.p99_us.unwrap_or(0.0), row.rps.unwrap_or(0.0),
-            m.outcome.errors, row.cpu_us_per_req_each,
+            kind.name(),
+            load,
+            row.p50_us.unwrap_or(0.0),
+            row.p99_us.unwrap_or(0.0),
+            row.rps.unwrap_or(0.0),
+            m.outcome.errors,
+            row.cpu_us_per_req_each,
         );
         if !m.outcome.error_samples.is_empty() {
-            eprintln!("tulle-bench:     first errors: {:?}", m.outcome.error_samples);
+            eprintln!(
+                "tulle-bench:     first errors: {:?}",
+                m.outcome.error_samples
+            );
         }
         rows.push(row);
     }
@@ -128,10 +167,16 @@ struct Measured {
     cpu_s_client: f64,
 }
 
-fn measure_load(spec: &LoadSpec, proxies: &mut [Proc], backend: &mut Proc) -> anyhow::Result<Measured> {
+fn measure_load(
+    spec: &LoadSpec,
+    proxies: &mut [Proc],
+    backend: &mut Proc,
+) -> anyhow::Result<Measured> {
     let generator = loadgen::spawn(spec.clone());
     let me = std::process::id();
-    let ticks = |pids: &[u32]| -> std::io::Result<Vec<u64>> { pids.iter().map(|p| procs::cpu_ticks(*p)).collect() };
+    let ticks = |pids: &[u32]| -> std::io::Result<Vec<u64>> {
+        pids.iter().map(|p| procs::cpu_ticks(*p)).collect()
+    };
     let mut pids: Vec<u32> = proxies.iter().map(Proc::pid).collect();
     pids.push(backend.pid());
     pids.push(me);
@@ -143,29 +188,50 @@ fn measure_load(spec: &LoadSpec, proxies: &mut [Proc], backend: &mut Proc) -> an
             for (i, p) in proxies.iter().enumerate() {
                 rss_max[i] = rss_max[i].max(procs::rss_kb(p.pid())?);
             }
-            signals::sleep_until((Instant::now() + Duration::from_millis(250)).min(spec.window_end()))?;
+            signals::sleep_until(
+                (Instant::now() + Duration::from_millis(250)).min(spec.window_end()),
+            )?;
         }
         Ok((before, ticks(&pids)?, rss_max))
     })();
-    let outcome = generator.join().map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
+    let outcome = generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
     let (before, after, rss_max) = sampled?;
     for p in proxies.iter_mut() {
         p.check_alive()?;
     }
     backend.check_alive()?;
     let hz = procs::clock_ticks_per_sec() as f64;
-    let secs: Vec<f64> = before.iter().zip(&after).map(|(b, a)| a.saturating_sub(*b) as f64 / hz).collect();
+    let secs: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| a.saturating_sub(*b) as f64 / hz)
+        .collect();
     let n = proxies.len();
-    Ok(Measured { outcome, cpu_s_proxies: secs[..n].to_vec(), rss_max, cpu_s_backend: secs[n], cpu_s_client: secs[n + 1] })
+    Ok(Measured {
+        outcome,
+        cpu_s_proxies: secs[..n].to_vec(),
+        rss_max,
+        cpu_s_backend: secs[n],
+        cpu_s_client: secs[n + 1],
+    })
 }
 
 impl Measured {
     fn row(&self, kind: PathKind, load: &str, spec: &LoadSpec, idle: &[u64]) -> Row {
         let o = &self.outcome;
-        let q = |p: f64| (!o.latency_us.is_empty()).then(|| o.latency_us.value_at_quantile(p) as f64);
+        let q =
+            |p: f64| (!o.latency_us.is_empty()).then(|| o.latency_us.value_at_quantile(p) as f64);
         let per_req = |s: f64| (o.completed > 0).then(|| s * 1e6 / o.completed as f64);
-        let each: Vec<f64> = self.cpu_s_proxies.iter().filter_map(|s| per_req(*s)).map(round1).collect();
-        let mean = |v: &[f64]| (!v.is_empty()).then(|| round1(v.iter().sum::<f64>() / v.len() as f64));
+        let each: Vec<f64> = self
+            .cpu_s_proxies
+            .iter()
+            .filter_map(|s| per_req(*s))
+            .map(round1)
+            .collect();
+        let mean =
+            |v: &[f64]| (!v.is_empty()).then(|| round1(v.iter().sum::<f64>() / v.len() as f64));
         let rss: Vec<f64> = self.rss_max.iter().map(|v| *v as f64).collect();
         let idle_f: Vec<f64> = idle.iter().map(|v| *v as f64).collect();
         Row {
@@ -214,10 +280,21 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let debian = std::fs::read_to_string("/etc/debian_version").unwrap_or_default();
-    format!("{cores} × {cpu}, Linux {}, Debian {}", kernel.trim(), debian.trim())
+    format!(
+        "{cores} × {cpu}, Linux {}, Debian {}",
+        kernel.trim(),
+        debian.trim()
+    )
 }

@@ -47,7 +47,12 @@ fn spawn_nginx(name: &str, nginx: &Path, dir: &Path, conf: &str) -> anyhow::Resu
     std::fs::write(&conf_path, conf)?;
     std::fs::create_dir_all(dir.join(format!("{name}-tmp")))?;
     let mut cmd = Command::new(nginx);
-    cmd.arg("-p").arg(dir).arg("-c").arg(&conf_path).arg("-e").arg(dir.join(format!("{name}.error.log")));
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-e")
+        .arg(dir.join(format!("{name}.error.log")));
     Proc::spawn(name, cmd, dir)
 }
 
@@ -63,40 +68,85 @@ fn spawn_haproxy(name: &str, haproxy: &Path, dir: &Path, conf: &str) -> anyhow::
 pub fn start(kind: PathKind, ctx: &Ctx) -> anyhow::Result<RunningPath> {
     let dir = &ctx.dir;
     let path = match kind {
-        PathKind::Direct => RunningPath { entry: ctx.backend, proxies: Vec::new() },
+        PathKind::Direct => RunningPath {
+            entry: ctx.backend,
+            proxies: Vec::new(),
+        },
         PathKind::Nginx => {
             let (entry, mid) = (free_port()?, free_port()?);
-            let mut inbound = spawn_nginx("nginx-in", &ctx.nginx, dir, &configs::nginx_inbound(dir, &ctx.certs, mid, ctx.backend))?;
+            let mut inbound = spawn_nginx(
+                "nginx-in",
+                &ctx.nginx,
+                dir,
+                &configs::nginx_inbound(dir, &ctx.certs, mid, ctx.backend),
+            )?;
             inbound.wait_listening(mid, START_TIMEOUT)?;
-            let mut outbound = spawn_nginx("nginx-out", &ctx.nginx, dir, &configs::nginx_outbound(dir, &ctx.certs, entry, mid))?;
+            let mut outbound = spawn_nginx(
+                "nginx-out",
+                &ctx.nginx,
+                dir,
+                &configs::nginx_outbound(dir, &ctx.certs, entry, mid),
+            )?;
             outbound.wait_listening(entry, START_TIMEOUT)?;
-            RunningPath { entry, proxies: vec![outbound, inbound] }
+            RunningPath {
+                entry,
+                proxies: vec![outbound, inbound],
+            }
         }
         PathKind::Haproxy => {
             let (entry, mid) = (free_port()?, free_port()?);
-            let mut inbound = spawn_haproxy("haproxy-in", &ctx.haproxy, dir, &configs::haproxy_inbound(&ctx.certs, mid, ctx.backend))?;
+            let mut inbound = spawn_haproxy(
+                "haproxy-in",
+                &ctx.haproxy,
+                dir,
+                &configs::haproxy_inbound(&ctx.certs, mid, ctx.backend),
+            )?;
             inbound.wait_listening(mid, START_TIMEOUT)?;
-            let mut outbound = spawn_haproxy("haproxy-out", &ctx.haproxy, dir, &configs::haproxy_outbound(&ctx.certs, entry, mid))?;
+            let mut outbound = spawn_haproxy(
+                "haproxy-out",
+                &ctx.haproxy,
+                dir,
+                &configs::haproxy_outbound(&ctx.certs, entry, mid),
+            )?;
             outbound.wait_listening(entry, START_TIMEOUT)?;
-            RunningPath { entry, proxies: vec![outbound, inbound] }
+            RunningPath {
+                entry,
+                proxies: vec![outbound, inbound],
+            }
         }
         PathKind::Tulle => start_tulle(ctx)?,
     };
     verify(path.entry, START_TIMEOUT).with_context(|| {
-        let logs: Vec<String> = path.proxies.iter().map(|p| format!("--- {}:\n{}", p.name(), p.log_tail(15))).collect();
-        format!("the {} path does not answer 200; proxy logs:\n{}", kind.name(), logs.join("\n"))
+        let logs: Vec<String> = path
+            .proxies
+            .iter()
+            .map(|p| format!("--- {}:\n{}", p.name(), p.log_tail(15)))
+            .collect();
+        format!(
+            "the {} path does not answer 200; proxy logs:\n{}",
+            kind.name(),
+            logs.join("\n")
+        )
     })?;
     Ok(path)
 }
 
 fn start_tulle(ctx: &Ctx) -> anyhow::Result<RunningPath> {
-    let Some(bin) = &ctx.tulle else { bail!("no tulle-proxy binary") };
+    let Some(bin) = &ctx.tulle else {
+        bail!("no tulle-proxy binary")
+    };
     let dir = &ctx.dir;
     let (entry, mid, service) = (free_port()?, free_port()?, free_port()?);
     let static_path = dir.join("tulle-static.json");
     std::fs::write(&static_path, configs::tulle_static(service, mid))?;
     let certs = &ctx.certs;
-    let tulle = |name: &str, cert: &Path, key: &Path, id: &str, inbound: SocketAddr, outbound: SocketAddr| -> anyhow::Result<Command> {
+    let tulle = |name: &str,
+                 cert: &Path,
+                 key: &Path,
+                 id: &str,
+                 inbound: SocketAddr,
+                 outbound: SocketAddr|
+     -> anyhow::Result<Command> {
         let mut cmd = Command::new(bin);
         cmd.env_clear()
             .env("TULLE_PROXY_INBOUND_LISTEN_ADDR", inbound.to_string())
@@ -112,17 +162,40 @@ fn start_tulle(ctx: &Ctx) -> anyhow::Result<RunningPath> {
         let _ = name;
         Ok(cmd)
     };
-    let mut cmd_in = tulle("tulle-in", &certs.server_cert, &certs.server_key, SERVER_NAME, mid, free_port()?)?;
+    let mut cmd_in = tulle(
+        "tulle-in",
+        &certs.server_cert,
+        &certs.server_key,
+        SERVER_NAME,
+        mid,
+        free_port()?,
+    )?;
     cmd_in
-        .env("TULLE_PROXY_INBOUND_PORT_FALLBACK", ctx.backend.port().to_string())
+        .env(
+            "TULLE_PROXY_INBOUND_PORT_FALLBACK",
+            ctx.backend.port().to_string(),
+        )
         .env("TULLE_PROXY_INBOUND_APP_HOST", ctx.backend.ip().to_string());
     let mut inbound = Proc::spawn("tulle-in", cmd_in, dir)?;
     inbound.wait_listening(mid, START_TIMEOUT)?;
-    let mut cmd_out = tulle("tulle-out", &certs.client_cert, &certs.client_key, CLIENT_NAME, free_port()?, entry)?;
-    cmd_out.env("TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK", service.to_string());
+    let mut cmd_out = tulle(
+        "tulle-out",
+        &certs.client_cert,
+        &certs.client_key,
+        CLIENT_NAME,
+        free_port()?,
+        entry,
+    )?;
+    cmd_out.env(
+        "TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK",
+        service.to_string(),
+    );
     let mut outbound = Proc::spawn("tulle-out", cmd_out, dir)?;
     outbound.wait_listening(entry, START_TIMEOUT)?;
-    Ok(RunningPath { entry, proxies: vec![outbound, inbound] })
+    Ok(RunningPath {
+        entry,
+        proxies: vec![outbound, inbound],
+    })
 }
 
 /// Sends single GETs until one gets a 200 (or the timeout passes).
@@ -144,7 +217,11 @@ pub fn verify(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
 fn get_once(addr: SocketAddr) -> anyhow::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    write!(s, "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", configs::AUTHORITY)?;
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        configs::AUTHORITY
+    )?;
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);

@@ -33,7 +33,11 @@ impl Proc {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {name} ({cmd:?})"))?;
-        Ok(Proc { name: name.to_string(), child, log })
+        Ok(Proc {
+            name: name.to_string(),
+            child,
+            log,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -124,8 +128,12 @@ pub fn clock_ticks_per_sec() -> u64 {
 /// utime + stime of a process (all its threads), in clock ticks.
 pub fn cpu_ticks(pid: u32) -> io::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_cpu_ticks(&stat)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/stat format"))
+    parse_cpu_ticks(&stat).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected /proc/<pid>/stat format",
+        )
+    })
 }
 
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {

@@ -75,28 +75,64 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(
         s,
         "{} · {} · {}run (warm-up {} s, window {} s per load) · load average at start `{}`, at end `{}`\n",
-        r.date, r.machine, if r.quick { "quick " } else { "full " }, r.warmup_s, r.duration_s, r.load_average_start, r.load_average_end
+        r.date,
+        r.machine,
+        if r.quick { "quick " } else { "full " },
+        r.warmup_s,
+        r.duration_s,
+        r.load_average_start,
+        r.load_average_end
     );
-    let _ = writeln!(s, "Latency in µs from the intended send time (open loop at 1000/10000 req/s; `max` is closed loop). Δ = added over `direct` at the same load. CPU and RSS are per proxy (mean of the pair; outbound/inbound in the JSON).\n");
-    let _ = writeln!(s, "| path | load | p50 | p90 | p99 | p99.9 | rps | errors | Δp50 | Δp99 | rps / direct | CPU µs/req/proxy | RSS kB/proxy | idle RSS kB/proxy | client CPU µs/req |");
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "Latency in µs from the intended send time (open loop at 1000/10000 req/s; `max` is closed loop). Δ = added over `direct` at the same load. CPU and RSS are per proxy (mean of the pair; outbound/inbound in the JSON).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| path | load | p50 | p90 | p99 | p99.9 | rps | errors | Δp50 | Δp99 | rps / direct | CPU µs/req/proxy | RSS kB/proxy | idle RSS kB/proxy | client CPU µs/req |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for row in &r.rows {
         let d = find(r, "direct", &row.load);
-        let delta = |a: Option<f64>, b: Option<f64>| match (a, b) { (Some(a), Some(b)) => Some(a - b), _ => None };
-        let ratio = match (row.rps, d.and_then(|d| d.rps)) { (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b), _ => "–".into() };
+        let delta = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a - b),
+            _ => None,
+        };
+        let ratio = match (row.rps, d.and_then(|d| d.rps)) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "–".into(),
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            row.path, row.load, f(row.p50_us), f(row.p90_us), f(row.p99_us), f(row.p999_us), f(row.rps),
+            row.path,
+            row.load,
+            f(row.p50_us),
+            f(row.p90_us),
+            f(row.p99_us),
+            f(row.p999_us),
+            f(row.rps),
             row.errors.map(|e| e.to_string()).unwrap_or("–".into()),
-            f(delta(row.p50_us, d.and_then(|d| d.p50_us))), f(delta(row.p99_us, d.and_then(|d| d.p99_us))), ratio,
-            f(row.cpu_us_per_req_per_proxy), f(row.rss_kb_per_proxy), f(row.rss_kb_idle_per_proxy), f(row.client_cpu_us_per_req),
+            f(delta(row.p50_us, d.and_then(|d| d.p50_us))),
+            f(delta(row.p99_us, d.and_then(|d| d.p99_us))),
+            ratio,
+            f(row.cpu_us_per_req_per_proxy),
+            f(row.rss_kb_per_proxy),
+            f(row.rss_kb_idle_per_proxy),
+            f(row.client_cpu_us_per_req),
         );
     }
     let _ = writeln!(s, "\n## Targets of issue 2 (tulle pair)\n");
     let _ = writeln!(s, "| target | measured | verdict |\n|---|---|---|");
     for (name, measured, met) in targets(r) {
-        let verdict = match met { Some(true) => "met", Some(false) => "**missed**", None => "not measured" };
+        let verdict = match met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "not measured",
+        };
         let _ = writeln!(s, "| {name} | {measured} | {verdict} |");
     }
     if !r.notes.is_empty() {
@@ -115,16 +151,55 @@ pub fn targets(r: &Results) -> Vec<Target> {
     let mut out = Vec::new();
     let get = |p: &str, l: &str, f: fn(&Row) -> Option<f64>| find(r, p, l).and_then(f);
     let mut add = |name: &str, measured: Option<f64>, unit: &str, ok: &dyn Fn(f64) -> bool| {
-        out.push((name.to_string(), measured.map(|v| format!("{v:.2} {unit}")).unwrap_or("–".into()), measured.map(ok)));
+        out.push((
+            name.to_string(),
+            measured
+                .map(|v| format!("{v:.2} {unit}"))
+                .unwrap_or("–".into()),
+            measured.map(ok),
+        ));
     };
-    let delta = |l: &str, f: fn(&Row) -> Option<f64>| Some(get("tulle", l, f)? - get("direct", l, f)?);
-    add("p50 added at 1,000 req/s ≤ 150 µs", delta("1000", |x| x.p50_us), "µs", &|v| v <= 150.0);
-    add("p99 added at 1,000 req/s ≤ 300 µs", delta("1000", |x| x.p99_us), "µs", &|v| v <= 300.0);
-    let ratio = get("tulle", "max", |x| x.rps).zip(get("direct", "max", |x| x.rps)).map(|(a, b)| a / b);
-    add("max throughput ≥ 0.40 × direct", ratio, "× direct", &|v| v >= 0.40);
-    add("CPU at saturation ≤ 12 µs/req/proxy", get("tulle", "max", |x| x.cpu_us_per_req_per_proxy), "µs", &|v| v <= 12.0);
-    add("idle RSS ≤ 10 MiB/proxy", get("tulle", "1000", |x| x.rss_kb_idle_per_proxy), "kB", &|v| v <= 10240.0);
-    add("RSS at 10,000 req/s ≤ 20 MiB/proxy", get("tulle", "10000", |x| x.rss_kb_per_proxy), "kB", &|v| v <= 20480.0);
+    let delta =
+        |l: &str, f: fn(&Row) -> Option<f64>| Some(get("tulle", l, f)? - get("direct", l, f)?);
+    add(
+        "p50 added at 1,000 req/s ≤ 150 µs",
+        delta("1000", |x| x.p50_us),
+        "µs",
+        &|v| v <= 150.0,
+    );
+    add(
+        "p99 added at 1,000 req/s ≤ 300 µs",
+        delta("1000", |x| x.p99_us),
+        "µs",
+        &|v| v <= 300.0,
+    );
+    let ratio = get("tulle", "max", |x| x.rps)
+        .zip(get("direct", "max", |x| x.rps))
+        .map(|(a, b)| a / b);
+    add(
+        "max throughput ≥ 0.40 × direct",
+        ratio,
+        "× direct",
+        &|v| v >= 0.40,
+    );
+    add(
+        "CPU at saturation ≤ 12 µs/req/proxy",
+        get("tulle", "max", |x| x.cpu_us_per_req_per_proxy),
+        "µs",
+        &|v| v <= 12.0,
+    );
+    add(
+        "idle RSS ≤ 10 MiB/proxy",
+        get("tulle", "1000", |x| x.rss_kb_idle_per_proxy),
+        "kB",
+        &|v| v <= 10240.0,
+    );
+    add(
+        "RSS at 10,000 req/s ≤ 20 MiB/proxy",
+        get("tulle", "10000", |x| x.rss_kb_per_proxy),
+        "kB",
+        &|v| v <= 20480.0,
+    );
     // Beat the haproxy pair on every figure (lower is better except rps).
     for load in ["1000", "10000", "max"] {
         let figures: [(&str, fn(&Row) -> Option<f64>, bool); 6] = [
@@ -140,7 +215,9 @@ pub fn targets(r: &Results) -> Vec<Target> {
                 continue;
             }
             let (t, h) = (get("tulle", load, fx), get("haproxy", load, fx));
-            let met = t.zip(h).map(|(t, h)| if higher_better { t > h } else { t < h });
+            let met = t
+                .zip(h)
+                .map(|(t, h)| if higher_better { t > h } else { t < h });
             out.push((
                 format!("beats haproxy: {fname} at {load}"),
                 format!("tulle {} vs haproxy {}", f(t), f(h)),
@@ -148,7 +225,14 @@ pub fn targets(r: &Results) -> Vec<Target> {
             ));
         }
     }
-    let (t, h) = (get("tulle", "1000", |x| x.rss_kb_idle_per_proxy), get("haproxy", "1000", |x| x.rss_kb_idle_per_proxy));
-    out.push(("beats haproxy: idle RSS".into(), format!("tulle {} vs haproxy {}", f(t), f(h)), t.zip(h).map(|(t, h)| t < h)));
+    let (t, h) = (
+        get("tulle", "1000", |x| x.rss_kb_idle_per_proxy),
+        get("haproxy", "1000", |x| x.rss_kb_idle_per_proxy),
+    );
+    out.push((
+        "beats haproxy: idle RSS".into(),
+        format!("tulle {} vs haproxy {}", f(t), f(h)),
+        t.zip(h).map(|(t, h)| t < h),
+    ));
     out
 }

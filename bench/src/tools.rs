@@ -9,10 +9,17 @@ const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 /// Finds `name` in the usual binary directories.
 pub fn find_binary(name: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
+    [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join(name))
+    .find(|p| p.is_file())
 }
 
 /// Returns the paths of nginx and haproxy, installing the Debian packages if one is missing.
@@ -24,14 +31,26 @@ pub fn ensure_nginx_haproxy() -> anyhow::Result<(PathBuf, PathBuf)> {
     eprintln!("tulle-bench: installing nginx and haproxy (apt-get, no services started)");
     let created_policy = !Path::new(POLICY_RC_D).exists();
     if created_policy {
-        std::fs::write(POLICY_RC_D, "#!/bin/sh\n# written by tulle-bench: no daemons from package installs\nexit 101\n")
-            .context("writing /usr/sbin/policy-rc.d (run the bench as root)")?;
+        std::fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# written by tulle-bench: no daemons from package installs\nexit 101\n",
+        )
+        .context("writing /usr/sbin/policy-rc.d (run the bench as root)")?;
         set_executable(Path::new(POLICY_RC_D))?;
     }
     let result = (|| {
         run(Command::new("timeout").args(["300", "apt-get", "update", "-q"]))?;
         run(Command::new("timeout")
-            .args(["600", "apt-get", "install", "-y", "-q", "--no-install-recommends", "nginx", "haproxy"])
+            .args([
+                "600",
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "nginx",
+                "haproxy",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive"))
     })();
     if created_policy {

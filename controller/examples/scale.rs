@@ -8,7 +8,10 @@ use tulle_controller::scale::{ScaleOptions, measure};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
     let opts = ScaleOptions {
         endpoints: args.first().copied().unwrap_or(5000),
         watchers: args.get(1).copied().unwrap_or(500),

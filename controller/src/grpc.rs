@@ -4,13 +4,16 @@
 
 use crate::core::{self, Discover, Endpoint, Resolution};
 use futures::Stream;
-use prometheus_client::{metrics::{counter::Counter, gauge::Gauge}, registry::Registry};
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
 use std::{collections::BTreeMap, net::SocketAddr, pin::Pin, sync::Arc};
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 use tulle_api::destination::{
-    self as pb, AddrSet, DestinationProfile, GetDestination, NoEndpoints, TcpAddress, TlsIdentity, Update,
-    WeightedAddr, WeightedAddrSet, WeightedDst, destination_server, protocol_hint, update,
+    self as pb, AddrSet, DestinationProfile, GetDestination, NoEndpoints, TcpAddress, TlsIdentity,
+    Update, WeightedAddr, WeightedAddrSet, WeightedDst, destination_server, protocol_hint, update,
 };
 
 /// Stream metrics.
@@ -24,8 +27,16 @@ impl GrpcMetrics {
     /// Registers under `destination_grpc_`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("destination_grpc");
-        r.register("active_streams", "Open Get/GetProfile streams", self.active_streams.clone());
-        r.register("updates_sent", "Update messages sent", self.updates_sent.clone());
+        r.register(
+            "active_streams",
+            "Open Get/GetProfile streams",
+            self.active_streams.clone(),
+        );
+        r.register(
+            "updates_sent",
+            "Update messages sent",
+            self.updates_sent.clone(),
+        );
     }
 }
 
@@ -69,7 +80,10 @@ impl<D: Discover> destination_server::Destination for DestinationService<D> {
     type GetStream = BoxStream<Update>;
     type GetProfileStream = BoxStream<DestinationProfile>;
 
-    async fn get(&self, request: Request<GetDestination>) -> Result<Response<Self::GetStream>, Status> {
+    async fn get(
+        &self,
+        request: Request<GetDestination>,
+    ) -> Result<Response<Self::GetStream>, Status> {
         let req = request.into_inner();
         let target = self
             .discover
@@ -85,7 +99,9 @@ impl<D: Discover> destination_server::Destination for DestinationService<D> {
             let _guard = guard;
             stream_updates(rx, tx, sent).await;
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
     }
 
     async fn get_profile(
@@ -114,7 +130,9 @@ impl<D: Discover> destination_server::Destination for DestinationService<D> {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
     }
 }
 

@@ -11,7 +11,9 @@ use crate::{
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::StreamExt;
-use tulle_api::destination::{GetDestination, destination_client::DestinationClient, update::Update as U};
+use tulle_api::destination::{
+    GetDestination, destination_client::DestinationClient, update::Update as U,
+};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -65,7 +67,11 @@ pub async fn measure(opts: ScaleOptions) -> Result<ScaleReport, String> {
         "web",
         ServiceInfo {
             cluster_ips: vec!["10.96.0.10".parse().map_err(|e| format!("{e}"))?],
-            ports: vec![ServicePort { name: String::new(), port: 80, opaque: false }],
+            ports: vec![ServicePort {
+                name: String::new(),
+                port: 80,
+                opaque: false,
+            }],
         },
     );
     let per_slice = 100;
@@ -74,21 +80,32 @@ pub async fn measure(opts: ScaleOptions) -> Result<ScaleReport, String> {
         ports: vec![(String::new(), 8080)],
         endpoints: (k * per_slice..((k + 1) * per_slice).min(opts.endpoints))
             .filter(|i| Some(*i) != skip)
-            .map(|i| SliceEndpoint { addrs: vec![ip(i)], ready: true, pod: Some(format!("web-{i}")) })
+            .map(|i| SliceEndpoint {
+                addrs: vec![ip(i)],
+                ready: true,
+                pod: Some(format!("web-{i}")),
+            })
             .collect(),
     };
     for i in 0..opts.endpoints {
         ix.apply_pod(
             "bench",
             &format!("web-{i}"),
-            PodInfo { ips: vec![ip(i)], service_account: "web".into(), meshed: true, owner: None },
+            PodInfo {
+                ips: vec![ip(i)],
+                service_account: "web".into(),
+                meshed: true,
+                owner: None,
+            },
         );
     }
     for k in 0..opts.endpoints.div_ceil(per_slice) {
         ix.apply_slice("bench", &format!("web-{k}"), slice(k, None));
     }
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -108,8 +125,14 @@ pub async fn measure(opts: ScaleOptions) -> Result<ScaleReport, String> {
         let mut client = DestinationClient::new(channels[w % channels.len()].clone());
         let (seen_tx, ready_tx) = (seen_tx.clone(), ready_tx.clone());
         tokio::spawn(async move {
-            let req = GetDestination { scheme: "k8s".into(), path: "web.bench.svc.cluster.local:80".into(), context_token: String::new() };
-            let Ok(rsp) = client.get(req).await else { return };
+            let req = GetDestination {
+                scheme: "k8s".into(),
+                path: "web.bench.svc.cluster.local:80".into(),
+                context_token: String::new(),
+            };
+            let Ok(rsp) = client.get(req).await else {
+                return;
+            };
             let mut s = rsp.into_inner();
             let mut change = 0usize;
             let mut first = true;
@@ -120,8 +143,13 @@ pub async fn measure(opts: ScaleOptions) -> Result<ScaleReport, String> {
                     continue;
                 }
                 let hit = match u.update {
-                    Some(U::Remove(set)) => set.addrs.iter().any(|a| SocketAddr::try_from(a).ok() == Some(marker)),
-                    Some(U::Add(set)) => set.addrs.iter().any(|a| a.addr.as_ref().and_then(|a| SocketAddr::try_from(a).ok()) == Some(marker)),
+                    Some(U::Remove(set)) => set
+                        .addrs
+                        .iter()
+                        .any(|a| SocketAddr::try_from(a).ok() == Some(marker)),
+                    Some(U::Add(set)) => set.addrs.iter().any(|a| {
+                        a.addr.as_ref().and_then(|a| SocketAddr::try_from(a).ok()) == Some(marker)
+                    }),
                     _ => false,
                 };
                 if hit {
@@ -134,7 +162,9 @@ pub async fn measure(opts: ScaleOptions) -> Result<ScaleReport, String> {
     for _ in 0..opts.watchers {
         tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
             .await
-            .map_err(|_| "watchers did not all receive their first update within 60 s".to_string())?;
+            .map_err(|_| {
+                "watchers did not all receive their first update within 60 s".to_string()
+            })?;
     }
 
     let mut lat = Vec::with_capacity(opts.watchers * opts.changes);
@@ -157,7 +187,12 @@ pub async fn measure(opts: ScaleOptions) -> Result<ScaleReport, String> {
     }
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize];
-    Ok(ScaleReport { p50: pct(0.5), p99: pct(0.99), max, rss_kib: rss_kib() })
+    Ok(ScaleReport {
+        p50: pct(0.5),
+        p99: pct(0.99),
+        max,
+        rss_kib: rss_kib(),
+    })
 }
 
 fn rss_kib() -> u64 {

@@ -23,13 +23,23 @@ use tulle_e2e::{TestNamespace, kubectl, wait};
 const STEP: Duration = Duration::from_secs(120);
 
 fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tulle-controller")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_BIN_EXE_tulle-controller"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn pack(image: &str, bin: &str) {
     let path = bin_dir().join(bin);
-    assert!(path.exists(), "{} is missing: run `cargo build -p {bin}` first", path.display());
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p {bin}` first",
+        path.display()
+    );
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let out = Command::new(repo.join("cluster/image"))
         .args([
             "pack",
@@ -43,7 +53,11 @@ fn pack(image: &str, bin: &str) {
         ])
         .output()
         .expect("running cluster/image");
-    assert!(out.status.success(), "cluster/image pack {image} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cluster/image pack {image} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 struct Ca {
@@ -63,7 +77,8 @@ fn make_ca() -> Ca {
     let root_issuer = rcgen::Issuer::new(rp, root_key);
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut ip = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ip.distinguished_name.push(DnType::CommonName, "identity.e2e");
+    ip.distinguished_name
+        .push(DnType::CommonName, "identity.e2e");
     ip.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ip.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let cert = ip.signed_by(&key, &root_issuer).unwrap();
@@ -76,7 +91,9 @@ fn make_ca() -> Ca {
 }
 
 fn indent(s: &str, n: usize) -> String {
-    s.lines().map(|l| format!("{}{l}\n", " ".repeat(n))).collect()
+    s.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(n)))
+        .collect()
 }
 
 fn manifests(ns: &str, ca: &Ca) -> String {
@@ -254,24 +271,41 @@ async fn identity_and_destination_on_the_cluster() {
     let cleanup = scopeguard(n.clone());
 
     for app in ["tulle-identity", "tulle-controller"] {
-        wait::pods_ready(&ns.client, &n, &format!("app={app}"), 1, STEP).await.expect(app);
+        wait::pods_ready(&ns.client, &n, &format!("app={app}"), 1, STEP)
+            .await
+            .expect(app);
     }
-    wait::pods_ready(&ns.client, &n, "app=web", 2, STEP).await.expect("web pods");
+    wait::pods_ready(&ns.client, &n, "app=web", 2, STEP)
+        .await
+        .expect("web pods");
 
     // === identity ===
-    let pf = kubectl::PortForward::start(&n, "deploy/tulle-identity", 8080).expect("port-forward identity");
+    let pf = kubectl::PortForward::start(&n, "deploy/tulle-identity", 8080)
+        .expect("port-forward identity");
     let mut roots = RootCertStore::empty();
     roots.add(ca.root.clone()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let server = ServiceAccountIdentity::new("tulle-identity", &n, "cluster.local");
-    let channel = tulle_api::tls::channel(&pf.local.to_string(), &server.dns_name(), Arc::new(cfg)).unwrap();
+    let channel =
+        tulle_api::tls::channel(&pf.local.to_string(), &server.dns_name(), Arc::new(cfg)).unwrap();
     let mut identity = IdentityClient::new(channel);
     let web = ServiceAccountIdentity::new("web", &n, "cluster.local");
-    let token = kubectl::run(&["create", "token", "web", "-n", &n, "--audience", "identity.tulle.io"]).expect("token");
+    let token = kubectl::run(&[
+        "create",
+        "token",
+        "web",
+        "-n",
+        &n,
+        "--audience",
+        "identity.tulle.io",
+    ])
+    .expect("token");
     let rsp = tokio::time::timeout(
         STEP,
         identity.certify(CertifyRequest {
@@ -294,10 +328,22 @@ async fn identity_and_destination_on_the_cluster() {
         .iter()
         .map(|g| g.to_string())
         .collect();
-    assert!(sans.contains(&format!("DNSName({})", web.dns_name())), "{sans:?}");
+    assert!(
+        sans.contains(&format!("DNSName({})", web.dns_name())),
+        "{sans:?}"
+    );
 
     // A token for another audience is refused by the real TokenReview.
-    let wrong = kubectl::run(&["create", "token", "web", "-n", &n, "--audience", "https://kubernetes.default.svc"]).unwrap();
+    let wrong = kubectl::run(&[
+        "create",
+        "token",
+        "web",
+        "-n",
+        &n,
+        "--audience",
+        "https://kubernetes.default.svc",
+    ])
+    .unwrap();
     let err = identity
         .certify(CertifyRequest {
             identity: web.dns_name(),
@@ -325,7 +371,17 @@ async fn identity_and_destination_on_the_cluster() {
         || {
             let n = n.clone();
             async move {
-                let out = kubectl::run(&["get", "events", "-n", &n, "--field-selector", "reason=IssuingFailed", "-o", "name"]).ok()?;
+                let out = kubectl::run(&[
+                    "get",
+                    "events",
+                    "-n",
+                    &n,
+                    "--field-selector",
+                    "reason=IssuingFailed",
+                    "-o",
+                    "name",
+                ])
+                .ok()?;
                 (!out.trim().is_empty()).then_some(out)
             }
         },
@@ -334,42 +390,73 @@ async fn identity_and_destination_on_the_cluster() {
     .await
     .expect("IssuingFailed Event");
     assert!(!events.is_empty());
-    let admin = kubectl::PortForward::start(&n, "deploy/tulle-identity", 9990).expect("port-forward admin");
-    let (code, body) = kubectl::http_get(admin.local, "/metrics").await.expect("identity /metrics");
+    let admin =
+        kubectl::PortForward::start(&n, "deploy/tulle-identity", 9990).expect("port-forward admin");
+    let (code, body) = kubectl::http_get(admin.local, "/metrics")
+        .await
+        .expect("identity /metrics");
     assert_eq!(code, 200);
-    assert!(body.contains("identity_certificates_issued_total 1"), "{body}");
-    assert!(body.contains("identity_refusals_total{reason=\"token_invalid\"} 1"), "{body}");
-    assert!(body.contains("identity_refusals_total{reason=\"name_mismatch\"} 1"), "{body}");
+    assert!(
+        body.contains("identity_certificates_issued_total 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("identity_refusals_total{reason=\"token_invalid\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("identity_refusals_total{reason=\"name_mismatch\"} 1"),
+        "{body}"
+    );
     assert!(body.contains("identity_issuer_expiry_seconds"), "{body}");
 
     // === destination ===
-    let pf = kubectl::PortForward::start(&n, "deploy/tulle-controller", 8086).expect("port-forward controller");
+    let pf = kubectl::PortForward::start(&n, "deploy/tulle-controller", 8086)
+        .expect("port-forward controller");
     // The controller serves over TLS with the certificate it got from identity with its
     // own projected token.
     let controller = ServiceAccountIdentity::new("tulle-controller", &n, "cluster.local");
     let mut roots = RootCertStore::empty();
     roots.add(ca.root.clone()).unwrap();
     let cfg = tulle_api::certify::client_config(roots).unwrap();
-    let channel = tulle_api::tls::channel(&pf.local.to_string(), &controller.dns_name(), cfg).unwrap();
+    let channel =
+        tulle_api::tls::channel(&pf.local.to_string(), &controller.dns_name(), cfg).unwrap();
     let mut dst = DestinationClient::new(channel);
     let get = |path: String| GetDestination {
         scheme: "k8s".into(),
         path,
         context_token: String::new(),
     };
-    let mut unknown = dst.get(get(format!("nope.{n}.svc.cluster.local:80"))).await.unwrap().into_inner();
+    let mut unknown = dst
+        .get(get(format!("nope.{n}.svc.cluster.local:80")))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(matches!(next_update(&mut unknown).await, U::NoEndpoints(x) if !x.exists));
 
-    let mut s = dst.get(get(format!("web.{n}.svc.cluster.local:80"))).await.unwrap().into_inner();
+    let mut s = dst
+        .get(get(format!("web.{n}.svc.cluster.local:80")))
+        .await
+        .unwrap()
+        .into_inner();
     // The two ready pods arrive (possibly over several updates), meshed, with labels.
     let mut addrs = std::collections::BTreeSet::new();
     while addrs.len() < 2 {
         match next_update(&mut s).await {
             U::Add(set) => {
                 for a in set.addrs {
-                    assert_eq!(a.tls_identity.as_ref().map(|t| t.name.clone()), Some(web.dns_name()));
-                    assert_eq!(a.metric_labels.get("deployment").map(String::as_str), Some("web"));
-                    assert_eq!(a.metric_labels.get("serviceaccount").map(String::as_str), Some("web"));
+                    assert_eq!(
+                        a.tls_identity.as_ref().map(|t| t.name.clone()),
+                        Some(web.dns_name())
+                    );
+                    assert_eq!(
+                        a.metric_labels.get("deployment").map(String::as_str),
+                        Some("web")
+                    );
+                    assert_eq!(
+                        a.metric_labels.get("serviceaccount").map(String::as_str),
+                        Some("web")
+                    );
                     let sa = std::net::SocketAddr::try_from(a.addr.as_ref().unwrap()).unwrap();
                     assert_eq!(sa.port(), 8080);
                     addrs.insert(sa);
@@ -411,7 +498,12 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         for kind in ["clusterrole", "clusterrolebinding"] {
             for suffix in ["identity", "controller"] {
-                let _ = kubectl::run(&["delete", kind, &format!("{}-{suffix}", self.0), "--ignore-not-found"]);
+                let _ = kubectl::run(&[
+                    "delete",
+                    kind,
+                    &format!("{}-{suffix}", self.0),
+                    "--ignore-not-found",
+                ]);
             }
         }
     }

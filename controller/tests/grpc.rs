@@ -29,11 +29,16 @@ async fn get_streams_updates_over_grpc() {
             .add_service(DestinationService::new(ix.clone(), GrpcMetrics::default()).into_server())
             .serve_with_incoming(incoming(listener)),
     );
-    let mut client = DestinationClient::new(tulle_api::tls::plaintext_channel(&addr.to_string()).unwrap());
+    let mut client =
+        DestinationClient::new(tulle_api::tls::plaintext_channel(&addr.to_string()).unwrap());
     let get = |path: &str| GetDestination {
         scheme: "k8s".into(),
         path: path.into(),
-        context_token: ContextToken { ns: "shop".into(), pod: None }.encode(),
+        context_token: ContextToken {
+            ns: "shop".into(),
+            pod: None,
+        }
+        .encode(),
     };
 
     // Unknown name.
@@ -42,7 +47,11 @@ async fn get_streams_updates_over_grpc() {
         .unwrap()
         .unwrap()
         .into_inner();
-    let first = tokio::time::timeout(LIMIT, s.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(LIMIT, s.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(matches!(first.update, Some(U::NoEndpoints(n)) if !n.exists));
 
     // A known service: first message at once, then a change.
@@ -51,11 +60,23 @@ async fn get_streams_updates_over_grpc() {
         "web",
         ServiceInfo {
             cluster_ips: vec!["10.96.0.10".parse().unwrap()],
-            ports: vec![ServicePort { name: String::new(), port: 80, opaque: false }],
+            ports: vec![ServicePort {
+                name: String::new(),
+                port: 80,
+                opaque: false,
+            }],
         },
     );
-    let mut s = client.get(get("web.shop.svc.cluster.local:80")).await.unwrap().into_inner();
-    let first = tokio::time::timeout(LIMIT, s.next()).await.unwrap().unwrap().unwrap();
+    let mut s = client
+        .get(get("web.shop.svc.cluster.local:80"))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(LIMIT, s.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(matches!(first.update, Some(U::NoEndpoints(n)) if n.exists));
     ix.apply_pod(
         "shop",
@@ -80,17 +101,33 @@ async fn get_streams_updates_over_grpc() {
             }],
         },
     );
-    let add = tokio::time::timeout(LIMIT, s.next()).await.unwrap().unwrap().unwrap();
-    let Some(U::Add(set)) = add.update else { panic!("expected Add, got {add:?}") };
+    let add = tokio::time::timeout(LIMIT, s.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Some(U::Add(set)) = add.update else {
+        panic!("expected Add, got {add:?}")
+    };
     assert_eq!(set.addrs.len(), 1);
     let a = &set.addrs[0];
     let sa: std::net::SocketAddr = a.addr.as_ref().unwrap().try_into().unwrap();
     assert_eq!(sa, "10.1.0.1:8080".parse().unwrap());
-    assert_eq!(a.tls_identity.as_ref().unwrap().name, "web.shop.serviceaccount.identity.tulle.cluster.local");
+    assert_eq!(
+        a.tls_identity.as_ref().unwrap().name,
+        "web.shop.serviceaccount.identity.tulle.cluster.local"
+    );
 
     ix.delete_slice("shop", "web-a");
-    let gone = tokio::time::timeout(LIMIT, s.next()).await.unwrap().unwrap().unwrap();
-    assert!(matches!(gone.update, Some(U::NoEndpoints(n)) if n.exists), "{gone:?}");
+    let gone = tokio::time::timeout(LIMIT, s.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(gone.update, Some(U::NoEndpoints(n)) if n.exists),
+        "{gone:?}"
+    );
 
     // A bad path.
     let err = client.get(get("example.com:443")).await.unwrap_err();

@@ -2,9 +2,12 @@
 //! ClusterIPs and pod IPs, change propagation, and the Update diffs streamed to clients.
 
 use std::{net::SocketAddr, time::Duration};
-use tulle_api::destination::{update::Update as U, Update};
+use tulle_api::destination::{Update, update::Update as U};
 use tulle_controller::{
-    core::{Index, Naming, PodInfo, ProtocolHint, Resolution, ServiceInfo, ServicePort, SliceEndpoint, SliceInfo, SplitInfo, Target},
+    core::{
+        Index, Naming, PodInfo, ProtocolHint, Resolution, ServiceInfo, ServicePort, SliceEndpoint,
+        SliceInfo, SplitInfo, Target,
+    },
     grpc::diff,
 };
 
@@ -64,7 +67,10 @@ fn addrs(r: &Resolution) -> Vec<SocketAddr> {
 }
 
 async fn next(rx: &mut tokio::sync::watch::Receiver<Resolution>) -> Resolution {
-    tokio::time::timeout(LIMIT, rx.changed()).await.expect("no change within the limit").unwrap();
+    tokio::time::timeout(LIMIT, rx.changed())
+        .await
+        .expect("no change within the limit")
+        .unwrap();
     rx.borrow_and_update().clone()
 }
 
@@ -108,28 +114,65 @@ async fn endpoints_are_added_changed_and_removed() {
     ix.apply_slice(
         "shop",
         "web-a",
-        slice("web", 8080, &[("10.1.0.1", Some("web-1"), true), ("10.1.0.2", Some("web-2"), true), ("10.1.0.3", None, false)]),
+        slice(
+            "web",
+            8080,
+            &[
+                ("10.1.0.1", Some("web-1"), true),
+                ("10.1.0.2", Some("web-2"), true),
+                ("10.1.0.3", None, false),
+            ],
+        ),
     );
     let r1 = next(&mut rx).await;
-    assert_eq!(addrs(&r1), vec!["10.1.0.1:8080".parse().unwrap(), "10.1.0.2:8080".parse().unwrap()], "not-ready endpoints are left out");
-    let Resolution::Endpoints(eps) = &r1 else { unreachable!() };
+    assert_eq!(
+        addrs(&r1),
+        vec![
+            "10.1.0.1:8080".parse().unwrap(),
+            "10.1.0.2:8080".parse().unwrap()
+        ],
+        "not-ready endpoints are left out"
+    );
+    let Resolution::Endpoints(eps) = &r1 else {
+        unreachable!()
+    };
     let meshed = &eps[&"10.1.0.1:8080".parse().unwrap()];
-    assert_eq!(meshed.identity.as_deref(), Some("web.shop.serviceaccount.identity.tulle.cluster.local"));
+    assert_eq!(
+        meshed.identity.as_deref(),
+        Some("web.shop.serviceaccount.identity.tulle.cluster.local")
+    );
     assert_eq!(meshed.hint, ProtocolHint::H2);
     assert_eq!(meshed.labels.get("pod").map(String::as_str), Some("web-1"));
-    assert_eq!(meshed.labels.get("namespace").map(String::as_str), Some("shop"));
-    assert_eq!(meshed.labels.get("deployment").map(String::as_str), Some("web"));
-    assert_eq!(meshed.labels.get("serviceaccount").map(String::as_str), Some("web"));
+    assert_eq!(
+        meshed.labels.get("namespace").map(String::as_str),
+        Some("shop")
+    );
+    assert_eq!(
+        meshed.labels.get("deployment").map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(
+        meshed.labels.get("serviceaccount").map(String::as_str),
+        Some("web")
+    );
     let plain = &eps[&"10.1.0.2:8080".parse().unwrap()];
     assert_eq!(plain.identity, None);
     assert_eq!(plain.hint, ProtocolHint::Unknown);
 
     let d = diff(Some(&r0), &r1);
     assert_eq!(kinds(&d), vec!["add2"]);
-    let Some(U::Add(set)) = &d[0].update else { unreachable!() };
+    let Some(U::Add(set)) = &d[0].update else {
+        unreachable!()
+    };
     let w = set.addrs.iter().find(|a| a.tls_identity.is_some()).unwrap();
-    assert_eq!(w.tls_identity.as_ref().unwrap().server_name, "web.shop.serviceaccount.identity.tulle.cluster.local");
-    assert_eq!(w.metric_labels.get("pod").map(String::as_str), Some("web-1"));
+    assert_eq!(
+        w.tls_identity.as_ref().unwrap().server_name,
+        "web.shop.serviceaccount.identity.tulle.cluster.local"
+    );
+    assert_eq!(
+        w.metric_labels.get("pod").map(String::as_str),
+        Some("web-1")
+    );
 
     // The second pod gets meshed: only it is re-sent.
     ix.apply_pod("shop", "web-2", pod("10.1.0.2", "web", true));
@@ -137,7 +180,11 @@ async fn endpoints_are_added_changed_and_removed() {
     assert_eq!(kinds(&diff(Some(&r1), &r2)), vec!["add1"]);
 
     // Scale down: one endpoint leaves.
-    ix.apply_slice("shop", "web-a", slice("web", 8080, &[("10.1.0.2", Some("web-2"), true)]));
+    ix.apply_slice(
+        "shop",
+        "web-a",
+        slice("web", 8080, &[("10.1.0.2", Some("web-2"), true)]),
+    );
     let r3 = next(&mut rx).await;
     assert_eq!(kinds(&diff(Some(&r2), &r3)), vec!["remove1"]);
 
@@ -154,7 +201,11 @@ async fn unrelated_changes_do_not_wake_watchers() {
     let mut rx = ix.watch(&web_target());
     rx.borrow_and_update();
     ix.apply_service("shop", "db", svc("10.96.0.11", 5432));
-    ix.apply_slice("shop", "db-a", slice("db", 5432, &[("10.1.0.9", None, true)]));
+    ix.apply_slice(
+        "shop",
+        "db-a",
+        slice("db", 5432, &[("10.1.0.9", None, true)]),
+    );
     ix.apply_pod("shop", "other", pod("10.1.0.8", "other", true));
     assert!(!rx.has_changed().unwrap());
     // Re-applying identical state does not wake them either.
@@ -168,7 +219,11 @@ async fn cluster_ip_resolves_to_its_service() {
     let mut rx = ix.watch(&Target::Addr("10.96.0.10:80".parse().unwrap()));
     assert_eq!(rx.borrow_and_update().clone(), Resolution::Unknown);
     ix.apply_service("shop", "web", svc("10.96.0.10", 80));
-    ix.apply_slice("shop", "web-a", slice("web", 8080, &[("10.1.0.1", None, true)]));
+    ix.apply_slice(
+        "shop",
+        "web-a",
+        slice("web", 8080, &[("10.1.0.1", None, true)]),
+    );
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
         let r = next(&mut rx).await;
@@ -192,8 +247,13 @@ async fn pod_ip_resolves_to_that_pod() {
     ix.apply_pod("shop", "web-1", pod("10.1.0.1", "web", true));
     let r = next(&mut rx).await;
     assert_eq!(addrs(&r), vec!["10.1.0.1:9000".parse().unwrap()]);
-    let Resolution::Endpoints(e) = &r else { unreachable!() };
-    assert_eq!(e.values().next().unwrap().identity.as_deref(), Some("web.shop.serviceaccount.identity.tulle.cluster.local"));
+    let Resolution::Endpoints(e) = &r else {
+        unreachable!()
+    };
+    assert_eq!(
+        e.values().next().unwrap().identity.as_deref(),
+        Some("web.shop.serviceaccount.identity.tulle.cluster.local")
+    );
     ix.delete_pod("shop", "web-1");
     assert_eq!(next(&mut rx).await, Resolution::Unknown);
 }
@@ -202,7 +262,11 @@ async fn pod_ip_resolves_to_that_pod() {
 async fn reset_replaces_state() {
     let ix = index();
     ix.apply_service("shop", "web", svc("10.96.0.10", 80));
-    ix.apply_slice("shop", "web-a", slice("web", 8080, &[("10.1.0.1", None, true)]));
+    ix.apply_slice(
+        "shop",
+        "web-a",
+        slice("web", 8080, &[("10.1.0.1", None, true)]),
+    );
     let mut rx = ix.watch(&web_target());
     assert_eq!(addrs(&rx.borrow_and_update()).len(), 1);
     // After a watch restart the slice is gone from the fresh list.
@@ -218,7 +282,10 @@ async fn traffic_split_backends_reach_the_profile() {
     ix.apply_service("shop", "web", svc("10.96.0.10", 80));
     let mut rx = ix.watch_profile(&web_target());
     let p = rx.borrow_and_update().clone();
-    assert_eq!(p.fully_qualified_name.as_deref(), Some("web.shop.svc.cluster.local"));
+    assert_eq!(
+        p.fully_qualified_name.as_deref(),
+        Some("web.shop.svc.cluster.local")
+    );
     assert!(p.backends.is_empty());
     ix.apply_split(
         "shop",
@@ -228,9 +295,16 @@ async fn traffic_split_backends_reach_the_profile() {
             backends: vec![("web-v1".into(), 90), ("web-v2".into(), 10)],
         },
     );
-    tokio::time::timeout(LIMIT, rx.changed()).await.unwrap().unwrap();
+    tokio::time::timeout(LIMIT, rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
     let p = rx.borrow_and_update().clone();
-    let got: Vec<(String, u32)> = p.backends.iter().map(|b| (b.authority.clone(), b.weight)).collect();
+    let got: Vec<(String, u32)> = p
+        .backends
+        .iter()
+        .map(|b| (b.authority.clone(), b.weight))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -239,6 +313,9 @@ async fn traffic_split_backends_reach_the_profile() {
         ]
     );
     ix.delete_split("shop", "web-split");
-    tokio::time::timeout(LIMIT, rx.changed()).await.unwrap().unwrap();
+    tokio::time::timeout(LIMIT, rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(rx.borrow().backends.is_empty());
 }

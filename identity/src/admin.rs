@@ -25,7 +25,10 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         ),
         Err(e) => (
@@ -40,7 +43,10 @@ async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
     if (s.ready)() {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: issuer not loaded\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: issuer not loaded\n",
+        )
     }
 }
 

@@ -10,29 +10,49 @@ pub struct Args {
     #[arg(long, env = "TULLE_IDENTITY_ADDR", default_value = "0.0.0.0:8080")]
     pub addr: SocketAddr,
     /// Address of the admin server (/metrics, /ready, /live).
-    #[arg(long, env = "TULLE_IDENTITY_ADMIN_ADDR", default_value = "0.0.0.0:9990")]
+    #[arg(
+        long,
+        env = "TULLE_IDENTITY_ADMIN_ADDR",
+        default_value = "0.0.0.0:9990"
+    )]
     pub admin_addr: SocketAddr,
     /// Directory holding the issuer's `tls.crt` (issuer first, then further intermediates)
     /// and `tls.key`, usually a mounted Secret; polled for changes.
-    #[arg(long, env = "TULLE_IDENTITY_ISSUER_DIR", default_value = "/var/run/tulle/identity/issuer")]
+    #[arg(
+        long,
+        env = "TULLE_IDENTITY_ISSUER_DIR",
+        default_value = "/var/run/tulle/identity/issuer"
+    )]
     pub issuer_dir: PathBuf,
     /// How often the issuer files are checked for changes, in seconds.
     #[arg(long, env = "TULLE_IDENTITY_ISSUER_POLL_SECS", default_value_t = 5)]
     pub issuer_poll_secs: u64,
     /// The trust domain.
-    #[arg(long, env = "TULLE_IDENTITY_TRUST_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "TULLE_IDENTITY_TRUST_DOMAIN",
+        default_value = "cluster.local"
+    )]
     pub trust_domain: String,
     /// Audience the ServiceAccount tokens must carry.
     #[arg(long, env = "TULLE_IDENTITY_TOKEN_AUDIENCE", default_value = tulle_api::names::TOKEN_AUDIENCE)]
     pub token_audience: String,
     /// Lifetime of issued certificates, in seconds.
-    #[arg(long, env = "TULLE_IDENTITY_CERT_LIFETIME_SECS", default_value_t = 86400)]
+    #[arg(
+        long,
+        env = "TULLE_IDENTITY_CERT_LIFETIME_SECS",
+        default_value_t = 86400
+    )]
     pub cert_lifetime_secs: u64,
     /// How far notBefore is backdated to allow for clock skew, in seconds.
     #[arg(long, env = "TULLE_IDENTITY_CLOCK_SKEW_SECS", default_value_t = 60)]
     pub clock_skew_secs: u64,
     /// This service's own ServiceAccount and namespace, for its serving certificate.
-    #[arg(long, env = "TULLE_IDENTITY_SERVICE_ACCOUNT", default_value = "tulle-identity")]
+    #[arg(
+        long,
+        env = "TULLE_IDENTITY_SERVICE_ACCOUNT",
+        default_value = "tulle-identity"
+    )]
     pub service_account: String,
     /// Namespace of this service (from the downward API in a pod).
     #[arg(long, env = "TULLE_IDENTITY_NAMESPACE", default_value = "tulle-system")]

@@ -42,7 +42,10 @@ pub enum CsrError {
 }
 
 /// Checks `der` for `id` and returns the parsed request.
-pub fn validate(der: &[u8], id: &ServiceAccountIdentity) -> Result<CertificateSigningRequestParams, CsrError> {
+pub fn validate(
+    der: &[u8],
+    id: &ServiceAccountIdentity,
+) -> Result<CertificateSigningRequestParams, CsrError> {
     if der.len() > MAX_CSR_BYTES {
         return Err(CsrError::TooLarge(der.len()));
     }

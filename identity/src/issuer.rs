@@ -2,8 +2,8 @@
 //! `tls.key`, validated, hot-reloaded when the files change, and used to sign leaves.
 
 use rcgen::{
-    CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair,
-    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, PublicKeyData,
+    SanType, SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use std::{
@@ -18,7 +18,9 @@ use tulle_api::ServiceAccountIdentity;
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
     /// A file could not be read.
-    #[error("cannot read issuer file {path}: {source}; mount the issuer Secret (tls.crt, tls.key) there")]
+    #[error(
+        "cannot read issuer file {path}: {source}; mount the issuer Secret (tls.crt, tls.key) there"
+    )]
     Read {
         /// The file.
         path: PathBuf,
@@ -95,7 +97,8 @@ impl Issuer {
         if now < not_before || now >= not_after {
             return Err(IssuerError::Expired);
         }
-        let key_der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| IssuerError::Key(e.to_string()))?;
+        let key_der =
+            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| IssuerError::Key(e.to_string()))?;
         let key = KeyPair::try_from(&key_der).map_err(|e| IssuerError::Key(e.to_string()))?;
         if key.public_key_raw() != &x509.public_key().subject_public_key.data[..] {
             return Err(IssuerError::KeyMismatch);
@@ -141,7 +144,9 @@ impl Issuer {
         let not_after = (now + lifetime).min(self.not_after);
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, id.dns_name());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, id.dns_name());
         params.subject_alt_names = vec![
             SanType::DnsName(id.dns_name().try_into()?),
             SanType::URI(id.spiffe_uri().try_into()?),
@@ -174,7 +179,10 @@ fn asn1_to_system(ts: i64) -> SystemTime {
 
 /// X.509 times have second precision.
 fn truncate_secs(t: SystemTime) -> SystemTime {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
@@ -216,7 +224,11 @@ impl Reloader {
     }
 
     /// Loads the issuer if the files changed since `last`; returns the new fingerprint.
-    fn poll(&self, last: Option<&Fingerprint>, on_error: &mut impl FnMut(&IssuerError)) -> Option<Fingerprint> {
+    fn poll(
+        &self,
+        last: Option<&Fingerprint>,
+        on_error: &mut impl FnMut(&IssuerError),
+    ) -> Option<Fingerprint> {
         let fp = fingerprint(&self.dir);
         if last == Some(&fp) {
             return Some(fp);

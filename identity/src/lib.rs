@@ -13,8 +13,8 @@ pub mod csr;
 pub mod events;
 pub mod issuer;
 pub mod metrics;
-pub mod serving;
 pub mod service;
+pub mod serving;
 pub mod token;
 
 pub use config::Args;
@@ -87,15 +87,26 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let grpc = if args.plaintext {
         tracing::warn!(addr = %args.addr, "serving Certify over plaintext gRPC");
         let incoming = tokio_stream_incoming(listener);
-        tokio::spawn(async move { router.serve_with_incoming(incoming).await.map_err(|e| e.to_string()) })
+        tokio::spawn(async move {
+            router
+                .serve_with_incoming(incoming)
+                .await
+                .map_err(|e| e.to_string())
+        })
     } else {
-        let own = ServiceAccountIdentity::new(&args.service_account, &args.namespace, &args.trust_domain);
+        let own =
+            ServiceAccountIdentity::new(&args.service_account, &args.namespace, &args.trust_domain);
         let serving = Arc::new(serving::ServingCert::default());
         let config = serving.server_config()?;
         tokio::spawn(serving.maintain(issuer_rx, own.clone()));
         tracing::info!(addr = %args.addr, identity = %own, "serving Certify over TLS");
         let incoming = tulle_api::tls::incoming(listener, config);
-        tokio::spawn(async move { router.serve_with_incoming(incoming).await.map_err(|e| e.to_string()) })
+        tokio::spawn(async move {
+            router
+                .serve_with_incoming(incoming)
+                .await
+                .map_err(|e| e.to_string())
+        })
     };
     tokio::select! {
         r = grpc => Err(RunError::Serve(format!("gRPC: {:?}", r))),

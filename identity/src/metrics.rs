@@ -33,8 +33,16 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let reg = registry.sub_registry_with_prefix("identity");
-        reg.register("certificates_issued", "Certificates issued", m.issued.clone());
-        reg.register("refusals", "Certify requests refused, by reason", m.refusals.clone());
+        reg.register(
+            "certificates_issued",
+            "Certificates issued",
+            m.issued.clone(),
+        );
+        reg.register(
+            "refusals",
+            "Certify requests refused, by reason",
+            m.refusals.clone(),
+        );
         reg.register(
             "issuer_expiry_seconds",
             "Seconds until the issuer certificate expires",

@@ -46,7 +46,9 @@ pub struct Certify<T, E> {
 
 impl<T, E> std::fmt::Debug for Certify<T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Certify").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Certify")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,7 +64,13 @@ fn refuse(reason: &'static str, status: Status) -> Refusal {
 
 impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
     /// Builds the service.
-    pub fn new(config: CertifyConfig, issuer: IssuerRx, reviewer: T, events: E, metrics: Metrics) -> Self {
+    pub fn new(
+        config: CertifyConfig,
+        issuer: IssuerRx,
+        reviewer: T,
+        events: E,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             config,
             issuer,
@@ -101,7 +109,9 @@ impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
         if req.certificate_signing_request.len() > csr::MAX_CSR_BYTES {
             return Err(refuse(
                 "oversized",
-                Status::invalid_argument(csr::CsrError::TooLarge(req.certificate_signing_request.len()).to_string()),
+                Status::invalid_argument(
+                    csr::CsrError::TooLarge(req.certificate_signing_request.len()).to_string(),
+                ),
             ));
         }
         let id = ServiceAccountIdentity::parse_dns_name(&req.identity)
@@ -116,14 +126,21 @@ impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
             ));
         }
         *requested = Some(id.clone());
-        let token = std::str::from_utf8(&req.token)
-            .map_err(|_| refuse("token_invalid", Status::unauthenticated("token is not UTF-8")))?;
+        let token = std::str::from_utf8(&req.token).map_err(|_| {
+            refuse(
+                "token_invalid",
+                Status::unauthenticated("token is not UTF-8"),
+            )
+        })?;
         let subject = self
             .reviewer
             .review(token, &self.config.audience)
             .await
             .map_err(|e| match e {
-                TokenError::Unavailable(_) => refuse("token_review_unavailable", Status::unavailable(e.to_string())),
+                TokenError::Unavailable(_) => refuse(
+                    "token_review_unavailable",
+                    Status::unavailable(e.to_string()),
+                ),
                 TokenError::Unauthenticated(_) | TokenError::NotServiceAccount(_) => {
                     refuse("token_invalid", Status::unauthenticated(e.to_string()))
                 }
@@ -140,7 +157,13 @@ impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
         let csr = csr::validate(&req.certificate_signing_request, &id)
             .map_err(|e| refuse("bad_csr", Status::invalid_argument(e.to_string())))?;
         let signed = issuer
-            .sign(&csr.public_key, &id, SystemTime::now(), self.config.lifetime, self.config.clock_skew)
+            .sign(
+                &csr.public_key,
+                &id,
+                SystemTime::now(),
+                self.config.lifetime,
+                self.config.clock_skew,
+            )
             .map_err(|e| refuse("sign_failed", Status::internal(e.to_string())))?;
         Ok(CertifyResponse {
             leaf_certificate: signed.leaf.to_vec(),
@@ -152,7 +175,10 @@ impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
 
 #[tonic::async_trait]
 impl<T: TokenReviewer, E: EventSink> identity_server::Identity for Certify<T, E> {
-    async fn certify(&self, request: Request<CertifyRequest>) -> Result<Response<CertifyResponse>, Status> {
+    async fn certify(
+        &self,
+        request: Request<CertifyRequest>,
+    ) -> Result<Response<CertifyResponse>, Status> {
         let req = request.into_inner();
         let mut requested = None;
         match self.certify_inner(&req, &mut requested).await {
@@ -165,8 +191,12 @@ impl<T: TokenReviewer, E: EventSink> identity_server::Identity for Certify<T, E>
                 self.metrics.refused(reason);
                 tracing::info!(identity = %req.identity, reason, message = status.message(), "certify refused");
                 if let Some(id) = requested {
-                    self.events
-                        .issuing_failed(&id.namespace, &id.service_account, reason, status.message());
+                    self.events.issuing_failed(
+                        &id.namespace,
+                        &id.service_account,
+                        reason,
+                        status.message(),
+                    );
                 }
                 Err(status)
             }

@@ -41,14 +41,25 @@ pub enum ServingError {
 
 impl ServingCert {
     /// Issues a fresh certificate for `id` from `issuer` and installs it.
-    pub fn issue(&self, issuer: &Issuer, id: &ServiceAccountIdentity) -> Result<SystemTime, ServingError> {
+    pub fn issue(
+        &self,
+        issuer: &Issuer,
+        id: &ServiceAccountIdentity,
+    ) -> Result<SystemTime, ServingError> {
         let err = |e: &dyn std::fmt::Display| ServingError::Issue(e.to_string());
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| err(&e))?;
         let signed = issuer
-            .sign(&key, id, SystemTime::now(), LIFETIME, Duration::from_secs(60))
+            .sign(
+                &key,
+                id,
+                SystemTime::now(),
+                LIFETIME,
+                Duration::from_secs(60),
+            )
             .map_err(|e| err(&e))?;
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let signing = rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&key_der).map_err(|e| err(&e))?;
+        let signing =
+            rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&key_der).map_err(|e| err(&e))?;
         let mut chain = vec![signed.leaf];
         chain.extend(signed.chain);
         let ck = CertifiedKey::new(chain, signing);
@@ -71,10 +82,14 @@ impl ServingCert {
                 match self.issue(&iss, &id) {
                     Ok(not_after) => {
                         tracing::info!(identity = %id, "serving certificate issued");
-                        let left = not_after.duration_since(SystemTime::now()).unwrap_or_default();
+                        let left = not_after
+                            .duration_since(SystemTime::now())
+                            .unwrap_or_default();
                         wait = (left / 2).max(Duration::from_secs(30));
                     }
-                    Err(e) => tracing::warn!(error = %e, "serving certificate not issued; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "serving certificate not issued; retrying")
+                    }
                 }
             }
             tokio::select! {

@@ -31,7 +31,11 @@ pub enum TokenError {
 /// Validates a ServiceAccount token for an audience.
 pub trait TokenReviewer: Send + Sync + 'static {
     /// Returns the token's ServiceAccount, or why it is refused.
-    fn review(&self, token: &str, audience: &str) -> impl Future<Output = Result<TokenSubject, TokenError>> + Send;
+    fn review(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> impl Future<Output = Result<TokenSubject, TokenError>> + Send;
 }
 
 /// Parses `system:serviceaccount:<ns>:<sa>`.
@@ -40,10 +44,12 @@ pub fn parse_username(username: &str) -> Result<TokenSubject, TokenError> {
         .strip_prefix("system:serviceaccount:")
         .ok_or_else(|| TokenError::NotServiceAccount(username.to_string()))?;
     match rest.split_once(':') {
-        Some((ns, sa)) if !ns.is_empty() && !sa.is_empty() && !sa.contains(':') => Ok(TokenSubject {
-            namespace: ns.to_string(),
-            service_account: sa.to_string(),
-        }),
+        Some((ns, sa)) if !ns.is_empty() && !sa.is_empty() && !sa.contains(':') => {
+            Ok(TokenSubject {
+                namespace: ns.to_string(),
+                service_account: sa.to_string(),
+            })
+        }
         _ => Err(TokenError::NotServiceAccount(username.to_string())),
     }
 }
@@ -63,7 +69,9 @@ impl std::fmt::Debug for KubeTokenReviewer {
 impl KubeTokenReviewer {
     /// A reviewer using `client`.
     pub fn new(client: Client) -> Self {
-        Self { api: Api::all(client) }
+        Self {
+            api: Api::all(client),
+        }
     }
 }
 
@@ -90,8 +98,15 @@ impl TokenReviewer for KubeTokenReviewer {
         if status.authenticated != Some(true) {
             return Err(TokenError::Unauthenticated("authenticated=false".into()));
         }
-        if !status.audiences.unwrap_or_default().iter().any(|a| a == audience) {
-            return Err(TokenError::Unauthenticated(format!("token audience is not {audience}")));
+        if !status
+            .audiences
+            .unwrap_or_default()
+            .iter()
+            .any(|a| a == audience)
+        {
+            return Err(TokenError::Unauthenticated(format!(
+                "token audience is not {audience}"
+            )));
         }
         let username = status.user.and_then(|u| u.username).unwrap_or_default();
         parse_username(&username)
@@ -105,8 +120,16 @@ mod tests {
     #[test]
     fn usernames() {
         let s = parse_username("system:serviceaccount:shop:web").unwrap();
-        assert_eq!((s.namespace.as_str(), s.service_account.as_str()), ("shop", "web"));
-        for bad in ["admin", "system:serviceaccount:shop", "system:serviceaccount::web", "system:node:n1"] {
+        assert_eq!(
+            (s.namespace.as_str(), s.service_account.as_str()),
+            ("shop", "web")
+        );
+        for bad in [
+            "admin",
+            "system:serviceaccount:shop",
+            "system:serviceaccount::web",
+            "system:node:n1",
+        ] {
             assert!(parse_username(bad).is_err(), "{bad}");
         }
     }

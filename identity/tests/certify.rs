@@ -48,7 +48,9 @@ impl TokenReviewer for FakeReviewer {
                 namespace: ns.to_string(),
                 service_account: sa.to_string(),
             }),
-            ["aud", ..] | ["good", ..] => Err(TokenError::Unauthenticated("token audiences do not match".into())),
+            ["aud", ..] | ["good", ..] => Err(TokenError::Unauthenticated(
+                "token audiences do not match".into(),
+            )),
             ["expired"] => Err(TokenError::Unauthenticated("token has expired".into())),
             ["down"] => Err(TokenError::Unavailable("connection refused".into())),
             ["user"] => Err(TokenError::NotServiceAccount("alice".into())),
@@ -80,7 +82,9 @@ struct Ca {
 fn make_ca(name: &str) -> Ca {
     let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut root_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    root_params.distinguished_name.push(DnType::CommonName, format!("root.{name}"));
+    root_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("root.{name}"));
     root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     root_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let root_cert = root_params.self_signed(&root_key).unwrap();
@@ -88,7 +92,9 @@ fn make_ca(name: &str) -> Ca {
 
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, format!("identity.{name}"));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("identity.{name}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_before = (SystemTime::now() - Duration::from_secs(3600)).into();
@@ -156,10 +162,19 @@ async fn fixture() -> Fixture {
     write_issuer(dir.path(), &ca);
     let (reloader, mut rx) = Reloader::new(dir.path().to_path_buf(), Duration::from_millis(50));
     tokio::spawn(reloader.run(tracing_free_log));
-    tokio::time::timeout(LIMIT, rx.wait_for(|i| i.is_some())).await.unwrap().unwrap();
+    tokio::time::timeout(LIMIT, rx.wait_for(|i| i.is_some()))
+        .await
+        .unwrap()
+        .unwrap();
     let events = Recorded::default();
     let metrics = Metrics::default();
-    let svc = Certify::new(config(), rx.clone(), FakeReviewer, events.clone(), metrics.clone());
+    let svc = Certify::new(
+        config(),
+        rx.clone(),
+        FakeReviewer,
+        events.clone(),
+        metrics.clone(),
+    );
     Fixture {
         svc,
         rx,
@@ -191,7 +206,10 @@ fn verify_leaf(root: &CertificateDer<'static>, leaf: &[u8], chain: &[Vec<u8>], n
     )
     .build()
     .unwrap();
-    let inter: Vec<CertificateDer<'_>> = chain.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
+    let inter: Vec<CertificateDer<'_>> = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
     verifier
         .verify_server_cert(
             &CertificateDer::from(leaf),
@@ -215,7 +233,12 @@ async fn issues_a_leaf_for_the_token_service_account() {
         .await
         .expect("certify must succeed")
         .into_inner();
-    verify_leaf(&f.ca.root_der, &rsp.leaf_certificate, &rsp.intermediate_certificates, &me.dns_name());
+    verify_leaf(
+        &f.ca.root_der,
+        &rsp.leaf_certificate,
+        &rsp.intermediate_certificates,
+        &me.dns_name(),
+    );
 
     let (_, leaf) = x509_parser::parse_x509_certificate(&rsp.leaf_certificate).unwrap();
     let mut names: Vec<String> = leaf
@@ -228,12 +251,24 @@ async fn issues_a_leaf_for_the_token_service_account() {
         .map(|n| n.to_string())
         .collect();
     names.sort();
-    assert_eq!(names, vec![format!("DNSName({})", me.dns_name()), format!("URI({})", me.spiffe_uri())]);
+    assert_eq!(
+        names,
+        vec![
+            format!("DNSName({})", me.dns_name()),
+            format!("URI({})", me.spiffe_uri())
+        ]
+    );
     assert!(!leaf.is_ca());
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let nb = leaf.validity().not_before.timestamp();
     let na = leaf.validity().not_after.timestamp();
-    assert!(nb <= now - 50 && nb >= now - 120, "notBefore is backdated ~60s for skew");
+    assert!(
+        nb <= now - 50 && nb >= now - 120,
+        "notBefore is backdated ~60s for skew"
+    );
     assert!((na - now - 86400).abs() < 120, "24h lifetime by default");
     let until = rsp.valid_until.unwrap();
     assert_eq!(until.seconds, na);
@@ -245,15 +280,23 @@ async fn refused(f: &Fixture, r: Request<CertifyRequest>, code: Code, reason: &s
     let before = f
         .metrics
         .refusals
-        .get_or_create(&tulle_identity::metrics::RefusalLabels { reason: reason.into() })
+        .get_or_create(&tulle_identity::metrics::RefusalLabels {
+            reason: reason.into(),
+        })
         .get();
     let err = f.svc.certify(r).await.expect_err("must be refused");
     assert_eq!(err.code(), code, "{err:?}");
-    assert!(err.message().contains(needle), "message {:?} should mention {needle:?}", err.message());
+    assert!(
+        err.message().contains(needle),
+        "message {:?} should mention {needle:?}",
+        err.message()
+    );
     let after = f
         .metrics
         .refusals
-        .get_or_create(&tulle_identity::metrics::RefusalLabels { reason: reason.into() })
+        .get_or_create(&tulle_identity::metrics::RefusalLabels {
+            reason: reason.into(),
+        })
         .get();
     assert_eq!(after, before + 1, "refusal counted under {reason}");
     assert_eq!(f.metrics.issued.get(), 0);
@@ -264,11 +307,46 @@ async fn refuses_bad_tokens() {
     let f = fixture().await;
     let me = id("shop", "web");
     let n = me.dns_name();
-    refused(&f, req(&n, "aud-shop-web", good_csr(&me)), Code::Unauthenticated, "token_invalid", "audience").await;
-    refused(&f, req(&n, "expired", good_csr(&me)), Code::Unauthenticated, "token_invalid", "expired").await;
-    refused(&f, req(&n, "forged", good_csr(&me)), Code::Unauthenticated, "token_invalid", "invalid").await;
-    refused(&f, req(&n, "user", good_csr(&me)), Code::Unauthenticated, "token_invalid", "ServiceAccount").await;
-    refused(&f, req(&n, "down", good_csr(&me)), Code::Unavailable, "token_review_unavailable", "TokenReview").await;
+    refused(
+        &f,
+        req(&n, "aud-shop-web", good_csr(&me)),
+        Code::Unauthenticated,
+        "token_invalid",
+        "audience",
+    )
+    .await;
+    refused(
+        &f,
+        req(&n, "expired", good_csr(&me)),
+        Code::Unauthenticated,
+        "token_invalid",
+        "expired",
+    )
+    .await;
+    refused(
+        &f,
+        req(&n, "forged", good_csr(&me)),
+        Code::Unauthenticated,
+        "token_invalid",
+        "invalid",
+    )
+    .await;
+    refused(
+        &f,
+        req(&n, "user", good_csr(&me)),
+        Code::Unauthenticated,
+        "token_invalid",
+        "ServiceAccount",
+    )
+    .await;
+    refused(
+        &f,
+        req(&n, "down", good_csr(&me)),
+        Code::Unavailable,
+        "token_review_unavailable",
+        "TokenReview",
+    )
+    .await;
     // An Event is published on the requested ServiceAccount for each failure.
     let ev = f.events.0.lock().unwrap().clone();
     assert_eq!(ev.len(), 5);
@@ -288,8 +366,26 @@ async fn refuses_name_mismatch() {
     )
     .await;
     let td = ServiceAccountIdentity::new("web", "shop", "evil.example");
-    refused(&f, req(&td.dns_name(), "good-shop-web", good_csr(&td)), Code::InvalidArgument, "bad_identity", "trust domain").await;
-    refused(&f, req("web.shop.svc", "good-shop-web", good_csr(&id("shop", "web"))), Code::InvalidArgument, "bad_identity", "identity name").await;
+    refused(
+        &f,
+        req(&td.dns_name(), "good-shop-web", good_csr(&td)),
+        Code::InvalidArgument,
+        "bad_identity",
+        "trust domain",
+    )
+    .await;
+    refused(
+        &f,
+        req(
+            "web.shop.svc",
+            "good-shop-web",
+            good_csr(&id("shop", "web")),
+        ),
+        Code::InvalidArgument,
+        "bad_identity",
+        "identity name",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -301,22 +397,64 @@ async fn refuses_bad_csrs() {
 
     let mut extra = sans(&me);
     extra.push(SanType::DnsName("evil.example.com".try_into().unwrap()));
-    refused(&f, req(&n, "good-shop-web", csr_with(&key, extra)), Code::InvalidArgument, "bad_csr", "exactly").await;
+    refused(
+        &f,
+        req(&n, "good-shop-web", csr_with(&key, extra)),
+        Code::InvalidArgument,
+        "bad_csr",
+        "exactly",
+    )
+    .await;
 
     let only_dns = vec![SanType::DnsName(n.clone().try_into().unwrap())];
-    refused(&f, req(&n, "good-shop-web", csr_with(&key, only_dns)), Code::InvalidArgument, "bad_csr", "exactly").await;
+    refused(
+        &f,
+        req(&n, "good-shop-web", csr_with(&key, only_dns)),
+        Code::InvalidArgument,
+        "bad_csr",
+        "exactly",
+    )
+    .await;
 
     // The CSR names another identity than the one requested (and authorized).
-    refused(&f, req(&n, "good-shop-web", good_csr(&id("shop", "admin"))), Code::InvalidArgument, "bad_csr", "exactly").await;
+    refused(
+        &f,
+        req(&n, "good-shop-web", good_csr(&id("shop", "admin"))),
+        Code::InvalidArgument,
+        "bad_csr",
+        "exactly",
+    )
+    .await;
 
     let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-    refused(&f, req(&n, "good-shop-web", csr_with(&p384, sans(&me))), Code::InvalidArgument, "bad_csr", "P-256").await;
+    refused(
+        &f,
+        req(&n, "good-shop-web", csr_with(&p384, sans(&me))),
+        Code::InvalidArgument,
+        "bad_csr",
+        "P-256",
+    )
+    .await;
 
     let mut tampered = good_csr(&me);
     let last = tampered.len() - 3;
     tampered[last] ^= 0xff;
-    refused(&f, req(&n, "good-shop-web", tampered), Code::InvalidArgument, "bad_csr", "signature").await;
-    refused(&f, req(&n, "good-shop-web", b"not a csr".to_vec()), Code::InvalidArgument, "bad_csr", "parse").await;
+    refused(
+        &f,
+        req(&n, "good-shop-web", tampered),
+        Code::InvalidArgument,
+        "bad_csr",
+        "signature",
+    )
+    .await;
+    refused(
+        &f,
+        req(&n, "good-shop-web", b"not a csr".to_vec()),
+        Code::InvalidArgument,
+        "bad_csr",
+        "parse",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -324,10 +462,24 @@ async fn refuses_oversized_requests() {
     let f = fixture().await;
     let me = id("shop", "web");
     let big_token = "x".repeat(9000);
-    refused(&f, req(&me.dns_name(), &big_token, good_csr(&me)), Code::InvalidArgument, "oversized", "too large").await;
+    refused(
+        &f,
+        req(&me.dns_name(), &big_token, good_csr(&me)),
+        Code::InvalidArgument,
+        "oversized",
+        "too large",
+    )
+    .await;
     let mut big_csr = good_csr(&me);
     big_csr.resize(5000, 0);
-    refused(&f, req(&me.dns_name(), "good-shop-web", big_csr), Code::InvalidArgument, "oversized", "4096").await;
+    refused(
+        &f,
+        req(&me.dns_name(), "good-shop-web", big_csr),
+        Code::InvalidArgument,
+        "oversized",
+        "4096",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -339,7 +491,13 @@ async fn unavailable_until_the_issuer_is_loaded() {
     let fc = failures.clone();
     tokio::spawn(reloader.run(move |_| *fc.lock().unwrap() += 1));
     let metrics = Metrics::default();
-    let svc = Certify::new(config(), rx.clone(), FakeReviewer, Recorded::default(), metrics);
+    let svc = Certify::new(
+        config(),
+        rx.clone(),
+        FakeReviewer,
+        Recorded::default(),
+        metrics,
+    );
     let me = id("shop", "web");
     let err = svc
         .certify(req(&me.dns_name(), "good-shop-web", good_csr(&me)))
@@ -359,13 +517,21 @@ async fn unavailable_until_the_issuer_is_loaded() {
     let ca = make_ca("late");
     write_issuer(dir.path(), &ca);
     let mut rx2 = rx.clone();
-    tokio::time::timeout(LIMIT, rx2.wait_for(|i| i.is_some())).await.unwrap().unwrap();
+    tokio::time::timeout(LIMIT, rx2.wait_for(|i| i.is_some()))
+        .await
+        .unwrap()
+        .unwrap();
     let rsp = svc
         .certify(req(&me.dns_name(), "good-shop-web", good_csr(&me)))
         .await
         .unwrap()
         .into_inner();
-    verify_leaf(&ca.root_der, &rsp.leaf_certificate, &rsp.intermediate_certificates, &me.dns_name());
+    verify_leaf(
+        &ca.root_der,
+        &rsp.leaf_certificate,
+        &rsp.intermediate_certificates,
+        &me.dns_name(),
+    );
 }
 
 #[tokio::test]
@@ -376,16 +542,43 @@ async fn issuer_is_hot_reloaded_and_bad_updates_are_skipped() {
     let b = make_ca("b");
     let mut rx = f.rx.clone();
     // A broken update keeps the previous issuer.
-    std::fs::write(dir.join("tls.key"), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        dir.join("tls.key"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let rsp = f.svc.certify(req(&me.dns_name(), "good-shop-web", good_csr(&me))).await.unwrap().into_inner();
-    verify_leaf(&f.ca.root_der, &rsp.leaf_certificate, &rsp.intermediate_certificates, &me.dns_name());
+    let rsp = f
+        .svc
+        .certify(req(&me.dns_name(), "good-shop-web", good_csr(&me)))
+        .await
+        .unwrap()
+        .into_inner();
+    verify_leaf(
+        &f.ca.root_der,
+        &rsp.leaf_certificate,
+        &rsp.intermediate_certificates,
+        &me.dns_name(),
+    );
     // A good update is picked up.
     rx.borrow_and_update();
     write_issuer(dir, &b);
-    tokio::time::timeout(LIMIT, rx.changed()).await.unwrap().unwrap();
-    let rsp = f.svc.certify(req(&me.dns_name(), "good-shop-web", good_csr(&me))).await.unwrap().into_inner();
-    verify_leaf(&b.root_der, &rsp.leaf_certificate, &rsp.intermediate_certificates, &me.dns_name());
+    tokio::time::timeout(LIMIT, rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    let rsp = f
+        .svc
+        .certify(req(&me.dns_name(), "good-shop-web", good_csr(&me)))
+        .await
+        .unwrap()
+        .into_inner();
+    verify_leaf(
+        &b.root_der,
+        &rsp.leaf_certificate,
+        &rsp.intermediate_certificates,
+        &me.dns_name(),
+    );
 }
 
 #[test]
@@ -395,15 +588,24 @@ fn issuer_validation() {
     let b = make_ca("b");
     let now = SystemTime::now();
     assert!(Issuer::from_pem(a.issuer_pem.as_bytes(), a.issuer_key_pem.as_bytes(), now).is_ok());
-    let mismatch = Issuer::from_pem(a.issuer_pem.as_bytes(), b.issuer_key_pem.as_bytes(), now).unwrap_err();
-    assert!(mismatch.to_string().contains("does not match"), "{mismatch}");
+    let mismatch =
+        Issuer::from_pem(a.issuer_pem.as_bytes(), b.issuer_key_pem.as_bytes(), now).unwrap_err();
+    assert!(
+        mismatch.to_string().contains("does not match"),
+        "{mismatch}"
+    );
     let later = now + Duration::from_secs(400 * 86400);
-    let expired = Issuer::from_pem(a.issuer_pem.as_bytes(), a.issuer_key_pem.as_bytes(), later).unwrap_err();
+    let expired =
+        Issuer::from_pem(a.issuer_pem.as_bytes(), a.issuer_key_pem.as_bytes(), later).unwrap_err();
     assert!(expired.to_string().contains("validity"), "{expired}");
     // A leaf (non-CA) cannot be an issuer.
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let leaf = CertificateParams::new(vec!["x.example".to_string()]).unwrap().self_signed(&key).unwrap();
-    let not_ca = Issuer::from_pem(leaf.pem().as_bytes(), key.serialize_pem().as_bytes(), now).unwrap_err();
+    let leaf = CertificateParams::new(vec!["x.example".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let not_ca =
+        Issuer::from_pem(leaf.pem().as_bytes(), key.serialize_pem().as_bytes(), now).unwrap_err();
     assert!(not_ca.to_string().contains("not a CA"), "{not_ca}");
 }
 
@@ -415,14 +617,23 @@ async fn grpc_round_trip_over_tls() {
     write_issuer(dir.path(), &ca);
     let (reloader, mut rx) = Reloader::new(dir.path().to_path_buf(), Duration::from_millis(50));
     tokio::spawn(reloader.run(|_| {}));
-    tokio::time::timeout(LIMIT, rx.wait_for(|i| i.is_some())).await.unwrap().unwrap();
+    tokio::time::timeout(LIMIT, rx.wait_for(|i| i.is_some()))
+        .await
+        .unwrap()
+        .unwrap();
 
     let own = id("tulle-system", "tulle-identity");
     let serving = Arc::new(tulle_identity::serving::ServingCert::default());
     let iss = rx.borrow().clone().unwrap();
     serving.issue(&iss, &own).unwrap();
     let server_cfg = serving.server_config().unwrap();
-    let svc = Certify::new(config(), rx.clone(), FakeReviewer, Recorded::default(), Metrics::default());
+    let svc = Certify::new(
+        config(),
+        rx.clone(),
+        FakeReviewer,
+        Recorded::default(),
+        Metrics::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
@@ -433,12 +644,15 @@ async fn grpc_round_trip_over_tls() {
 
     let mut roots = RootCertStore::empty();
     roots.add(ca.root_der.clone()).unwrap();
-    let client_cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let channel = tulle_api::tls::channel(&addr.to_string(), &own.dns_name(), Arc::new(client_cfg)).unwrap();
+    let client_cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let channel =
+        tulle_api::tls::channel(&addr.to_string(), &own.dns_name(), Arc::new(client_cfg)).unwrap();
     let mut client = IdentityClient::new(channel);
     let me = id("shop", "web");
     let rsp = tokio::time::timeout(
@@ -453,7 +667,12 @@ async fn grpc_round_trip_over_tls() {
     .unwrap()
     .unwrap()
     .into_inner();
-    verify_leaf(&ca.root_der, &rsp.leaf_certificate, &rsp.intermediate_certificates, &me.dns_name());
+    verify_leaf(
+        &ca.root_der,
+        &rsp.leaf_certificate,
+        &rsp.intermediate_certificates,
+        &me.dns_name(),
+    );
 
     // A request over the size limit is refused by the server before decoding.
     let err = tokio::time::timeout(
@@ -472,12 +691,19 @@ async fn grpc_round_trip_over_tls() {
     // A client that expects another server identity refuses the connection.
     let mut roots = RootCertStore::empty();
     roots.add(ca.root_der.clone()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let wrong = tulle_api::tls::channel(&addr.to_string(), &id("shop", "web").dns_name(), Arc::new(cfg)).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let wrong = tulle_api::tls::channel(
+        &addr.to_string(),
+        &id("shop", "web").dns_name(),
+        Arc::new(cfg),
+    )
+    .unwrap();
     let err = tokio::time::timeout(
         LIMIT,
         IdentityClient::new(wrong).certify(CertifyRequest::default()),
@@ -487,4 +713,3 @@ async fn grpc_round_trip_over_tls() {
     .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 }
-

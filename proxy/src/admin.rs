@@ -17,7 +17,10 @@ pub async fn handle(rt: Arc<Runtime>, req: Request<Incoming>) -> Response<Body> 
         return simple(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
     match req.uri().path() {
-        "/metrics" => typed(rt.metrics.encode(), "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "/metrics" => typed(
+            rt.metrics.encode(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
         "/live" => simple(StatusCode::OK, "live\n"),
         "/ready" => {
             if rt.ready.load(Ordering::Acquire) && !rt.drain.is_draining() {
@@ -27,12 +30,18 @@ pub async fn handle(rt: Arc<Runtime>, req: Request<Incoming>) -> Response<Body> 
             }
         }
         "/config" => typed(rt.config.to_json(), "application/json"),
-        _ => simple(StatusCode::NOT_FOUND, "not found; try /metrics, /ready, /live or /config\n"),
+        _ => simple(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /ready, /live or /config\n",
+        ),
     }
 }
 
 fn typed(body: String, content_type: &'static str) -> Response<Body> {
     let mut r = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     r
 }

@@ -37,7 +37,11 @@ pub struct BindError {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
-    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
     let l = sock
         .and_then(|s| {
             s.set_reuseaddr(true)?;
@@ -50,7 +54,11 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, BindE
 
 impl Proxy {
     /// Binds the listeners and starts serving. Ports 0 in `config` pick free ports (tests).
-    pub async fn start(mut config: Config, tls: Tls, discovery: Arc<dyn Discover>) -> Result<Proxy, BindError> {
+    pub async fn start(
+        mut config: Config,
+        tls: Tls,
+        discovery: Arc<dyn Discover>,
+    ) -> Result<Proxy, BindError> {
         let inbound = bind("inbound", config.inbound_addr).await?;
         let outbound = bind("outbound", config.outbound_addr).await?;
         let admin = bind("admin", config.admin_addr).await?;
@@ -71,15 +79,22 @@ impl Proxy {
         let out = Outbound::new(rt.clone());
         let admin_rt = rt.clone();
         let accept = vec![
-            spawn_accept(rt.clone(), inbound, move |s, p| tokio::spawn(inb.clone().accept(s, p))),
-            spawn_accept(rt.clone(), outbound, move |s, p| tokio::spawn(out.clone().accept(s, p))),
+            spawn_accept(rt.clone(), inbound, move |s, p| {
+                tokio::spawn(inb.clone().accept(s, p))
+            }),
+            spawn_accept(rt.clone(), outbound, move |s, p| {
+                tokio::spawn(out.clone().accept(s, p))
+            }),
             spawn_accept(rt.clone(), admin, move |s, _| {
                 let rt = admin_rt.clone();
                 tokio::spawn(async move {
                     let _ = s.set_nodelay(true);
                     let cfg = rt.config.clone();
                     let drain = rt.drain.clone();
-                    crate::http::serve(s, false, &cfg, &drain, move |req| crate::admin::handle(rt.clone(), req)).await
+                    crate::http::serve(s, false, &cfg, &drain, move |req| {
+                        crate::admin::handle(rt.clone(), req)
+                    })
+                    .await
                 })
             }),
         ];

@@ -40,7 +40,11 @@ impl PeakEwma {
     /// Marks a request pending until the returned guard is dropped or completed.
     pub fn start(self: &Arc<Self>) -> Pending {
         self.pending.fetch_add(1, Ordering::Relaxed);
-        Pending { ewma: self.clone(), start: Instant::now(), done: false }
+        Pending {
+            ewma: self.clone(),
+            start: Instant::now(),
+            done: false,
+        }
     }
 
     fn observe(&self, rtt: Duration) {
@@ -108,8 +112,16 @@ impl<E> std::fmt::Debug for Balancer<E> {
 impl<E: Balanced> Balancer<E> {
     pub fn new(mut rx: watch::Receiver<Arc<Destination>>, make: MakeEndpoint<E>) -> Self {
         let dest = rx.borrow_and_update().clone();
-        let set = dest.endpoints.iter().map(|e| (e.clone(), make(e))).collect();
-        Balancer { rx: Mutex::new(rx), set: RwLock::new(Arc::new(set)), make }
+        let set = dest
+            .endpoints
+            .iter()
+            .map(|e| (e.clone(), make(e)))
+            .collect();
+        Balancer {
+            rx: Mutex::new(rx),
+            set: RwLock::new(Arc::new(set)),
+            make,
+        }
     }
 
     fn refresh(&self) -> EndpointSet<E> {
@@ -153,7 +165,11 @@ impl<E: Balanced> Balancer<E> {
                     b += 1;
                 }
                 let (ea, eb) = (&set[a], &set[b]);
-                Some(if ea.1.load().load() <= eb.1.load().load() { ea.clone() } else { eb.clone() })
+                Some(if ea.1.load().load() <= eb.1.load().load() {
+                    ea.clone()
+                } else {
+                    eb.clone()
+                })
             }
         }
     }
@@ -175,13 +191,22 @@ mod tests {
             authority: None,
             endpoints: ports
                 .iter()
-                .map(|p| Endpoint { addr: ([127, 0, 0, 1], *p).into(), identity: None, labels: Default::default() })
+                .map(|p| Endpoint {
+                    addr: ([127, 0, 0, 1], *p).into(),
+                    identity: None,
+                    labels: Default::default(),
+                })
                 .collect(),
         })
     }
 
     fn ep() -> MakeEndpoint<Ep> {
-        Box::new(|_| Arc::new(Ep(Arc::new(PeakEwma::new(Duration::from_millis(30), Duration::from_secs(10))))))
+        Box::new(|_| {
+            Arc::new(Ep(Arc::new(PeakEwma::new(
+                Duration::from_millis(30),
+                Duration::from_secs(10),
+            ))))
+        })
     }
 
     #[tokio::test]
@@ -189,24 +214,41 @@ mod tests {
         let (tx, rx) = watch::channel(dest(&[1, 2]));
         let b = Balancer::new(rx, ep());
         // Load endpoint 1 heavily: with two endpoints p2c always compares both.
-        let (e1, s1) = b.endpoints().iter().find(|(e, _)| e.addr.port() == 1).cloned().unwrap();
+        let (e1, s1) = b
+            .endpoints()
+            .iter()
+            .find(|(e, _)| e.addr.port() == 1)
+            .cloned()
+            .unwrap();
         let _pending: Vec<_> = (0..10).map(|_| s1.load().start()).collect();
         for _ in 0..50 {
             assert_ne!(b.pick().unwrap().0, e1);
         }
-        let kept = b.endpoints().iter().find(|(e, _)| e.addr.port() == 2).cloned().unwrap().1;
+        let kept = b
+            .endpoints()
+            .iter()
+            .find(|(e, _)| e.addr.port() == 2)
+            .cloned()
+            .unwrap()
+            .1;
         tx.send_replace(dest(&[2, 3]));
         let set = b.endpoints();
         assert_eq!(set.len(), 2);
         let still = set.iter().find(|(e, _)| e.addr.port() == 2).unwrap();
-        assert!(Arc::ptr_eq(&still.1, &kept), "a kept endpoint keeps its state");
+        assert!(
+            Arc::ptr_eq(&still.1, &kept),
+            "a kept endpoint keeps its state"
+        );
         tx.send_replace(dest(&[]));
         assert!(b.pick().is_none());
     }
 
     #[test]
     fn peak_ewma_takes_peaks() {
-        let e = Arc::new(PeakEwma::new(Duration::from_millis(1), Duration::from_secs(10)));
+        let e = Arc::new(PeakEwma::new(
+            Duration::from_millis(1),
+            Duration::from_secs(10),
+        ));
         let before = e.load();
         e.observe(Duration::from_millis(100));
         assert!(e.load() > before * 50.0);

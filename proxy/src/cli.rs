@@ -28,7 +28,11 @@ pub fn run_proxy() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
 
     let source = FileSource {
         name: config.identity.name.clone(),
@@ -61,9 +65,14 @@ pub fn run_proxy() -> ExitCode {
         }
     };
     let rt = if config.worker_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(config.worker_threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads)
+            .enable_all()
+            .build()
     };
     let rt = match rt {
         Ok(rt) => rt,
@@ -90,7 +99,10 @@ pub fn run_proxy() -> ExitCode {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };
@@ -107,7 +119,9 @@ pub fn run_dev_certs(args: &[String]) -> ExitCode {
         return ExitCode::from(EX_USAGE);
     };
     if names.is_empty() {
-        eprintln!("dev-certs: name at least one identity, e.g. web.default.serviceaccount.identity.tulle.cluster.local");
+        eprintln!(
+            "dev-certs: name at least one identity, e.g. web.default.serviceaccount.identity.tulle.cluster.local"
+        );
         return ExitCode::from(EX_USAGE);
     }
     match crate::devcerts::DevCa::new().and_then(|ca| ca.write(std::path::Path::new(dir), names)) {

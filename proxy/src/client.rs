@@ -42,7 +42,12 @@ pub struct H2Client {
 }
 
 impl H2Client {
-    pub fn new(addr: SocketAddr, tls: Option<MeshTls>, connect_timeout: Duration, metrics: Option<TcpMetrics>) -> Self {
+    pub fn new(
+        addr: SocketAddr,
+        tls: Option<MeshTls>,
+        connect_timeout: Duration,
+        metrics: Option<TcpMetrics>,
+    ) -> Self {
         H2Client {
             addr,
             tls,
@@ -76,10 +81,17 @@ impl H2Client {
         match &self.tls {
             Some(tls) => {
                 let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-                let io = tokio::time::timeout(self.connect_timeout, connector.connect(tls.name.clone(), tcp))
-                    .await
-                    .map_err(|_| ProxyError::ConnectTimeout(self.addr))?
-                    .map_err(|source| ProxyError::Tls { addr: self.addr, identity: tls.identity.clone(), source })?;
+                let io = tokio::time::timeout(
+                    self.connect_timeout,
+                    connector.connect(tls.name.clone(), tcp),
+                )
+                .await
+                .map_err(|_| ProxyError::ConnectTimeout(self.addr))?
+                .map_err(|source| ProxyError::Tls {
+                    addr: self.addr,
+                    identity: tls.identity.clone(),
+                    source,
+                })?;
                 self.handshake(io).await
             }
             None => self.handshake(tcp).await,
@@ -91,7 +103,10 @@ impl H2Client {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (io, guard) = match &self.metrics {
-            Some(m) => (Either::Left(CountingIo::new(io, m.read.clone(), m.write.clone())), Some(m.open())),
+            Some(m) => (
+                Either::Left(CountingIo::new(io, m.read.clone(), m.write.clone())),
+                Some(m.open()),
+            ),
             None => (Either::Right(io), None),
         };
         let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
@@ -116,7 +131,9 @@ impl H2Client {
     /// Sends a request on the shared connection.
     pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, ProxyError> {
         let mut s = self.sender().await?;
-        s.send_request(req).await.map_err(|e| ProxyError::Upstream(self.addr, e))
+        s.send_request(req)
+            .await
+            .map_err(|e| ProxyError::Upstream(self.addr, e))
     }
 }
 
@@ -136,8 +153,14 @@ pub async fn upgrade(
             let mut io = connector
                 .connect(tls.name.clone(), tcp)
                 .await
-                .map_err(|source| ProxyError::Tls { addr, identity: tls.identity.clone(), source })?;
-            write_header(&mut io, port).await.map_err(|e| ProxyError::Connect(addr, e))?;
+                .map_err(|source| ProxyError::Tls {
+                    addr,
+                    identity: tls.identity.clone(),
+                    source,
+                })?;
+            write_header(&mut io, port)
+                .await
+                .map_err(|e| ProxyError::Connect(addr, e))?;
             Either::Left(io)
         }
         None => Either::Right(tcp),
@@ -150,7 +173,10 @@ pub async fn upgrade(
             tracing::debug!(%addr, "upgrade connection ended: {e}");
         }
     });
-    let mut resp = send.send_request(req).await.map_err(|e| ProxyError::Upstream(addr, e))?;
+    let mut resp = send
+        .send_request(req)
+        .await
+        .map_err(|e| ProxyError::Upstream(addr, e))?;
     if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         let server_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
@@ -228,7 +254,11 @@ const MAX_IDLE_H1: usize = 256;
 
 impl H1Pool {
     pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Arc<Self> {
-        Arc::new(H1Pool { addr, connect_timeout, idle: Mutex::new(Vec::new()) })
+        Arc::new(H1Pool {
+            addr,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        })
     }
 
     pub(crate) fn put(&self, send: hyper::client::conn::http1::SendRequest<Incoming>) {
@@ -241,7 +271,9 @@ impl H1Pool {
         }
     }
 
-    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, ProxyError> {
+    async fn connect(
+        &self,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, ProxyError> {
         let tcp = connect(self.addr, self.connect_timeout).await?;
         let (send, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(tcp))
@@ -253,7 +285,9 @@ impl H1Pool {
         Ok(send)
     }
 
-    async fn checkout(&self) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, ProxyError> {
+    async fn checkout(
+        &self,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, ProxyError> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match idle {
@@ -265,7 +299,9 @@ impl H1Pool {
                 Some(_) => {}
                 None => {
                     let mut s = self.connect().await?;
-                    s.ready().await.map_err(|e| ProxyError::Upstream(self.addr, e))?;
+                    s.ready()
+                        .await
+                        .map_err(|e| ProxyError::Upstream(self.addr, e))?;
                     return Ok(s);
                 }
             }
@@ -273,9 +309,15 @@ impl H1Pool {
     }
 
     /// Sends a request (origin-form URI, Host header set by the caller).
-    pub async fn send(self: &Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    pub async fn send(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, ProxyError> {
         let mut s = self.checkout().await?;
-        let resp = s.send_request(req).await.map_err(|e| ProxyError::Upstream(self.addr, e))?;
+        let resp = s
+            .send_request(req)
+            .await
+            .map_err(|e| ProxyError::Upstream(self.addr, e))?;
         let mut resp = proxied(resp);
         if let Either::Left(body) = resp.body_mut() {
             body.release = Some((self.clone(), s));

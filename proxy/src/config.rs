@@ -26,7 +26,9 @@ impl Strings for Env {
 
 impl<S: std::hash::BuildHasher> Strings for HashMap<&str, &str, S> {
     fn get(&self, name: &str) -> Option<String> {
-        HashMap::get(self, name).map(|v| v.to_string()).filter(|v| !v.is_empty())
+        HashMap::get(self, name)
+            .map(|v| v.to_string())
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -115,7 +117,10 @@ pub struct Config {
 }
 
 mod ms {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{}ms", d.as_millis()))
     }
 }
@@ -184,14 +189,21 @@ impl Config {
     }
 }
 
-fn parse<T: std::str::FromStr>(env: &impl Strings, var: &'static str, default: T) -> Result<T, ConfigError>
+fn parse<T: std::str::FromStr>(
+    env: &impl Strings,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     Ok(opt(env, var)?.unwrap_or(default))
 }
 
-fn opt<T: std::str::FromStr>(env: &impl Strings, var: &'static str) -> Result<Option<T>, ConfigError>
+fn opt<T: std::str::FromStr>(
+    env: &impl Strings,
+    var: &'static str,
+) -> Result<Option<T>, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
@@ -237,7 +249,11 @@ fn ports(env: &impl Strings, var: &'static str) -> Result<Vec<u16>, ConfigError>
     };
     let mut out = Vec::new();
     for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = |reason: String| ConfigError { var, value: v.clone(), reason };
+        let bad = |reason: String| ConfigError {
+            var,
+            value: v.clone(),
+            reason,
+        };
         if let Some((a, b)) = part.split_once('-') {
             let a: u16 = a.parse().map_err(|e| bad(format!("{part}: {e}")))?;
             let b: u16 = b.parse().map_err(|e| bad(format!("{part}: {e}")))?;
@@ -274,7 +290,10 @@ mod tests {
             (ENV_IDENTITY_CERT_FILE, "/c.pem"),
             (ENV_IDENTITY_KEY_FILE, "/k.pem"),
             (ENV_IDENTITY_TRUST_ANCHORS_FILE, "/ca.pem"),
-            (ENV_IDENTITY_NAME, "web.default.serviceaccount.identity.tulle.cluster.local"),
+            (
+                ENV_IDENTITY_NAME,
+                "web.default.serviceaccount.identity.tulle.cluster.local",
+            ),
         ])
     }
 
@@ -309,13 +328,19 @@ mod tests {
         }
         let mut env = base();
         env.remove(ENV_IDENTITY_KEY_FILE);
-        assert_eq!(Config::from_strings(&env).unwrap_err().var, ENV_IDENTITY_KEY_FILE);
+        assert_eq!(
+            Config::from_strings(&env).unwrap_err().var,
+            ENV_IDENTITY_KEY_FILE
+        );
     }
 
     #[test]
     fn port_ranges() {
         let mut env = base();
         env.insert(ENV_OPAQUE_PORTS, "5432, 8000-8002");
-        assert_eq!(Config::from_strings(&env).unwrap().opaque_ports, vec![5432, 8000, 8001, 8002]);
+        assert_eq!(
+            Config::from_strings(&env).unwrap().opaque_ports,
+            vec![5432, 8000, 8001, 8002]
+        );
     }
 }

@@ -37,7 +37,11 @@ fn classify(buf: &[u8], tls: bool) -> Verdict {
     }
     let n = buf.len().min(H2_PREFACE.len());
     if buf[..n] == H2_PREFACE[..n] {
-        return if n == H2_PREFACE.len() { Verdict::Done(Protocol::Http2) } else { Verdict::NeedMore };
+        return if n == H2_PREFACE.len() {
+            Verdict::Done(Protocol::Http2)
+        } else {
+            Verdict::NeedMore
+        };
     }
     // HTTP/1 request line: METHOD SP target SP HTTP/1.x CRLF
     let method_len = buf.iter().take_while(|b| b.is_ascii_uppercase()).count();
@@ -99,7 +103,10 @@ mod tests {
 
     async fn run(chunks: &[&[u8]], tls: bool) -> Protocol {
         let mut b = tokio_test_io(chunks);
-        detect(&mut b, Duration::from_millis(200), tls).await.unwrap().0
+        detect(&mut b, Duration::from_millis(200), tls)
+            .await
+            .unwrap()
+            .0
     }
 
     fn tokio_test_io(chunks: &[&[u8]]) -> impl AsyncRead + Unpin {
@@ -109,11 +116,23 @@ mod tests {
 
     #[tokio::test]
     async fn detects() {
-        assert_eq!(run(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"], false).await, Protocol::Http1);
-        assert_eq!(run(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"], false).await, Protocol::Http2);
+        assert_eq!(
+            run(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"], false).await,
+            Protocol::Http1
+        );
+        assert_eq!(
+            run(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"], false).await,
+            Protocol::Http2
+        );
         assert_eq!(run(&[&[0x16, 0x03, 0x01, 0, 5]], true).await, Protocol::Tls);
-        assert_eq!(run(&[&[0x16, 0x03, 0x01, 0, 5]], false).await, Protocol::Opaque);
-        assert_eq!(run(&[b"SSH-2.0-OpenSSH\r\n"], false).await, Protocol::Opaque);
+        assert_eq!(
+            run(&[&[0x16, 0x03, 0x01, 0, 5]], false).await,
+            Protocol::Opaque
+        );
+        assert_eq!(
+            run(&[b"SSH-2.0-OpenSSH\r\n"], false).await,
+            Protocol::Opaque
+        );
         assert_eq!(run(&[b"GET /foo FTP/1\r\n"], false).await, Protocol::Opaque);
         assert_eq!(run(&[b"GET"], false).await, Protocol::Opaque);
     }
@@ -121,7 +140,9 @@ mod tests {
     #[tokio::test]
     async fn times_out_to_opaque() {
         let (mut a, _b) = tokio::io::duplex(64);
-        let (p, buf) = detect(&mut a, Duration::from_millis(50), true).await.unwrap();
+        let (p, buf) = detect(&mut a, Duration::from_millis(50), true)
+            .await
+            .unwrap();
         assert_eq!(p, Protocol::Opaque);
         assert!(buf.is_empty());
     }

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 
 /// Why certificates could not be generated.
 #[derive(Debug, thiserror::Error)]
@@ -11,7 +13,10 @@ pub enum DevCertError {
     #[error("generating a certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("writing {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A development certificate authority.
@@ -36,7 +41,9 @@ impl DevCa {
     /// A fresh self-signed root.
     pub fn new() -> Result<Self, DevCertError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, "tulle dev trust anchor");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "tulle dev trust anchor");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
@@ -53,11 +60,16 @@ impl DevCa {
         let mut params = CertificateParams::new(vec![name.to_string()])?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages =
-            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// Writes `ca.pem` and, per name, `<name>.crt` and `<name>.key` into `dir`.
@@ -66,7 +78,10 @@ impl DevCa {
             let path = dir.join(file);
             std::fs::write(&path, data).map_err(|source| DevCertError::Write { path, source })
         };
-        std::fs::create_dir_all(dir).map_err(|source| DevCertError::Write { path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| DevCertError::Write {
+            path: dir.into(),
+            source,
+        })?;
         write("ca.pem".into(), &self.ca_pem())?;
         for name in names {
             let leaf = self.leaf(name)?;

@@ -37,7 +37,11 @@ pub struct Endpoint {
 impl Endpoint {
     /// Meshed peers have an identity.
     pub fn hint(&self) -> ProtocolHint {
-        if self.identity.is_some() { ProtocolHint::Mesh } else { ProtocolHint::Plain }
+        if self.identity.is_some() {
+            ProtocolHint::Mesh
+        } else {
+            ProtocolHint::Plain
+        }
     }
 }
 
@@ -111,9 +115,17 @@ pub struct StaticEndpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum StaticError {
     #[error("reading static config {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("parsing static config {path}: {source}; expected {{\"destinations\":[{{\"authority\":\"host:port\",\"addrs\":[...],\"endpoints\":[{{\"addr\":\"ip:port\",\"identity\":\"...\",\"labels\":{{}}}}]}}]}}")]
-    Parse { path: String, source: serde_json::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "parsing static config {path}: {source}; expected {{\"destinations\":[{{\"authority\":\"host:port\",\"addrs\":[...],\"endpoints\":[{{\"addr\":\"ip:port\",\"identity\":\"...\",\"labels\":{{}}}}]}}]}}"
+    )]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
     #[error("destination {0:?}: an authority must be host:port")]
     Authority(String),
 }
@@ -121,7 +133,10 @@ pub enum StaticError {
 impl StaticFile {
     pub fn from_path(path: &Path) -> Result<Self, StaticError> {
         let p = path.display().to_string();
-        let text = std::fs::read(path).map_err(|source| StaticError::Read { path: p.clone(), source })?;
+        let text = std::fs::read(path).map_err(|source| StaticError::Read {
+            path: p.clone(),
+            source,
+        })?;
         serde_json::from_slice(&text).map_err(|source| StaticError::Parse { path: p, source })
     }
 }
@@ -190,7 +205,10 @@ impl StaticDiscovery {
         // Destinations that disappeared keep their watchers but lose their endpoints.
         for (a, tx) in index.by_authority.iter() {
             if !next.by_authority.contains_key(a) {
-                tx.send_replace(Arc::new(Destination { authority: Some(a.clone()), endpoints: vec![] }));
+                tx.send_replace(Arc::new(Destination {
+                    authority: Some(a.clone()),
+                    endpoints: vec![],
+                }));
             }
         }
         *index = next;
@@ -244,32 +262,54 @@ mod tests {
     #[tokio::test]
     async fn static_resolves_by_authority_and_addr() {
         let d = StaticDiscovery::new(serde_json::from_str(EXAMPLE).unwrap()).unwrap();
-        let Resolution::Found(rx) = d.resolve(Target::Authority("web.default.svc.cluster.local:80")).await else {
+        let Resolution::Found(rx) = d
+            .resolve(Target::Authority("web.default.svc.cluster.local:80"))
+            .await
+        else {
             panic!("not found")
         };
         let dest = rx.borrow().clone();
         assert_eq!(dest.endpoints.len(), 1);
         assert_eq!(dest.endpoints[0].hint(), ProtocolHint::Mesh);
         assert_eq!(dest.endpoints[0].labels["pod"], "web-1");
-        assert!(matches!(d.resolve(Target::Addr("10.96.0.5:80".parse().unwrap())).await, Resolution::Found(_)));
-        assert!(matches!(d.resolve(Target::Authority("other:80")).await, Resolution::NotFound));
+        assert!(matches!(
+            d.resolve(Target::Addr("10.96.0.5:80".parse().unwrap()))
+                .await,
+            Resolution::Found(_)
+        ));
+        assert!(matches!(
+            d.resolve(Target::Authority("other:80")).await,
+            Resolution::NotFound
+        ));
     }
 
     #[tokio::test]
     async fn replace_updates_watchers() {
         let d = StaticDiscovery::new(serde_json::from_str(EXAMPLE).unwrap()).unwrap();
-        let Resolution::Found(mut rx) = d.resolve(Target::Authority("web.default.svc.cluster.local:80")).await else {
+        let Resolution::Found(mut rx) = d
+            .resolve(Target::Authority("web.default.svc.cluster.local:80"))
+            .await
+        else {
             panic!()
         };
-        let next = EXAMPLE.replace(r#","identity":"web.default.serviceaccount.identity.tulle.cluster.local""#, "");
+        let next = EXAMPLE.replace(
+            r#","identity":"web.default.serviceaccount.identity.tulle.cluster.local""#,
+            "",
+        );
         d.replace(serde_json::from_str(&next).unwrap()).unwrap();
         assert!(rx.has_changed().unwrap());
-        assert_eq!(rx.borrow_and_update().endpoints[0].hint(), ProtocolHint::Plain);
+        assert_eq!(
+            rx.borrow_and_update().endpoints[0].hint(),
+            ProtocolHint::Plain
+        );
     }
 
     #[test]
     fn authorities() {
-        assert_eq!(normalize_authority("Web.Default:8080", None).unwrap(), "web.default:8080");
+        assert_eq!(
+            normalize_authority("Web.Default:8080", None).unwrap(),
+            "web.default:8080"
+        );
         assert_eq!(normalize_authority("web", Some(80)).unwrap(), "web:80");
         assert_eq!(normalize_authority("web", None), None);
         assert_eq!(normalize_authority("[::1]", Some(80)).unwrap(), "[::1]:80");

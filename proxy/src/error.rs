@@ -26,7 +26,11 @@ pub enum ProxyError {
     #[error("connecting to {0}: timed out")]
     ConnectTimeout(SocketAddr),
     #[error("TLS handshake with {addr} (expected identity {identity}): {source}")]
-    Tls { addr: SocketAddr, identity: String, source: std::io::Error },
+    Tls {
+        addr: SocketAddr,
+        identity: String,
+        source: std::io::Error,
+    },
     #[error("invalid identity name {0:?}")]
     BadIdentity(String),
     #[error("HTTP/2 handshake with {0}: {1}")]
@@ -43,7 +47,9 @@ pub enum ProxyError {
     FailFast,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
-    #[error("original destination port unknown; set TULLE_PROXY_INBOUND_PORT_FALLBACK or use iptables redirection")]
+    #[error(
+        "original destination port unknown; set TULLE_PROXY_INBOUND_PORT_FALLBACK or use iptables redirection"
+    )]
     NoOrigPort,
 }
 
@@ -52,8 +58,12 @@ impl ProxyError {
     pub fn status(&self) -> (StatusCode, &'static str) {
         match self {
             ProxyError::Connect(..) => (StatusCode::BAD_GATEWAY, "connect error"),
-            ProxyError::Tls { .. } | ProxyError::BadIdentity(_) => (StatusCode::BAD_GATEWAY, "tls error"),
-            ProxyError::Handshake(..) | ProxyError::Upstream(..) => (StatusCode::BAD_GATEWAY, "upstream error"),
+            ProxyError::Tls { .. } | ProxyError::BadIdentity(_) => {
+                (StatusCode::BAD_GATEWAY, "tls error")
+            }
+            ProxyError::Handshake(..) | ProxyError::Upstream(..) => {
+                (StatusCode::BAD_GATEWAY, "upstream error")
+            }
             ProxyError::Client(_, _, true) => (StatusCode::BAD_GATEWAY, "connect error"),
             ProxyError::Client(..) => (StatusCode::BAD_GATEWAY, "upstream error"),
             ProxyError::ConnectTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "connect timeout"),
@@ -70,15 +80,21 @@ impl ProxyError {
         let (status, reason) = self.status();
         let mut r = Response::new(Either::Right(Full::new(Bytes::from(format!("{self}\n")))));
         *r.status_mut() = status;
-        r.headers_mut().insert(ERROR_HEADER, HeaderValue::from_static(reason));
-        r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        r.headers_mut()
+            .insert(ERROR_HEADER, HeaderValue::from_static(reason));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
         r
     }
 }
 
 /// A plain response with a static body.
 pub fn simple(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(body.as_bytes()))));
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
     *r.status_mut() = status;
     r
 }
@@ -90,12 +106,19 @@ pub struct ProxyBody {
     inner: Incoming,
     grpc: Option<(Arc<HttpMetrics>, u16)>,
     /// An HTTP/1 connection to give back to its pool when the body is done.
-    pub(crate) release: Option<(Arc<crate::client::H1Pool>, hyper::client::conn::http1::SendRequest<Incoming>)>,
+    pub(crate) release: Option<(
+        Arc<crate::client::H1Pool>,
+        hyper::client::conn::http1::SendRequest<Incoming>,
+    )>,
 }
 
 impl ProxyBody {
     pub fn new(inner: Incoming) -> Self {
-        ProxyBody { inner, grpc: None, release: None }
+        ProxyBody {
+            inner,
+            grpc: None,
+            release: None,
+        }
     }
 
     fn finish(&mut self, failure: bool) {
@@ -113,14 +136,20 @@ pub fn proxied(resp: Response<Incoming>) -> Response<Body> {
 /// Counts a response: now, or at the end of its stream for gRPC (status in trailers).
 pub fn count_response(metrics: &Arc<HttpMetrics>, resp: &mut Response<Body>) {
     let status = resp.status().as_u16();
-    let grpc = resp.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    let grpc = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
         && !resp.headers().contains_key("grpc-status")
         && status < 500;
     if grpc && let Either::Left(body) = resp.body_mut() {
         body.grpc = Some((metrics.clone(), status));
         return;
     }
-    metrics.count(status, crate::http::is_failure(resp.status(), resp.headers()));
+    metrics.count(
+        status,
+        crate::http::is_failure(resp.status(), resp.headers()),
+    );
 }
 
 impl http_body::Body for ProxyBody {

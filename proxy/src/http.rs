@@ -80,11 +80,12 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
         return true;
     }
     req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))))
+        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
 }
 
 /// Removes connection-specific headers (RFC 9110 §7.6.1) before changing HTTP versions.
@@ -115,5 +116,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// Classifies a response (at its headers): 5xx, or a gRPC error status in the headers.
 pub fn is_failure(status: http::StatusCode, headers: &HeaderMap) -> bool {
     status.is_server_error()
-        || headers.get("grpc-status").is_some_and(|v| v.as_bytes() != b"0")
+        || headers
+            .get("grpc-status")
+            .is_some_and(|v| v.as_bytes() != b"0")
 }

@@ -28,11 +28,17 @@ pub const ALPN_H1: &[u8] = b"tulle.h1";
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("reading {path}: {source}; check the file exists and holds PEM data")]
-    Read { path: PathBuf, source: rustls_pki_types::pem::Error },
+    Read {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
     #[error("{path} holds no certificate; it must hold the PEM chain, leaf first")]
     NoCertificate { path: PathBuf },
     #[error("trust anchors in {path}: {source}")]
-    Anchors { path: PathBuf, source: rustls::Error },
+    Anchors {
+        path: PathBuf,
+        source: rustls::Error,
+    },
     #[error("the key does not match the certificate or is unsupported: {0}")]
     Key(rustls::Error),
     #[error("building the TLS verifier: {0}")]
@@ -65,15 +71,22 @@ pub struct FileSource {
 
 impl CredentialSource for FileSource {
     fn load(&self) -> Result<Credentials, IdentityError> {
-        fn read(path: &std::path::Path) -> impl Fn(rustls_pki_types::pem::Error) -> IdentityError + '_ {
-            move |source| IdentityError::Read { path: path.to_path_buf(), source }
+        fn read(
+            path: &std::path::Path,
+        ) -> impl Fn(rustls_pki_types::pem::Error) -> IdentityError + '_ {
+            move |source| IdentityError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
         }
         let chain = CertificateDer::pem_file_iter(&self.cert_file)
             .map_err(read(&self.cert_file))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(read(&self.cert_file))?;
         if chain.is_empty() {
-            return Err(IdentityError::NoCertificate { path: self.cert_file.clone() });
+            return Err(IdentityError::NoCertificate {
+                path: self.cert_file.clone(),
+            });
         }
         let key = PrivateKeyDer::from_pem_file(&self.key_file).map_err(read(&self.key_file))?;
         let anchors = CertificateDer::pem_file_iter(&self.trust_anchors_file)
@@ -88,9 +101,16 @@ impl CredentialSource for FileSource {
             })?;
         }
         if roots.is_empty() {
-            return Err(IdentityError::NoCertificate { path: self.trust_anchors_file.clone() });
+            return Err(IdentityError::NoCertificate {
+                path: self.trust_anchors_file.clone(),
+            });
         }
-        Ok(Credentials { name: self.name.clone(), chain, key, roots })
+        Ok(Credentials {
+            name: self.name.clone(),
+            chain,
+            key,
+            roots,
+        })
     }
 }
 
@@ -103,7 +123,10 @@ pub struct IdentityStore {
 }
 
 impl IdentityStore {
-    fn certified(provider: &CryptoProvider, creds: Credentials) -> Result<CertifiedKey, IdentityError> {
+    fn certified(
+        provider: &CryptoProvider,
+        creds: Credentials,
+    ) -> Result<CertifiedKey, IdentityError> {
         CertifiedKey::from_der(creds.chain, creds.key, provider).map_err(IdentityError::Key)
     }
 
@@ -121,7 +144,10 @@ impl IdentityStore {
     }
 
     fn get(&self) -> Arc<CertifiedKey> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -157,11 +183,16 @@ impl Tls {
         let roots = Arc::new(creds.roots.clone());
         let name = creds.name.clone();
         let ck = IdentityStore::certified(&provider, creds)?;
-        let store = Arc::new(IdentityStore { name, current: RwLock::new(Arc::new(ck)), provider: provider.clone() });
+        let store = Arc::new(IdentityStore {
+            name,
+            current: RwLock::new(Arc::new(ck)),
+            provider: provider.clone(),
+        });
 
-        let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-            .build()
-            .map_err(|e| IdentityError::Verifier(e.to_string()))?;
+        let client_verifier =
+            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| IdentityError::Verifier(e.to_string()))?;
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| IdentityError::Verifier(e.to_string()))?
@@ -225,7 +256,9 @@ mod tests {
     fn creds(ca: &DevCa, name: &str) -> Credentials {
         let leaf = ca.leaf(name).unwrap();
         let mut roots = RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(ca.ca_pem().as_bytes()).unwrap()).unwrap();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.ca_pem().as_bytes()).unwrap())
+            .unwrap();
         Credentials {
             name: name.into(),
             chain: vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
@@ -244,7 +277,10 @@ mod tests {
         assert_eq!(peer_identity(Some(&before.cert)).as_deref(), Some(name));
         tls.store.update(creds(&ca, name)).unwrap();
         let after = ResolvesClientCert::resolve(tls.store.as_ref(), &[], &[]).unwrap();
-        assert_ne!(before.cert[0], after.cert[0], "new handshakes use the renewed certificate");
+        assert_ne!(
+            before.cert[0], after.cert[0],
+            "new handshakes use the renewed certificate"
+        );
         // A key that does not match the certificate is refused and the old one stays.
         let mut bad = creds(&ca, name);
         bad.key = creds(&ca, name).key;

@@ -67,13 +67,24 @@ impl Conn {
             TlsStatus::Mesh(id) => HeaderValue::from_str(id).ok(),
             TlsStatus::NoIdentity(_) => None,
         };
-        Arc::new(Conn { tls, port, mesh, client_id, last: Mutex::new(None) })
+        Arc::new(Conn {
+            tls,
+            port,
+            mesh,
+            client_id,
+            last: Mutex::new(None),
+        })
     }
 }
 
 impl Inbound {
     pub fn new(rt: Arc<Runtime>) -> Arc<Self> {
-        Arc::new(Inbound { rt, h1: Mutex::default(), h2: Mutex::default(), metrics: RwLock::default() })
+        Arc::new(Inbound {
+            rt,
+            h1: Mutex::default(),
+            h2: Mutex::default(),
+            metrics: RwLock::default(),
+        })
     }
 
     /// Handles one accepted connection.
@@ -81,10 +92,13 @@ impl Inbound {
         let _token = self.rt.drain.token();
         let _ = sock.set_nodelay(true);
         let cfg = self.rt.config.clone();
-        let orig_port = original_dst(&sock).map(|a| a.port()).filter(|p| *p != cfg.inbound_addr.port());
+        let orig_port = original_dst(&sock)
+            .map(|a| a.port())
+            .filter(|p| *p != cfg.inbound_addr.port());
         let port = orig_port.or(cfg.inbound_port_fallback);
         let mut sock = sock;
-        let opaque_port = port.is_some_and(|p| cfg.opaque_ports.contains(&p)) && orig_port.is_some();
+        let opaque_port =
+            port.is_some_and(|p| cfg.opaque_ports.contains(&p)) && orig_port.is_some();
         let (proto, buf) = match detect(&mut sock, cfg.detect_timeout, true).await {
             Ok(r) => r,
             Err(e) => {
@@ -95,7 +109,8 @@ impl Inbound {
         let io = PrefixedIo::new(buf, sock);
         if proto == Protocol::Tls {
             let acceptor = tokio_rustls::TlsAcceptor::from(self.rt.tls.server.clone());
-            let tls = match tokio::time::timeout(cfg.header_read_timeout, acceptor.accept(io)).await {
+            let tls = match tokio::time::timeout(cfg.header_read_timeout, acceptor.accept(io)).await
+            {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::info!(%peer, "mesh TLS handshake failed: {e}");
@@ -107,7 +122,10 @@ impl Inbound {
             let client_id = peer_identity(session.peer_certificates()).unwrap_or_default();
             let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
             let status = TlsStatus::Mesh(client_id);
-            let m = self.rt.metrics.tcp(labels(Direction::Inbound, None, &target(&cfg, port), &status, None), "src");
+            let m = self.rt.metrics.tcp(
+                labels(Direction::Inbound, None, &target(&cfg, port), &status, None),
+                "src",
+            );
             let _g = m.open();
             let mut io = CountingIo::new(tls, m.read.clone(), m.write.clone());
             match alpn.as_deref() {
@@ -116,7 +134,8 @@ impl Inbound {
                     self.http(io, true, conn).await
                 }
                 Some(a @ (ALPN_TCP | ALPN_H1)) => {
-                    let hdr = tokio::time::timeout(cfg.header_read_timeout, read_header(&mut io)).await;
+                    let hdr =
+                        tokio::time::timeout(cfg.header_read_timeout, read_header(&mut io)).await;
                     let Ok(Ok(p)) = hdr else {
                         tracing::info!(%peer, "bad or missing transport header; closing");
                         return;
@@ -134,7 +153,10 @@ impl Inbound {
             return;
         }
         let status = TlsStatus::NoIdentity(NO_TLS_FROM_REMOTE);
-        let m = self.rt.metrics.tcp(labels(Direction::Inbound, None, &target(&cfg, port), &status, None), "src");
+        let m = self.rt.metrics.tcp(
+            labels(Direction::Inbound, None, &target(&cfg, port), &status, None),
+            "src",
+        );
         let _g = m.open();
         let io = CountingIo::new(io, m.read.clone(), m.write.clone());
         match proto {
@@ -165,7 +187,14 @@ impl Inbound {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let this = self.clone();
-        serve(io, h2, &self.rt.config.clone(), &self.rt.drain, move |req| this.clone().handle(req, conn.clone())).await
+        serve(
+            io,
+            h2,
+            &self.rt.config.clone(),
+            &self.rt.drain,
+            move |req| this.clone().handle(req, conn.clone()),
+        )
+        .await
     }
 
     fn metrics(&self, authority: &str, port: u16, tls: &TlsStatus) -> Arc<HttpMetrics> {
@@ -174,23 +203,46 @@ impl Inbound {
             TlsStatus::NoIdentity(_) => None,
         };
         let key = (Box::<str>::from(authority), port, tls_key);
-        if let Some(m) = self.metrics.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(m) = self
+            .metrics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return m.clone();
         }
         let mut map = self.metrics.write().unwrap_or_else(|e| e.into_inner());
         let over = map.len() >= MAX_LABEL_SETS;
-        let authority = if over || authority.is_empty() { None } else { Some(authority) };
+        let authority = if over || authority.is_empty() {
+            None
+        } else {
+            Some(authority)
+        };
         let addr = SocketAddr::new(self.rt.config.inbound_app_host, port).to_string();
-        let m = Arc::new(self.rt.metrics.http(labels(Direction::Inbound, authority, &addr, tls, None)));
+        let m =
+            Arc::new(
+                self.rt
+                    .metrics
+                    .http(labels(Direction::Inbound, authority, &addr, tls, None)),
+            );
         if !over {
             map.insert(key, m.clone());
         }
         m
     }
 
-    async fn handle(self: Arc<Self>, mut req: Request<Incoming>, conn: Arc<Conn>) -> Response<Body> {
+    async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        conn: Arc<Conn>,
+    ) -> Response<Body> {
         let h = req.headers_mut();
-        let header_port = if conn.mesh { h.get(ORIG_PORT).and_then(|v| v.to_str().ok()?.parse::<u16>().ok()) } else { None };
+        let header_port = if conn.mesh {
+            h.get(ORIG_PORT)
+                .and_then(|v| v.to_str().ok()?.parse::<u16>().ok())
+        } else {
+            None
+        };
         let downgrade = conn.mesh && h.contains_key(ORIG_PROTO);
         h.remove(ORIG_PORT);
         h.remove(ORIG_PROTO);
@@ -199,13 +251,20 @@ impl Inbound {
             h.insert(CLIENT_ID, v.clone());
         }
         let own = self.rt.config.inbound_addr.port();
-        let port = header_port.filter(|p| *p != own).or(conn.port).or(self.rt.config.inbound_port_fallback);
+        let port = header_port
+            .filter(|p| *p != own)
+            .or(conn.port)
+            .or(self.rt.config.inbound_port_fallback);
         let Some(port) = port.filter(|p| *p != own) else {
             return ProxyError::NoOrigPort.to_response();
         };
         let authority = match req.uri().authority() {
             Some(a) => a.as_str(),
-            None => req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or(""),
+            None => req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
         };
         let metrics = {
             let mut last = conn.last.lock().unwrap_or_else(|e| e.into_inner());
@@ -234,7 +293,12 @@ impl Inbound {
         resp
     }
 
-    async fn forward(&self, mut req: Request<Incoming>, addr: SocketAddr, downgrade: bool) -> Result<Response<Body>, ProxyError> {
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        addr: SocketAddr,
+        downgrade: bool,
+    ) -> Result<Response<Body>, ProxyError> {
         let timeout = self.rt.config.connect_timeout;
         if is_upgrade(&req) {
             return upgrade(addr, None, timeout, req).await;
@@ -245,14 +309,18 @@ impl Inbound {
         if req.version() == Version::HTTP_2 {
             let client = {
                 let mut map = self.h2.lock().unwrap_or_else(|e| e.into_inner());
-                map.entry(addr.port()).or_insert_with(|| Arc::new(H2Client::new(addr, None, timeout, None))).clone()
+                map.entry(addr.port())
+                    .or_insert_with(|| Arc::new(H2Client::new(addr, None, timeout, None)))
+                    .clone()
             };
             return Ok(proxied(client.send(req).await?));
         }
         origin_form(&mut req)?;
         let pool = {
             let mut map = self.h1.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(addr.port()).or_insert_with(|| H1Pool::new(addr, timeout)).clone()
+            map.entry(addr.port())
+                .or_insert_with(|| H1Pool::new(addr, timeout))
+                .clone()
         };
         let mut resp = pool.send(req).await?;
         if downgrade {
@@ -273,10 +341,15 @@ fn target(cfg: &crate::config::Config, port: Option<u16>) -> String {
 fn origin_form<B>(req: &mut Request<B>) -> Result<(), ProxyError> {
     if let Some(a) = req.uri().authority() {
         if !req.headers().contains_key(http::header::HOST) {
-            let v = HeaderValue::from_str(a.as_str()).map_err(|_| ProxyError::BadRequest("invalid authority"))?;
+            let v = HeaderValue::from_str(a.as_str())
+                .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
             req.headers_mut().insert(http::header::HOST, v);
         }
-        let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         *req.uri_mut() = http::Uri::from(pq);
     }
     Ok(())

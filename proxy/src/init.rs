@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 
-pub const USAGE: &str = "tulle-proxy init [--inbound-port 4143] [--outbound-port 4140] [--proxy-uid 2110]
+pub const USAGE: &str =
+    "tulle-proxy init [--inbound-port 4143] [--outbound-port 4140] [--proxy-uid 2110]
     [--skip-inbound-ports P,P-P] [--skip-outbound-ports P,P-P]
     [--skip-inbound-subnets CIDR,..] [--skip-outbound-subnets CIDR,..]
     [--iptables-mode auto|nft|legacy] [--dry-run]
@@ -51,14 +52,21 @@ impl Default for Options {
 pub enum InitError {
     #[error("{0}")]
     Usage(String),
-    #[error("no working iptables found (tried {0}); install Debian's iptables package and run as root with NET_ADMIN")]
+    #[error(
+        "no working iptables found (tried {0}); install Debian's iptables package and run as root with NET_ADMIN"
+    )]
     NoIptables(String),
     #[error("{cmd} failed: {stderr}")]
     Command { cmd: String, stderr: String },
 }
 
 fn list(v: &str, what: &str, check: fn(&str) -> bool) -> Result<Vec<String>, InitError> {
-    let items: Vec<String> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    let items: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
     for i in &items {
         if !check(i) {
             return Err(InitError::Usage(format!("invalid {what} {i:?}")));
@@ -83,21 +91,33 @@ impl Options {
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut val = |name: &str| {
-                it.next().cloned().ok_or_else(|| InitError::Usage(format!("{name} needs a value")))
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| InitError::Usage(format!("{name} needs a value")))
             };
-            let num = |name: &str, v: String| v.parse().map_err(|_| InitError::Usage(format!("invalid {name} {v:?}")));
+            let num = |name: &str, v: String| {
+                v.parse()
+                    .map_err(|_| InitError::Usage(format!("invalid {name} {v:?}")))
+            };
             match a.as_str() {
                 "--inbound-port" => o.inbound_port = num(a, val(a)?)?,
                 "--outbound-port" => o.outbound_port = num(a, val(a)?)?,
                 "--proxy-uid" => o.proxy_uid = num(a, val(a)?)? as u32,
                 "--skip-inbound-ports" => o.skip_inbound_ports = list(&val(a)?, "port", is_port)?,
                 "--skip-outbound-ports" => o.skip_outbound_ports = list(&val(a)?, "port", is_port)?,
-                "--skip-inbound-subnets" => o.skip_inbound_subnets = list(&val(a)?, "subnet", is_cidr)?,
-                "--skip-outbound-subnets" => o.skip_outbound_subnets = list(&val(a)?, "subnet", is_cidr)?,
+                "--skip-inbound-subnets" => {
+                    o.skip_inbound_subnets = list(&val(a)?, "subnet", is_cidr)?
+                }
+                "--skip-outbound-subnets" => {
+                    o.skip_outbound_subnets = list(&val(a)?, "subnet", is_cidr)?
+                }
                 "--iptables-mode" => {
                     o.mode = val(a)?;
                     if !["auto", "nft", "legacy"].contains(&o.mode.as_str()) {
-                        return Err(InitError::Usage(format!("invalid --iptables-mode {:?}", o.mode)));
+                        return Err(InitError::Usage(format!(
+                            "invalid --iptables-mode {:?}",
+                            o.mode
+                        )));
                     }
                 }
                 "--dry-run" => o.dry_run = true,
@@ -126,7 +146,11 @@ impl Options {
             );
         }
         for s in &self.skip_inbound_subnets {
-            let _ = writeln!(r, "-A {CHAIN_INBOUND} -s {s} -j RETURN {}", c("skip-inbound-subnets"));
+            let _ = writeln!(
+                r,
+                "-A {CHAIN_INBOUND} -s {s} -j RETURN {}",
+                c("skip-inbound-subnets")
+            );
         }
         let _ = writeln!(
             r,
@@ -134,10 +158,27 @@ impl Options {
             self.inbound_port,
             c("redirect-inbound")
         );
-        let _ = writeln!(r, "-A {CHAIN_OUTPUT} -m owner --uid-owner {} -j RETURN {}", self.proxy_uid, c("ignore-proxy-uid"));
-        let _ = writeln!(r, "-A {CHAIN_OUTPUT} -o lo -j RETURN {}", c("ignore-loopback"));
-        let _ = writeln!(r, "-A {CHAIN_OUTPUT} -d 127.0.0.0/8 -j RETURN {}", c("ignore-loopback"));
-        let outbound_skip: Vec<String> = self.skip_outbound_ports.iter().map(|p| p.replace('-', ":")).collect();
+        let _ = writeln!(
+            r,
+            "-A {CHAIN_OUTPUT} -m owner --uid-owner {} -j RETURN {}",
+            self.proxy_uid,
+            c("ignore-proxy-uid")
+        );
+        let _ = writeln!(
+            r,
+            "-A {CHAIN_OUTPUT} -o lo -j RETURN {}",
+            c("ignore-loopback")
+        );
+        let _ = writeln!(
+            r,
+            "-A {CHAIN_OUTPUT} -d 127.0.0.0/8 -j RETURN {}",
+            c("ignore-loopback")
+        );
+        let outbound_skip: Vec<String> = self
+            .skip_outbound_ports
+            .iter()
+            .map(|p| p.replace('-', ":"))
+            .collect();
         for chunk in outbound_skip.chunks(15) {
             let _ = writeln!(
                 r,
@@ -147,7 +188,11 @@ impl Options {
             );
         }
         for s in &self.skip_outbound_subnets {
-            let _ = writeln!(r, "-A {CHAIN_OUTPUT} -d {s} -j RETURN {}", c("skip-outbound-subnets"));
+            let _ = writeln!(
+                r,
+                "-A {CHAIN_OUTPUT} -d {s} -j RETURN {}",
+                c("skip-outbound-subnets")
+            );
         }
         let _ = writeln!(
             r,
@@ -176,22 +221,36 @@ pub fn detect(mode: &str) -> Result<&'static str, InitError> {
         "legacy" => &["iptables-legacy"],
         _ => &["iptables-nft", "iptables-legacy", "iptables"],
     };
-    candidates.iter().copied().find(|b| works(b)).ok_or_else(|| InitError::NoIptables(candidates.join(", ")))
+    candidates
+        .iter()
+        .copied()
+        .find(|b| works(b))
+        .ok_or_else(|| InitError::NoIptables(candidates.join(", ")))
 }
 
 fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<String, InitError> {
     use std::io::Write;
     let mut child = Command::new(cmd)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| InitError::Command { cmd: cmd.into(), stderr: e.to_string() })?;
+        .map_err(|e| InitError::Command {
+            cmd: cmd.into(),
+            stderr: e.to_string(),
+        })?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         let _ = pipe.write_all(input.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| InitError::Command { cmd: cmd.into(), stderr: e.to_string() })?;
+    let out = child.wait_with_output().map_err(|e| InitError::Command {
+        cmd: cmd.into(),
+        stderr: e.to_string(),
+    })?;
     if !out.status.success() {
         return Err(InitError::Command {
             cmd: format!("{cmd} {}", args.join(" ")),

@@ -28,7 +28,11 @@ impl<T> PrefixedIo<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for PrefixedIo<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
@@ -43,7 +47,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for PrefixedIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for PrefixedIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
     fn poll_write_vectored(
@@ -82,7 +90,11 @@ impl<T> CountingIo<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         let n = buf.filled().len() - before;
@@ -94,7 +106,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for CountingIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.io).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
             self.write.inc_by(n as u64);
@@ -150,13 +166,19 @@ pub async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<u16> {
     let mut h = [0u8; 6];
     r.read_exact(&mut h).await?;
     if &h[..4] != HEADER_MAGIC {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad tulle transport header"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad tulle transport header",
+        ));
     }
     Ok(u16::from_be_bytes([h[4], h[5]]))
 }
 
 /// Connects with a timeout, with `TCP_NODELAY`.
-pub async fn connect(addr: SocketAddr, timeout: std::time::Duration) -> Result<TcpStream, crate::error::ProxyError> {
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<TcpStream, crate::error::ProxyError> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
@@ -178,7 +200,11 @@ where
     use std::sync::atomic::{AtomicU64, Ordering};
     let base = tokio::time::Instant::now();
     let last = Arc::new(AtomicU64::new(0));
-    let mut touched = Touch { io: a, last: last.clone(), base };
+    let mut touched = Touch {
+        io: a,
+        last: last.clone(),
+        base,
+    };
     let copy = tokio::io::copy_bidirectional(&mut touched, b);
     tokio::pin!(copy);
     let mut deadline = base + idle;
@@ -210,7 +236,11 @@ impl<T: ?Sized> Touch<'_, T> {
 }
 
 impl<T: AsyncRead + Unpin + ?Sized> AsyncRead for Touch<'_, T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut *self.io).poll_read(cx, buf);
         if r.is_ready() {
             self.touch();
@@ -220,7 +250,11 @@ impl<T: AsyncRead + Unpin + ?Sized> AsyncRead for Touch<'_, T> {
 }
 
 impl<T: AsyncWrite + Unpin + ?Sized> AsyncWrite for Touch<'_, T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut *self.io).poll_write(cx, buf);
         if r.is_ready() {
             self.touch();
@@ -243,7 +277,9 @@ mod tests {
     async fn splice_ends_idle_connections_and_keeps_active_ones() {
         let (mut a, mut a_peer) = tokio::io::duplex(64);
         let (mut b, _b_peer) = tokio::io::duplex(64);
-        let t = tokio::spawn(async move { splice(&mut a, &mut b, std::time::Duration::from_secs(10)).await });
+        let t = tokio::spawn(async move {
+            splice(&mut a, &mut b, std::time::Duration::from_secs(10)).await
+        });
         // Activity every 6 s keeps it open past the idle time.
         for _ in 0..3 {
             tokio::time::sleep(std::time::Duration::from_secs(6)).await;

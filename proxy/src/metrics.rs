@@ -23,8 +23,8 @@ type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// Linkerd's latency buckets, in milliseconds.
 pub const LATENCY_BUCKETS_MS: [f64; 25] = [
-    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 1000.0, 2000.0,
-    3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+    1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
 ];
 
 fn latency_histogram() -> Histogram {
@@ -73,7 +73,11 @@ pub fn labels(
     match tls {
         TlsStatus::Mesh(id) => {
             l.push(("tls".into(), "true".into()));
-            let key = if direction == Direction::Inbound { "client_id" } else { "server_id" };
+            let key = if direction == Direction::Inbound {
+                "client_id"
+            } else {
+                "server_id"
+            };
             l.push((key.into(), id.clone()));
         }
         TlsStatus::NoIdentity(reason) => {
@@ -82,7 +86,10 @@ pub fn labels(
         }
     }
     for (k, v) in dst.into_iter().flatten() {
-        let k: String = k.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let k: String = k
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         l.push((format!("dst_{k}").into(), v.clone()));
     }
     l
@@ -140,27 +147,72 @@ impl Metrics {
             response_latency_ms.clone(),
         );
         registry.register("tcp_open", "TCP connections opened", tcp_open_total.clone());
-        registry.register("tcp_open_connections", "TCP connections open", tcp_open_connections.clone());
-        registry.register("tcp_read_bytes", "Bytes read from the peer", tcp_read_bytes_total.clone());
-        registry.register("tcp_write_bytes", "Bytes written to the peer", tcp_write_bytes_total.clone());
-        registry.register("tcp_close", "TCP connections closed", tcp_close_total.clone());
+        registry.register(
+            "tcp_open_connections",
+            "TCP connections open",
+            tcp_open_connections.clone(),
+        );
+        registry.register(
+            "tcp_read_bytes",
+            "Bytes read from the peer",
+            tcp_read_bytes_total.clone(),
+        );
+        registry.register(
+            "tcp_write_bytes",
+            "Bytes written to the peer",
+            tcp_write_bytes_total.clone(),
+        );
+        registry.register(
+            "tcp_close",
+            "TCP connections closed",
+            tcp_close_total.clone(),
+        );
 
         let process = Process::default();
-        registry.register("process_cpu_seconds", "CPU time used", process.cpu_seconds.clone());
-        registry.register("process_resident_memory_bytes", "Resident memory", process.rss_bytes.clone());
-        registry.register("process_virtual_memory_bytes", "Virtual memory", process.virtual_bytes.clone());
-        registry.register("process_open_fds", "Open file descriptors", process.open_fds.clone());
-        registry.register("process_max_fds", "File descriptor limit", process.max_fds.clone());
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time used",
+            process.cpu_seconds.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory",
+            process.rss_bytes.clone(),
+        );
+        registry.register(
+            "process_virtual_memory_bytes",
+            "Virtual memory",
+            process.virtual_bytes.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors",
+            process.open_fds.clone(),
+        );
+        registry.register(
+            "process_max_fds",
+            "File descriptor limit",
+            process.max_fds.clone(),
+        );
         registry.register("process_threads", "OS threads", process.threads.clone());
         registry.register(
             "process_start_time_seconds",
             "Start time since the Unix epoch",
             process.start_time.clone(),
         );
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        process.start_time.set(now.as_secs_f64() - process_age().as_secs_f64());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        process
+            .start_time
+            .set(now.as_secs_f64() - process_age().as_secs_f64());
         let build = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
-        build.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION")), ("profile", build_profile())]).set(1);
+        build
+            .get_or_create(&vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("profile", build_profile()),
+            ])
+            .set(1);
         registry.register("proxy_build_info", "Proxy build information", build);
 
         Metrics {
@@ -213,7 +265,11 @@ impl Metrics {
 }
 
 fn build_profile() -> &'static str {
-    if cfg!(debug_assertions) { "debug" } else { "release" }
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
 }
 
 fn process_age() -> Duration {
@@ -221,21 +277,39 @@ fn process_age() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
     let ticks = clock_ticks();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
     let start: f64 = fields.get(19).and_then(|v| v.parse().ok()).unwrap_or(0.0) / ticks;
-    let up: f64 = uptime.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let up: f64 = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     Duration::from_secs_f64((up - start).max(0.0))
 }
 
 fn clock_ticks() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64
 }
 
 impl Process {
     fn refresh(&self) {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-        let num = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let num = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         // After the command: state(0) ... utime(11) stime(12) ... num_threads(17) ... vsize(20) rss(21).
         let cpu = (num(11) + num(12)) / clock_ticks();
         let mut last = self.cpu_last.lock().unwrap_or_else(|e| e.into_inner());
@@ -243,11 +317,18 @@ impl Process {
             self.cpu_seconds.inc_by(cpu - *last);
             *last = cpu;
         }
-        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .unwrap_or(4096);
         self.threads.set(num(17) as i64);
         self.virtual_bytes.set(num(20) as i64);
         self.rss_bytes.set(num(21) as i64 * page);
-        self.open_fds.set(std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).unwrap_or(0));
+        self.open_fds.set(
+            std::fs::read_dir("/proc/self/fd")
+                .map(|d| d.count() as i64)
+                .unwrap_or(0),
+        );
         let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
         if let Some(soft) = limits
             .lines()
@@ -289,7 +370,10 @@ impl HttpMetrics {
         }
         let mut l = self.labels.clone();
         l.push(("status_code".into(), status.to_string()));
-        l.push(("classification".into(), if failure { "failure" } else { "success" }.into()));
+        l.push((
+            "classification".into(),
+            if failure { "failure" } else { "success" }.into(),
+        ));
         let c = self.family.get_or_create_owned(&l);
         c.inc();
         cache.push((status, failure, c));

@@ -53,7 +53,11 @@ impl Balanced for OutEndpoint {
 #[allow(clippy::large_enum_variant)]
 enum RouteKind {
     Balanced(Balancer<OutEndpoint>),
-    Passthrough { addr: SocketAddr, h2: H2Client, http: Arc<HttpMetrics> },
+    Passthrough {
+        addr: SocketAddr,
+        h2: H2Client,
+        http: Arc<HttpMetrics>,
+    },
 }
 
 struct Route {
@@ -87,7 +91,12 @@ impl Outbound {
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
-        Arc::new(Outbound { rt, routes: RwLock::default(), route_count: AtomicUsize::new(0), h1 })
+        Arc::new(Outbound {
+            rt,
+            routes: RwLock::default(),
+            route_count: AtomicUsize::new(0),
+            h1,
+        })
     }
 
     /// Handles one accepted connection.
@@ -104,7 +113,13 @@ impl Outbound {
             return;
         }
         let src = self.rt.metrics.tcp(
-            labels(Direction::Outbound, None, &orig.to_string(), &TlsStatus::NoIdentity("loopback"), None),
+            labels(
+                Direction::Outbound,
+                None,
+                &orig.to_string(),
+                &TlsStatus::NoIdentity("loopback"),
+                None,
+            ),
             "src",
         );
         let _guard = src.open();
@@ -125,7 +140,10 @@ impl Outbound {
             Protocol::Http1 | Protocol::Http2 => {
                 let this = self.clone();
                 let h2 = proto == Protocol::Http2;
-                serve(io, h2, cfg, &self.rt.drain, move |req| this.clone().handle(req, orig)).await;
+                serve(io, h2, cfg, &self.rt.drain, move |req| {
+                    this.clone().handle(req, orig)
+                })
+                .await;
             }
             _ => self.opaque(io, orig).await,
         }
@@ -157,17 +175,29 @@ impl Outbound {
                     Err(e) => Err(e),
                     Ok(tcp) => match &svc.tls {
                         Some(tls) => {
-                            let connector = tokio_rustls::TlsConnector::from(self.rt.tls.client(ALPN_TCP));
+                            let connector =
+                                tokio_rustls::TlsConnector::from(self.rt.tls.client(ALPN_TCP));
                             match connector.connect(tls.name.clone(), tcp).await {
-                                Err(source) => {
-                                    Err(ProxyError::Tls { addr: ep.addr, identity: tls.identity.clone(), source })
-                                }
+                                Err(source) => Err(ProxyError::Tls {
+                                    addr: ep.addr,
+                                    identity: tls.identity.clone(),
+                                    source,
+                                }),
                                 Ok(tls_io) => {
-                                    let mut up = CountingIo::new(tls_io, svc.tcp.read.clone(), svc.tcp.write.clone());
+                                    let mut up = CountingIo::new(
+                                        tls_io,
+                                        svc.tcp.read.clone(),
+                                        svc.tcp.write.clone(),
+                                    );
                                     match write_header(&mut up, ep.addr.port()).await {
                                         Err(e) => Err(ProxyError::Connect(ep.addr, e)),
                                         Ok(()) => {
-                                            let _ = crate::io::splice(&mut io, &mut up, self.rt.config.idle_timeout).await;
+                                            let _ = crate::io::splice(
+                                                &mut io,
+                                                &mut up,
+                                                self.rt.config.idle_timeout,
+                                            )
+                                            .await;
                                             Ok(())
                                         }
                                     }
@@ -175,8 +205,11 @@ impl Outbound {
                             }
                         }
                         None => {
-                            let mut up = CountingIo::new(tcp, svc.tcp.read.clone(), svc.tcp.write.clone());
-                            let _ = crate::io::splice(&mut io, &mut up, self.rt.config.idle_timeout).await;
+                            let mut up =
+                                CountingIo::new(tcp, svc.tcp.read.clone(), svc.tcp.write.clone());
+                            let _ =
+                                crate::io::splice(&mut io, &mut up, self.rt.config.idle_timeout)
+                                    .await;
                             Ok(())
                         }
                     },
@@ -199,17 +232,35 @@ impl Outbound {
         let rt = self.rt.clone();
         Box::new(move |ep: &Endpoint| {
             let tls = ep.identity.as_ref().and_then(|id| {
-                Some(MeshTls { config: rt.tls.client(ALPN_H2), name: server_name(id)?, identity: id.clone() })
+                Some(MeshTls {
+                    config: rt.tls.client(ALPN_H2),
+                    name: server_name(id)?,
+                    identity: id.clone(),
+                })
             });
             let status = match &ep.identity {
                 Some(id) => TlsStatus::Mesh(id.clone()),
                 None => TlsStatus::NoIdentity(NO_TLS_PLAIN),
             };
-            let l = labels(Direction::Outbound, authority.as_deref(), &ep.addr.to_string(), &status, Some(&ep.labels));
+            let l = labels(
+                Direction::Outbound,
+                authority.as_deref(),
+                &ep.addr.to_string(),
+                &status,
+                Some(&ep.labels),
+            );
             let tcp = rt.metrics.tcp(l.clone(), "dst");
             Arc::new(OutEndpoint {
-                ewma: Arc::new(PeakEwma::new(std::time::Duration::from_millis(30), std::time::Duration::from_secs(10))),
-                h2: H2Client::new(ep.addr, tls.clone(), rt.config.connect_timeout, Some(tcp.clone())),
+                ewma: Arc::new(PeakEwma::new(
+                    std::time::Duration::from_millis(30),
+                    std::time::Duration::from_secs(10),
+                )),
+                h2: H2Client::new(
+                    ep.addr,
+                    tls.clone(),
+                    rt.config.connect_timeout,
+                    Some(tcp.clone()),
+                ),
                 tls,
                 http: Arc::new(rt.metrics.http(l)),
                 tcp,
@@ -219,7 +270,13 @@ impl Outbound {
     }
 
     async fn route(&self, raw: &str, orig: SocketAddr) -> Arc<Route> {
-        if let Some(r) = self.routes.read().unwrap_or_else(|e| e.into_inner()).get(&orig).and_then(|m| m.get(raw)) {
+        if let Some(r) = self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&orig)
+            .and_then(|m| m.get(raw))
+        {
             return r.clone();
         }
         let authority = normalize_authority(raw, Some(orig.port()));
@@ -250,10 +307,16 @@ impl Outbound {
                 }
             }
         };
-        let route = Arc::new(Route { kind, in_flight: AtomicUsize::new(0) });
+        let route = Arc::new(Route {
+            kind,
+            in_flight: AtomicUsize::new(0),
+        });
         if self.route_count.load(Ordering::Relaxed) < MAX_ROUTES {
             let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-            routes.entry(orig).or_default().insert(raw.into(), route.clone());
+            routes
+                .entry(orig)
+                .or_default()
+                .insert(raw.into(), route.clone());
             self.route_count.fetch_add(1, Ordering::Relaxed);
         }
         route
@@ -262,7 +325,10 @@ impl Outbound {
     async fn handle(self: Arc<Self>, req: Request<Incoming>, orig: SocketAddr) -> Response<Body> {
         let raw = match req.version() {
             Version::HTTP_2 => req.uri().authority().map(Authority::as_str),
-            _ => req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()),
+            _ => req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok()),
         }
         .unwrap_or("");
         let route = self.route(raw, orig).await;
@@ -303,19 +369,36 @@ impl Outbound {
         &self,
         f: impl std::future::Future<Output = Result<Response<Body>, ProxyError>>,
     ) -> Result<Response<Body>, ProxyError> {
-        tokio::time::timeout(self.rt.config.response_timeout, f).await.unwrap_or(Err(ProxyError::ResponseTimeout))
+        tokio::time::timeout(self.rt.config.response_timeout, f)
+            .await
+            .unwrap_or(Err(ProxyError::ResponseTimeout))
     }
 
-    async fn to_endpoint(&self, ep: &Endpoint, svc: &OutEndpoint, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    async fn to_endpoint(
+        &self,
+        ep: &Endpoint,
+        svc: &OutEndpoint,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Body>, ProxyError> {
         let Some(tls) = &svc.tls else {
             return self.to_plain(ep.addr, &svc.h2, req).await;
         };
         if ep.identity.is_some() && is_upgrade(&req) {
-            let tls = MeshTls { config: self.rt.tls.client(crate::identity::ALPN_H1), ..tls.clone() };
-            return upgrade(ep.addr, Some((tls, ep.addr.port())), self.rt.config.connect_timeout, req).await;
+            let tls = MeshTls {
+                config: self.rt.tls.client(crate::identity::ALPN_H1),
+                ..tls.clone()
+            };
+            return upgrade(
+                ep.addr,
+                Some((tls, ep.addr.port())),
+                self.rt.config.connect_timeout,
+                req,
+            )
+            .await;
         }
         if req.version() != Version::HTTP_2 {
-            req.headers_mut().insert(ORIG_PROTO, HeaderValue::from_static("HTTP/1.1"));
+            req.headers_mut()
+                .insert(ORIG_PROTO, HeaderValue::from_static("HTTP/1.1"));
             absolute_uri(&mut req)?;
             strip_hop_by_hop(req.headers_mut());
             *req.version_mut() = Version::HTTP_2;
@@ -324,7 +407,12 @@ impl Outbound {
         Ok(proxied(svc.h2.send(req).await?))
     }
 
-    async fn to_plain(&self, addr: SocketAddr, h2: &H2Client, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    async fn to_plain(
+        &self,
+        addr: SocketAddr,
+        h2: &H2Client,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Body>, ProxyError> {
         if is_upgrade(&req) {
             return upgrade(addr, None, self.rt.config.connect_timeout, req).await;
         }
@@ -363,7 +451,8 @@ fn absolute_uri<B>(req: &mut Request<B>) -> Result<(), ProxyError> {
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+    *req.uri_mut() =
+        Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
     Ok(())
 }
 
@@ -377,11 +466,14 @@ pub fn set_uri_addr<B>(req: &mut Request<B>, addr: SocketAddr) -> Result<(), Pro
     }
     let mut parts = std::mem::take(req.uri_mut()).into_parts();
     parts.scheme = Some(Scheme::HTTP);
-    parts.authority =
-        Some(Authority::try_from(addr.to_string()).map_err(|_| ProxyError::BadRequest("invalid address"))?);
+    parts.authority = Some(
+        Authority::try_from(addr.to_string())
+            .map_err(|_| ProxyError::BadRequest("invalid address"))?,
+    );
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+    *req.uri_mut() =
+        Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
     Ok(())
 }

@@ -24,7 +24,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,7 +66,17 @@ pub struct DrainHandle {
 pub fn drain() -> (Drain, DrainHandle) {
     let (tx, signal) = watch::channel(false);
     let (root, done) = mpsc::channel(1);
-    (Drain { signal, tokens: root.downgrade() }, DrainHandle { tx, root: Some(root), done })
+    (
+        Drain {
+            signal,
+            tokens: root.downgrade(),
+        },
+        DrainHandle {
+            tx,
+            root: Some(root),
+            done,
+        },
+    )
 }
 
 impl DrainHandle {

@@ -18,9 +18,15 @@ const ID_B: &str = "web.b.serviceaccount.identity.tulle.cluster.local";
 const APP_PORT: u16 = 8080;
 
 fn sh(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{args:?}: {e}"))?;
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{args:?}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{args:?} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -59,10 +65,12 @@ impl Net {
             nix::unistd::geteuid().is_root(),
             "the netns test needs root (network namespaces and iptables); run it as root"
         );
-        sh(&["ip", "netns", "list"]).unwrap_or_else(|e| panic!("`ip netns` is unavailable ({e}); install iproute2"));
+        sh(&["ip", "netns", "list"])
+            .unwrap_or_else(|e| panic!("`ip netns` is unavailable ({e}); install iproute2"));
         for tool in ["iptables", "setpriv"] {
-            sh(&["sh", "-c", &format!("command -v {tool}")])
-                .unwrap_or_else(|_| panic!("{tool} is missing; apt-get install -y iptables util-linux"));
+            sh(&["sh", "-c", &format!("command -v {tool}")]).unwrap_or_else(|_| {
+                panic!("{tool} is missing; apt-get install -y iptables util-linux")
+            });
         }
         let id = std::process::id() % 100_000 * 10 + N.fetch_add(1, Ordering::Relaxed) % 10;
         let subnet = (id % 250) + 1;
@@ -80,10 +88,22 @@ impl Net {
         let (va, vb) = (format!("tva{id}"), format!("tvb{id}"));
         must(&["ip", "netns", "add", &net.a]);
         must(&["ip", "netns", "add", &net.b]);
-        must(&["ip", "link", "add", &va, "netns", &net.a, "type", "veth", "peer", "name", &vb, "netns", &net.b]);
+        must(&[
+            "ip", "link", "add", &va, "netns", &net.a, "type", "veth", "peer", "name", &vb,
+            "netns", &net.b,
+        ]);
         for (ns, dev, ip) in [(&net.a, &va, &net.ip_a), (&net.b, &vb, &net.ip_b)] {
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            must(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
+            must(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                dev,
+            ]);
             must(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
         // Certificates readable by the proxy's UID.
@@ -100,14 +120,37 @@ impl Net {
     fn proxy(&mut self, ns: &str, id: &str, static_json: &str) {
         let static_path = self.dir.join(format!("{ns}.json"));
         std::fs::write(&static_path, static_json).unwrap();
-        std::fs::set_permissions(&static_path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(
+            &static_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
         let log = std::fs::File::create(self.dir.join(format!("{ns}.log"))).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, "setpriv", "--reuid=2110", "--regid=2110", "--clear-groups", "--", BIN])
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "setpriv",
+                "--reuid=2110",
+                "--regid=2110",
+                "--clear-groups",
+                "--",
+                BIN,
+            ])
             .env_clear()
-            .env("TULLE_PROXY_IDENTITY_CERT_FILE", self.dir.join(format!("{id}.crt")))
-            .env("TULLE_PROXY_IDENTITY_KEY_FILE", self.dir.join(format!("{id}.key")))
-            .env("TULLE_PROXY_IDENTITY_TRUST_ANCHORS_FILE", self.dir.join("ca.pem"))
+            .env(
+                "TULLE_PROXY_IDENTITY_CERT_FILE",
+                self.dir.join(format!("{id}.crt")),
+            )
+            .env(
+                "TULLE_PROXY_IDENTITY_KEY_FILE",
+                self.dir.join(format!("{id}.key")),
+            )
+            .env(
+                "TULLE_PROXY_IDENTITY_TRUST_ANCHORS_FILE",
+                self.dir.join("ca.pem"),
+            )
             .env("TULLE_PROXY_IDENTITY_NAME", id)
             .env("TULLE_PROXY_STATIC_CONFIG", &static_path)
             .env("TULLE_PROXY_LOG", "tulle_proxy=debug,info")
@@ -119,10 +162,16 @@ impl Net {
         // Ready: the admin port answers 200 on /ready inside the namespace.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if in_ns(ns, || http_get("127.0.0.1:4191", "/ready", "x")).is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+            if in_ns(ns, || http_get("127.0.0.1:4191", "/ready", "x"))
+                .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "proxy in {ns} not ready; log:\n{}", self.log(ns));
+            assert!(
+                Instant::now() < deadline,
+                "proxy in {ns} not ready; log:\n{}",
+                self.log(ns)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -147,7 +196,10 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
 fn http_get(addr: &str, path: &str, host: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
@@ -173,19 +225,32 @@ fn app(ns: &str) {
                 }
             }
             let req = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-            let id = req.lines().find_map(|l| l.strip_prefix("tulle-client-id: ")).unwrap_or("-").trim().to_string();
+            let id = req
+                .lines()
+                .find_map(|l| l.strip_prefix("tulle-client-id: "))
+                .unwrap_or("-")
+                .trim()
+                .to_string();
             let body = format!("hello from b; client-id={id}");
-            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
-    rx.recv_timeout(Duration::from_secs(5)).expect("app did not start");
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("app did not start");
 }
 
 #[test]
 fn transparent_interception_between_two_meshed_netns() {
     let mut net = Net::new();
     let rules = net.init(&net.a.clone());
-    assert!(rules.contains("TULLE_PROXY_OUTPUT") && rules.contains("--to-ports 4140"), "{rules}");
+    assert!(
+        rules.contains("TULLE_PROXY_OUTPUT") && rules.contains("--to-ports 4140"),
+        "{rules}"
+    );
     // Idempotent: a second run yields the same rules, not duplicates.
     assert_eq!(net.init(&net.a.clone()), rules);
     net.init(&net.b.clone());
@@ -201,26 +266,44 @@ fn transparent_interception_between_two_meshed_netns() {
 
     // The client knows nothing of the mesh: it connects to B's IP and port.
     let t = target.clone();
-    let resp = in_ns(&a, move || http_get(&t, "/", "web.b.svc.cluster.local:8080"))
-        .unwrap_or_else(|e| panic!("request failed: {e}\nA:\n{}\nB:\n{}", net.log(&a), net.log(&b)));
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}\nA:\n{}\nB:\n{}", net.log(&a), net.log(&b));
-    assert!(resp.ends_with(&format!("client-id={ID_A}")), "the request crossed mesh mTLS: {resp}");
+    let resp = in_ns(&a, move || {
+        http_get(&t, "/", "web.b.svc.cluster.local:8080")
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "request failed: {e}\nA:\n{}\nB:\n{}",
+            net.log(&a),
+            net.log(&b)
+        )
+    });
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "{resp}\nA:\n{}\nB:\n{}",
+        net.log(&a),
+        net.log(&b)
+    );
+    assert!(
+        resp.ends_with(&format!("client-id={ID_A}")),
+        "the request crossed mesh mTLS: {resp}"
+    );
 
     // Both proxies counted it: A outbound with B's identity, B inbound with A's identity.
     let ma = in_ns(&a, || http_get("127.0.0.1:4191", "/metrics", "x")).unwrap();
     assert!(
-        ma.lines().any(|l| l.starts_with("request_total{direction=\"outbound\"")
-            && l.contains(&format!("server_id=\"{ID_B}\""))
-            && l.contains("dst_pod=\"web-b\"")
-            && l.ends_with(" 1")),
+        ma.lines()
+            .any(|l| l.starts_with("request_total{direction=\"outbound\"")
+                && l.contains(&format!("server_id=\"{ID_B}\""))
+                && l.contains("dst_pod=\"web-b\"")
+                && l.ends_with(" 1")),
         "{ma}"
     );
     let mb = in_ns(&b, || http_get("127.0.0.1:4191", "/metrics", "x")).unwrap();
     assert!(
-        mb.lines().any(|l| l.starts_with("request_total{direction=\"inbound\"")
-            && l.contains(&format!("client_id=\"{ID_A}\""))
-            && l.contains(&format!("target_addr=\"127.0.0.1:{APP_PORT}\""))
-            && l.ends_with(" 1")),
+        mb.lines()
+            .any(|l| l.starts_with("request_total{direction=\"inbound\"")
+                && l.contains(&format!("client_id=\"{ID_A}\""))
+                && l.contains(&format!("target_addr=\"127.0.0.1:{APP_PORT}\""))
+                && l.ends_with(" 1")),
         "{mb}"
     );
 
@@ -235,13 +318,25 @@ fn transparent_interception_between_two_meshed_netns() {
     });
     let ipb = net.ip_b.clone();
     let banner = in_ns(&a, move || {
-        let mut s = TcpStream::connect_timeout(&format!("{ipb}:9090").parse().unwrap(), Duration::from_secs(5)).unwrap();
+        let mut s = TcpStream::connect_timeout(
+            &format!("{ipb}:9090").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
     });
-    assert_eq!(banner, "server-first banner\n", "server-speaks-first traffic is not stalled\nA:\n{}", net.log(&a));
+    assert_eq!(
+        banner,
+        "server-first banner\n",
+        "server-speaks-first traffic is not stalled\nA:\n{}",
+        net.log(&a)
+    );
     let ma = in_ns(&a, || http_get("127.0.0.1:4191", "/metrics", "x")).unwrap();
-    assert!(ma.contains(&format!("target_addr=\"{}:9090\"", net.ip_b)), "the connection went through A's proxy:\n{ma}");
+    assert!(
+        ma.contains(&format!("target_addr=\"{}:9090\"", net.ip_b)),
+        "the connection went through A's proxy:\n{ma}"
+    );
 }

@@ -12,8 +12,14 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn h1_client(addr: std::net::SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(TcpStream::connect(addr).await.unwrap())).await.unwrap();
+async fn h1_client(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
+        TcpStream::connect(addr).await.unwrap(),
+    ))
+    .await
+    .unwrap();
     tokio::spawn(conn);
     send
 }
@@ -37,12 +43,21 @@ async fn http1_keepalive_chunked_through_mesh_with_exact_metrics() {
             assert_eq!(resp.status(), 200);
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             // The app saw HTTP/1.1 (restored by the server proxy) and the client's identity.
-            assert_eq!(String::from_utf8_lossy(&body), format!("web HTTP/1.1 POST /hello/{i} {CLIENT_ID}\nbody-{i}"));
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                format!("web HTTP/1.1 POST /hello/{i} {CLIENT_ID}\nbody-{i}")
+            );
         }
         assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), 5);
 
         let out = metrics(&pair.client).await;
-        let base = ["direction=\"outbound\"", "authority=\"web.test.svc.cluster.local:80\"", "tls=\"true\"", &format!("server_id=\"{SERVER_ID}\""), "dst_pod=\"web-0\""];
+        let base = [
+            "direction=\"outbound\"",
+            "authority=\"web.test.svc.cluster.local:80\"",
+            "tls=\"true\"",
+            &format!("server_id=\"{SERVER_ID}\""),
+            "dst_pod=\"web-0\"",
+        ];
         assert_eq!(sample(&out, "request_total", &base), 5.0);
         let mut ok = base.to_vec();
         ok.extend(["status_code=\"200\"", "classification=\"success\""]);
@@ -51,12 +66,26 @@ async fn http1_keepalive_chunked_through_mesh_with_exact_metrics() {
         count.push("le=\"+Inf\"");
         assert_eq!(sample(&out, "response_latency_ms_bucket", &count), 5.0);
         // One mesh connection to the endpoint (HTTP/1 multiplexed over HTTP/2).
-        assert_eq!(sample(&out, "tcp_open_total", &["peer=\"dst\"", "dst_pod=\"web-0\""]), 1.0);
+        assert_eq!(
+            sample(
+                &out,
+                "tcp_open_total",
+                &["peer=\"dst\"", "dst_pod=\"web-0\""]
+            ),
+            1.0
+        );
 
         let inb = metrics(&pair.server).await;
-        let ib = ["direction=\"inbound\"", "tls=\"true\"", &format!("client_id=\"{CLIENT_ID}\"")];
+        let ib = [
+            "direction=\"inbound\"",
+            "tls=\"true\"",
+            &format!("client_id=\"{CLIENT_ID}\""),
+        ];
         assert_eq!(sample(&inb, "request_total", &ib), 5.0);
-        assert_eq!(sample(&inb, "tcp_open_total", &["peer=\"src\"", "tls=\"true\""]), 1.0);
+        assert_eq!(
+            sample(&inb, "tcp_open_total", &["peer=\"src\"", "tls=\"true\""]),
+            1.0
+        );
         assert!(inb.contains("proxy_build_info{"));
         assert!(inb.contains("process_resident_memory_bytes "));
     })
@@ -71,13 +100,25 @@ async fn http2_grpc_like_bidirectional_streaming_with_trailers() {
         let (app, _) = app("web").await;
         let pair = Pair::start(&pki, app, SERVER_ID, &[]).await;
         let tcp = TcpStream::connect(pair.client.outbound_addr).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
         tokio::spawn(conn);
         // Unary h2.
-        let req = Request::get(format!("http://{AUTHORITY}/unary")).body(http_body_util::Empty::<Bytes>::new().map_err(|n| match n {}).boxed()).unwrap();
+        let req = Request::get(format!("http://{AUTHORITY}/unary"))
+            .body(
+                http_body_util::Empty::<Bytes>::new()
+                    .map_err(|n| match n {})
+                    .boxed(),
+            )
+            .unwrap();
         let resp = send.send_request(req).await.unwrap();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(String::from_utf8_lossy(&body), format!("web HTTP/2.0 GET /unary {CLIENT_ID}\n"));
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!("web HTTP/2.0 GET /unary {CLIENT_ID}\n")
+        );
         // Bidirectional streaming: each message is echoed before the next is sent.
         let (mut tx, body) = http_body_util::channel::Channel::<Bytes, hyper::Error>::new(1);
         let req = Request::post(format!("http://{AUTHORITY}/stream"))
@@ -105,16 +146,44 @@ async fn http2_grpc_like_bidirectional_streaming_with_trailers() {
         // A gRPC error in the trailers is classified as a failure when the stream ends.
         let req = Request::post(format!("http://{AUTHORITY}/stream?fail"))
             .header("content-type", "application/grpc")
-            .body(http_body_util::Full::new(Bytes::from_static(b"x")).map_err(|n| match n {}).boxed())
+            .body(
+                http_body_util::Full::new(Bytes::from_static(b"x"))
+                    .map_err(|n| match n {})
+                    .boxed(),
+            )
             .unwrap();
         let resp = send.send_request(req).await.unwrap();
-        let t = resp.into_body().collect().await.unwrap().trailers().cloned().expect("trailers");
+        let t = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .trailers()
+            .cloned()
+            .expect("trailers");
         assert_eq!(t["grpc-status"], "13");
         let out = metrics(&pair.client).await;
         let l = ["direction=\"outbound\"", "status_code=\"200\""];
-        assert_eq!(sample(&out, "response_total", &[&l[..], &["classification=\"success\""]].concat()), 2.0);
-        assert_eq!(sample(&out, "response_total", &[&l[..], &["classification=\"failure\""]].concat()), 1.0);
-        assert_eq!(sample(&out, "request_total", &["direction=\"outbound\""]), 3.0);
+        assert_eq!(
+            sample(
+                &out,
+                "response_total",
+                &[&l[..], &["classification=\"success\""]].concat()
+            ),
+            2.0
+        );
+        assert_eq!(
+            sample(
+                &out,
+                "response_total",
+                &[&l[..], &["classification=\"failure\""]].concat()
+            ),
+            1.0
+        );
+        assert_eq!(
+            sample(&out, "request_total", &["direction=\"outbound\""]),
+            3.0
+        );
     })
     .await
 }
@@ -163,7 +232,14 @@ async fn opaque_tcp_with_half_close() {
         assert_eq!(got, "got 14: \u{0}\u{1}binary hello");
         // Counted on both sides; the server side saw mesh TLS from the client.
         let inb = metrics(&pair.server).await;
-        assert_eq!(sample(&inb, "tcp_open_total", &["peer=\"src\"", &format!("client_id=\"{CLIENT_ID}\"")]), 1.0);
+        assert_eq!(
+            sample(
+                &inb,
+                "tcp_open_total",
+                &["peer=\"src\"", &format!("client_id=\"{CLIENT_ID}\"")]
+            ),
+            1.0
+        );
     })
     .await
 }
@@ -174,9 +250,18 @@ async fn wrong_server_identity_is_refused() {
     bounded(async {
         let pki = Pki::new();
         let (app, hits) = app("web").await;
-        let pair = Pair::start(&pki, app, "other.test.serviceaccount.identity.tulle.cluster.local", &[]).await;
+        let pair = Pair::start(
+            &pki,
+            app,
+            "other.test.serviceaccount.identity.tulle.cluster.local",
+            &[],
+        )
+        .await;
         let mut c = h1_client(pair.client.outbound_addr).await;
-        let req = Request::get("/").header("host", AUTHORITY).body(Full::new(Bytes::new())).unwrap();
+        let req = Request::get("/")
+            .header("host", AUTHORITY)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         let resp = c.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 502);
         assert_eq!(resp.headers()["tulle-proxy-error"], "tls error");
@@ -196,7 +281,11 @@ async fn plaintext_client_to_inbound_is_accepted_and_labelled() {
         assert_eq!(status, 200);
         assert_eq!(body, "web HTTP/1.1 GET /plain -\n");
         let inb = metrics(&pair.server).await;
-        let l = ["direction=\"inbound\"", "tls=\"no_identity\"", "no_tls_reason=\"no_tls_from_remote\""];
+        let l = [
+            "direction=\"inbound\"",
+            "tls=\"no_identity\"",
+            "no_tls_reason=\"no_tls_from_remote\"",
+        ];
         assert_eq!(sample(&inb, "request_total", &l), 1.0);
     })
     .await
@@ -208,32 +297,77 @@ async fn errors_are_answers() {
     bounded(async {
         let pki = Pki::new();
         let (app, _) = app("web").await;
-        let pair = Pair::start(&pki, app, SERVER_ID, &[("TULLE_PROXY_RESPONSE_TIMEOUT", "300ms".into())]).await;
+        let pair = Pair::start(
+            &pki,
+            app,
+            SERVER_ID,
+            &[("TULLE_PROXY_RESPONSE_TIMEOUT", "300ms".into())],
+        )
+        .await;
         let mut c = h1_client(pair.client.outbound_addr).await;
-        let req = Request::get("/slow").header("host", AUTHORITY).body(Full::new(Bytes::new())).unwrap();
+        let req = Request::get("/slow")
+            .header("host", AUTHORITY)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         let resp = c.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 504);
         assert_eq!(resp.headers()["tulle-proxy-error"], "response timeout");
 
         let mut c = h1_client(pair.client.outbound_addr).await;
-        let req = Request::get("/status/503").header("host", AUTHORITY).body(Full::new(Bytes::new())).unwrap();
+        let req = Request::get("/status/503")
+            .header("host", AUTHORITY)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         assert_eq!(c.send_request(req).await.unwrap().status(), 503);
         let out = metrics(&pair.client).await;
-        assert_eq!(sample(&out, "response_total", &["direction=\"outbound\"", "status_code=\"503\"", "classification=\"failure\""]), 1.0);
-        assert_eq!(sample(&out, "response_total", &["direction=\"outbound\"", "status_code=\"504\"", "classification=\"failure\""]), 1.0);
+        assert_eq!(
+            sample(
+                &out,
+                "response_total",
+                &[
+                    "direction=\"outbound\"",
+                    "status_code=\"503\"",
+                    "classification=\"failure\""
+                ]
+            ),
+            1.0
+        );
+        assert_eq!(
+            sample(
+                &out,
+                "response_total",
+                &[
+                    "direction=\"outbound\"",
+                    "status_code=\"504\"",
+                    "classification=\"failure\""
+                ]
+            ),
+            1.0
+        );
 
         // No endpoints: 503 at once.
         pair.discovery.replace(destination(&[])).unwrap();
-        let req = Request::get("/").header("host", AUTHORITY).body(Full::new(Bytes::new())).unwrap();
+        let req = Request::get("/")
+            .header("host", AUTHORITY)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         c.ready().await.unwrap();
         let resp = c.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 503);
         assert_eq!(resp.headers()["tulle-proxy-error"], "no endpoints");
 
         // Connect failure: 502.
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        pair.discovery.replace(destination(&[(closed, Some(SERVER_ID))])).unwrap();
-        let req = Request::get("/").header("host", AUTHORITY).body(Full::new(Bytes::new())).unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        pair.discovery
+            .replace(destination(&[(closed, Some(SERVER_ID))]))
+            .unwrap();
+        let req = Request::get("/")
+            .header("host", AUTHORITY)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         c.ready().await.unwrap();
         let resp = c.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 502);
@@ -241,7 +375,9 @@ async fn errors_are_answers() {
 
         // Malformed HTTP/1: 400.
         let mut s = TcpStream::connect(pair.client.outbound_addr).await.unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nthis is not a header\r\n\r\n").await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nthis is not a header\r\n\r\n")
+            .await
+            .unwrap();
         let mut got = String::new();
         let _ = s.read_to_string(&mut got).await;
         assert!(got.starts_with("HTTP/1.1 400"), "{got}");
@@ -271,7 +407,10 @@ async fn balances_and_survives_endpoint_removal_without_failures() {
                     let mut statuses = Vec::new();
                     for _ in 0..n {
                         c.ready().await.unwrap();
-                        let req = Request::get("/").header("host", AUTHORITY).body(Full::new(Bytes::new())).unwrap();
+                        let req = Request::get("/")
+                            .header("host", AUTHORITY)
+                            .body(Full::new(Bytes::new()))
+                            .unwrap();
                         let resp = c.send_request(req).await.unwrap();
                         statuses.push(resp.status().as_u16());
                         let _ = resp.into_body().collect().await.unwrap();
@@ -288,7 +427,10 @@ async fn balances_and_survives_endpoint_removal_without_failures() {
         let first = run(25).await;
         assert!(first.iter().all(|s| *s == 200));
         for (_, hits) in &apps {
-            assert!(hits.load(std::sync::atomic::Ordering::Relaxed) > 0, "every endpoint gets traffic");
+            assert!(
+                hits.load(std::sync::atomic::Ordering::Relaxed) > 0,
+                "every endpoint gets traffic"
+            );
         }
         // Remove endpoint "c" while traffic flows.
         let traffic = tokio::spawn(run(50));
@@ -296,11 +438,18 @@ async fn balances_and_survives_endpoint_removal_without_failures() {
         pair.discovery.replace(destination(&eps[..2])).unwrap();
         let during = traffic.await.unwrap();
         assert_eq!(during.len(), 400);
-        assert!(during.iter().all(|s| *s == 200), "no failed request: {during:?}");
+        assert!(
+            during.iter().all(|s| *s == 200),
+            "no failed request: {during:?}"
+        );
         let c_hits = apps[2].1.load(std::sync::atomic::Ordering::Relaxed);
         let after = run(10).await;
         assert!(after.iter().all(|s| *s == 200));
-        assert_eq!(apps[2].1.load(std::sync::atomic::Ordering::Relaxed), c_hits, "removed endpoint gets no new requests");
+        assert_eq!(
+            apps[2].1.load(std::sync::atomic::Ordering::Relaxed),
+            c_hits,
+            "removed endpoint gets no new requests"
+        );
     })
     .await
 }
@@ -315,9 +464,15 @@ async fn graceful_shutdown_drains_in_flight_requests() {
         let outbound = pair.client.outbound_addr;
         let slow = tokio::spawn(async move {
             let mut c = h1_client(outbound).await;
-            let req = Request::get("/slow").header("host", AUTHORITY).body(Full::new(Bytes::new())).unwrap();
+            let req = Request::get("/slow")
+                .header("host", AUTHORITY)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
             let resp = c.send_request(req).await.unwrap();
-            (resp.status(), resp.into_body().collect().await.unwrap().to_bytes())
+            (
+                resp.status(),
+                resp.into_body().collect().await.unwrap().to_bytes(),
+            )
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (status, _) = get(pair.client.admin_addr, "/ready").await;
@@ -327,7 +482,10 @@ async fn graceful_shutdown_drains_in_flight_requests() {
         let (status, body) = slow.await.unwrap();
         assert_eq!(status, 200);
         assert_eq!(body, "slow done");
-        assert!(TcpStream::connect(outbound).await.is_err(), "listener closed after shutdown");
+        assert!(
+            TcpStream::connect(outbound).await.is_err(),
+            "listener closed after shutdown"
+        );
     })
     .await
 }

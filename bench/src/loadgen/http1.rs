@@ -74,14 +74,20 @@ fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, ExchangeError
                 .ok_or_else(|| ExchangeError::Parse("bad content-length".into()))?;
             content_length = Some(v);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = h.value.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked"));
+            chunked = h
+                .value
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"chunked"));
         } else if h.name.eq_ignore_ascii_case("connection") {
             close = h.value.windows(5).any(|w| w.eq_ignore_ascii_case(b"close"));
         }
     }
     let resp = Response { status, close };
     if chunked {
-        return Ok(Some((resp, chunked_len(&buf[head_len..])?.map_or(usize::MAX, |n| head_len + n))));
+        return Ok(Some((
+            resp,
+            chunked_len(&buf[head_len..])?.map_or(usize::MAX, |n| head_len + n),
+        )));
     }
     match content_length {
         Some(n) => Ok(Some((resp, head_len + n))),
@@ -89,7 +95,8 @@ fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, ExchangeError
             Ok(Some((resp, head_len)))
         }
         None => Err(ExchangeError::Parse(
-            "response without content-length or chunked body (read-to-close is not supported)".into(),
+            "response without content-length or chunked body (read-to-close is not supported)"
+                .into(),
         )),
     }
 }
@@ -132,7 +139,13 @@ mod tests {
     fn content_length_response() {
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
         let (resp, len) = parse_response(r).unwrap().unwrap();
-        assert_eq!(resp, Response { status: 200, close: false });
+        assert_eq!(
+            resp,
+            Response {
+                status: 200,
+                close: false
+            }
+        );
         assert_eq!(len, r.len());
         assert!(parse_response(&r[..10]).unwrap().is_none());
     }
@@ -141,7 +154,13 @@ mod tests {
     fn chunked_response() {
         let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nok\n\r\n0\r\n\r\n";
         let (resp, len) = parse_response(r).unwrap().unwrap();
-        assert_eq!(resp, Response { status: 200, close: true });
+        assert_eq!(
+            resp,
+            Response {
+                status: 200,
+                close: true
+            }
+        );
         assert_eq!(len, r.len());
         let (_, partial_len) = parse_response(&r[..r.len() - 2]).unwrap().unwrap();
         assert!(partial_len > r.len() - 2);

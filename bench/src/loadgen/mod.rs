@@ -116,12 +116,23 @@ impl Shared {
         t >= self.window_start && t < self.window_end
     }
 
-    fn record(&self, intended: Instant, sent: Instant, finished: Instant, outcome: Result<(), String>, unfinished: bool) {
+    fn record(
+        &self,
+        intended: Instant,
+        sent: Instant,
+        finished: Instant,
+        outcome: Result<(), String>,
+        unfinished: bool,
+    ) {
         let mut s = self.stats.borrow_mut();
         if self.in_window(intended) {
             let us = |d: Duration| (d.as_micros() as u64).clamp(1, MAX_US);
-            let _ = s.latency_us.record(us(finished.saturating_duration_since(intended)));
-            let _ = s.send_lag_us.record(us(sent.saturating_duration_since(intended)));
+            let _ = s
+                .latency_us
+                .record(us(finished.saturating_duration_since(intended)));
+            let _ = s
+                .send_lag_us
+                .record(us(sent.saturating_duration_since(intended)));
             if let Err(e) = &outcome {
                 s.errors += 1;
                 if unfinished {
@@ -159,7 +170,15 @@ async fn drive(spec: LoadSpec) -> anyhow::Result<LoadOutcome> {
     let req: Rc<[u8]> = http1::request_bytes(&spec.host).into();
     let open_loop = spec.rate.is_some();
     let tasks: Vec<_> = (0..spec.connections.max(1))
-        .map(|_| tokio::task::spawn_local(connection(shared.clone(), spec.addr, req.clone(), open_loop, spec.start)))
+        .map(|_| {
+            tokio::task::spawn_local(connection(
+                shared.clone(),
+                spec.addr,
+                req.clone(),
+                open_loop,
+                spec.start,
+            ))
+        })
         .collect();
 
     if let Some(rate) = spec.rate {
@@ -213,12 +232,16 @@ async fn pace(sh: &Shared, rate: u64, start: Instant, end: Instant) -> anyhow::R
         let now = Instant::now();
         if t > now {
             let wait = TimeSpec::from_duration(t - now);
-            timer.get_ref().0.set(Expiration::OneShot(wait), TimerSetTimeFlags::empty())?;
+            timer
+                .get_ref()
+                .0
+                .set(Expiration::OneShot(wait), TimerSetTimeFlags::empty())?;
             loop {
                 let mut guard = timer.readable().await?;
                 let mut expirations = [0u8; 8];
                 let read = guard.try_io(|fd| {
-                    nix::unistd::read(&fd.get_ref().0, &mut expirations).map_err(std::io::Error::from)
+                    nix::unistd::read(&fd.get_ref().0, &mut expirations)
+                        .map_err(std::io::Error::from)
                 });
                 if let Ok(result) = read {
                     result?;
@@ -250,7 +273,13 @@ fn register(timer: Timer) -> std::io::Result<tokio::io::unix::AsyncFd<Timer>> {
     unsafe { tokio::io::unix::AsyncFd::register(timer) }.map_err(std::io::Error::from)
 }
 
-async fn connection(sh: Rc<Shared>, addr: SocketAddr, req: Rc<[u8]>, open_loop: bool, start: Instant) {
+async fn connection(
+    sh: Rc<Shared>,
+    addr: SocketAddr,
+    req: Rc<[u8]>,
+    open_loop: bool,
+    start: Instant,
+) {
     let mut buf = Vec::with_capacity(4096);
     let mut stream: Option<TcpStream> = None;
     if !open_loop {
@@ -277,11 +306,18 @@ async fn connection(sh: Rc<Shared>, addr: SocketAddr, req: Rc<[u8]>, open_loop: 
         };
         let sent = Instant::now();
         if sent >= sh.drain_deadline || signals::stopped() {
-            sh.record(intended, sent, sh.drain_deadline, Err("not sent before the drain deadline".into()), true);
+            sh.record(
+                intended,
+                sent,
+                sh.drain_deadline,
+                Err("not sent before the drain deadline".into()),
+                true,
+            );
             continue;
         }
         let limit = (sh.drain_deadline - sent).min(REQUEST_TIMEOUT);
-        let result = tokio::time::timeout(limit, one_request(&mut stream, addr, &req, &mut buf)).await;
+        let result =
+            tokio::time::timeout(limit, one_request(&mut stream, addr, &req, &mut buf)).await;
         let finished = Instant::now();
         match result {
             Ok(Ok(resp)) if (200..300).contains(&resp.status) => {
@@ -294,7 +330,13 @@ async fn connection(sh: Rc<Shared>, addr: SocketAddr, req: Rc<[u8]>, open_loop: 
                 if resp.close {
                     stream = None;
                 }
-                sh.record(intended, sent, finished, Err(format!("HTTP status {}", resp.status)), false);
+                sh.record(
+                    intended,
+                    sent,
+                    finished,
+                    Err(format!("HTTP status {}", resp.status)),
+                    false,
+                );
             }
             Ok(Err(e)) => {
                 stream = None;
@@ -304,7 +346,13 @@ async fn connection(sh: Rc<Shared>, addr: SocketAddr, req: Rc<[u8]>, open_loop: 
             }
             Err(_) => {
                 stream = None;
-                sh.record(intended, sent, finished, Err(format!("no response within {limit:?}")), true);
+                sh.record(
+                    intended,
+                    sent,
+                    finished,
+                    Err(format!("no response within {limit:?}")),
+                    true,
+                );
             }
         }
     }
@@ -338,7 +386,10 @@ mod tests {
         let addr = std_listener.local_addr().unwrap();
         std_listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
                 loop {
@@ -352,7 +403,8 @@ mod tests {
                                 Ok(n) => n,
                             };
                             pending.extend_from_slice(&buf[..n]);
-                            while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n")
+                            {
                                 pending.drain(..end + 4);
                                 let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
                                 if s.write_all(resp).await.is_err() {
@@ -386,7 +438,11 @@ mod tests {
         assert_eq!(out.errors, 0, "{:?}", out.error_samples);
         // 500 req/s over a 1 s window: every intended request is recorded exactly once.
         assert_eq!(out.latency_us.len(), 500);
-        assert!((450..=550).contains(&out.completed), "completed {}", out.completed);
+        assert!(
+            (450..=550).contains(&out.completed),
+            "completed {}",
+            out.completed
+        );
     }
 
     #[test]

@@ -17,7 +17,6 @@ use std::{
 };
 use tokio::sync::watch;
 
-
 /// Index sizes and activity.
 #[derive(Clone, Debug, Default)]
 pub struct IndexMetrics {
@@ -34,11 +33,27 @@ impl IndexMetrics {
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("destination_index");
         r.register("services", "Services indexed", self.services.clone());
-        r.register("endpoint_slices", "EndpointSlices indexed", self.slices.clone());
+        r.register(
+            "endpoint_slices",
+            "EndpointSlices indexed",
+            self.slices.clone(),
+        );
         r.register("pods", "Pods indexed", self.pods.clone());
-        r.register("traffic_splits", "TrafficSplits indexed", self.splits.clone());
-        r.register("watched_targets", "Distinct targets being watched", self.watched_targets.clone());
-        r.register("resolution_changes", "Resolution changes published to watchers", self.updates.clone());
+        r.register(
+            "traffic_splits",
+            "TrafficSplits indexed",
+            self.splits.clone(),
+        );
+        r.register(
+            "watched_targets",
+            "Distinct targets being watched",
+            self.watched_targets.clone(),
+        );
+        r.register(
+            "resolution_changes",
+            "Resolution changes published to watchers",
+            self.updates.clone(),
+        );
     }
 }
 
@@ -71,7 +86,9 @@ pub struct Index {
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index").field("naming", &self.naming).finish_non_exhaustive()
+        f.debug_struct("Index")
+            .field("naming", &self.naming)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,7 +133,9 @@ impl Index {
             Target::Service { .. } => None,
         };
         let (tx, rx) = watch::channel(res);
-        inner.targets.insert(target.clone(), TargetWatch { tx, owner });
+        inner
+            .targets
+            .insert(target.clone(), TargetWatch { tx, owner });
         self.metrics.watched_targets.set(inner.targets.len() as i64);
         rx
     }
@@ -294,8 +313,13 @@ impl Index {
                 return false;
             }
             let recompute = match target {
-                Target::Service { namespace, name, .. } => {
-                    affected.all || affected.services.contains(&(namespace.clone(), name.clone()))
+                Target::Service {
+                    namespace, name, ..
+                } => {
+                    affected.all
+                        || affected
+                            .services
+                            .contains(&(namespace.clone(), name.clone()))
                 }
                 Target::Addr(sa) => {
                     let owner = state.addr_owner(&sa.ip());
@@ -388,11 +412,16 @@ fn remove_slice(s: &mut State, key: &Key) -> Option<String> {
     for ep in &old.endpoints {
         if let Some(pod) = &ep.pod {
             let pk = (key.0.clone(), pod.clone());
-            let still = s.slices_by_service.get(&svc_key).into_iter().flatten().any(|sl| {
-                s.slices
-                    .get(&(key.0.clone(), sl.clone()))
-                    .is_some_and(|x| x.endpoints.iter().any(|e| e.pod.as_ref() == Some(pod)))
-            });
+            let still = s
+                .slices_by_service
+                .get(&svc_key)
+                .into_iter()
+                .flatten()
+                .any(|sl| {
+                    s.slices
+                        .get(&(key.0.clone(), sl.clone()))
+                        .is_some_and(|x| x.endpoints.iter().any(|e| e.pod.as_ref() == Some(pod)))
+                });
             if !still && let Some(set) = s.services_by_pod.get_mut(&pk) {
                 set.remove(&old.service);
                 if set.is_empty() {

@@ -120,9 +120,11 @@ impl State {
 
     pub(crate) fn resolve(&self, target: &Target, naming: &Naming) -> Resolution {
         match target {
-            Target::Service { namespace, name, port } => {
-                self.resolve_service(&(namespace.clone(), name.clone()), *port, naming)
-            }
+            Target::Service {
+                namespace,
+                name,
+                port,
+            } => self.resolve_service(&(namespace.clone(), name.clone()), *port, naming),
             Target::Addr(sa) => match self.addr_owner(&sa.ip()) {
                 AddrOwner::Service(k) => self.resolve_service(&k, sa.port(), naming),
                 AddrOwner::Pod(k) => match self.pods.get(&k) {
@@ -157,7 +159,9 @@ impl State {
                 let pod = pod_key.as_ref().and_then(|k| self.pods.get(k));
                 for ip in &ep.addrs {
                     let addr = SocketAddr::new(*ip, target_port);
-                    let pk = pod_key.clone().unwrap_or_else(|| (key.0.clone(), String::new()));
+                    let pk = pod_key
+                        .clone()
+                        .unwrap_or_else(|| (key.0.clone(), String::new()));
                     out.insert(addr, endpoint(addr, &pk, pod, sp.opaque, naming));
                 }
             }
@@ -167,7 +171,11 @@ impl State {
 
     pub(crate) fn profile(&self, target: &Target, naming: &Naming) -> Profile {
         let (key, port) = match target {
-            Target::Service { namespace, name, port } => ((namespace.clone(), name.clone()), *port),
+            Target::Service {
+                namespace,
+                name,
+                port,
+            } => ((namespace.clone(), name.clone()), *port),
             Target::Addr(sa) => match self.addr_owner(&sa.ip()) {
                 AddrOwner::Service(k) => (k, sa.port()),
                 _ => return Profile::default(),
@@ -203,11 +211,21 @@ impl State {
     }
 }
 
-fn endpoint(addr: SocketAddr, pod_key: &Key, pod: Option<&PodInfo>, opaque: bool, naming: &Naming) -> Endpoint {
+fn endpoint(
+    addr: SocketAddr,
+    pod_key: &Key,
+    pod: Option<&PodInfo>,
+    opaque: bool,
+    naming: &Naming,
+) -> Endpoint {
     let mut labels = BTreeMap::new();
     labels.insert("namespace".to_string(), pod_key.0.clone());
     let mut identity = None;
-    let mut hint = if opaque { ProtocolHint::Opaque } else { ProtocolHint::Unknown };
+    let mut hint = if opaque {
+        ProtocolHint::Opaque
+    } else {
+        ProtocolHint::Unknown
+    };
     if let Some(pod) = pod {
         labels.insert("pod".to_string(), pod_key.1.clone());
         labels.insert("serviceaccount".to_string(), pod.service_account.clone());
@@ -216,8 +234,12 @@ fn endpoint(addr: SocketAddr, pod_key: &Key, pod: Option<&PodInfo>, opaque: bool
         }
         if pod.meshed {
             identity = Some(
-                tulle_api::ServiceAccountIdentity::new(&pod.service_account, &pod_key.0, &naming.trust_domain)
-                    .dns_name(),
+                tulle_api::ServiceAccountIdentity::new(
+                    &pod.service_account,
+                    &pod_key.0,
+                    &naming.trust_domain,
+                )
+                .dns_name(),
             );
             if !opaque {
                 hint = ProtocolHint::H2;

@@ -43,8 +43,14 @@ impl Target {
         let (host, port) = path
             .rsplit_once(':')
             .ok_or_else(|| TargetError::NoPort(path.to_string()))?;
-        let port: u16 = port.parse().map_err(|_| TargetError::NoPort(path.to_string()))?;
-        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| TargetError::NoPort(path.to_string()))?;
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             return Ok(Target::Addr(SocketAddr::new(ip, port)));
         }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -57,11 +63,13 @@ impl Target {
             .and_then(|r| r.strip_suffix(".svc."))
             .ok_or_else(not)?;
         match rest.split_once('.') {
-            Some((name, ns)) if !name.is_empty() && !ns.is_empty() && !ns.contains('.') => Ok(Target::Service {
-                namespace: ns.to_string(),
-                name: name.to_string(),
-                port,
-            }),
+            Some((name, ns)) if !name.is_empty() && !ns.is_empty() && !ns.contains('.') => {
+                Ok(Target::Service {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    port,
+                })
+            }
             _ => Err(not()),
         }
     }

@@ -52,7 +52,12 @@ pub fn service(svc: &Service) -> ServiceInfo {
 /// An EndpointSlice as the index sees it; None when it belongs to no Service or holds
 /// FQDN addresses.
 pub fn slice(es: &EndpointSlice) -> Option<SliceInfo> {
-    let service = es.metadata.labels.as_ref()?.get("kubernetes.io/service-name")?.clone();
+    let service = es
+        .metadata
+        .labels
+        .as_ref()?
+        .get("kubernetes.io/service-name")?
+        .clone();
     if es.address_type != "IPv4" && es.address_type != "IPv6" {
         return None;
     }
@@ -62,13 +67,22 @@ pub fn slice(es: &EndpointSlice) -> Option<SliceInfo> {
             .ports
             .iter()
             .flatten()
-            .filter_map(|p| Some((p.name.clone().unwrap_or_default(), u16::try_from(p.port?).ok()?)))
+            .filter_map(|p| {
+                Some((
+                    p.name.clone().unwrap_or_default(),
+                    u16::try_from(p.port?).ok()?,
+                ))
+            })
             .collect(),
         endpoints: es
             .endpoints
             .iter()
             .map(|e| SliceEndpoint {
-                addrs: e.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()).collect(),
+                addrs: e
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse::<IpAddr>().ok())
+                    .collect(),
                 ready: e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
                 pod: e
                     .target_ref
@@ -102,13 +116,25 @@ pub fn pod(pod: &Pod) -> PodInfo {
         ips
     };
     let md = &pod.metadata;
-    let marked = md.labels.as_ref().is_some_and(|l| l.contains_key(PROXY_VERSION))
-        || md.annotations.as_ref().is_some_and(|a| a.contains_key(PROXY_VERSION));
+    let marked = md
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(PROXY_VERSION))
+        || md
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(PROXY_VERSION));
     let has_proxy = spec.containers.iter().any(|c| c.name == PROXY_CONTAINER)
-        || spec.init_containers.iter().flatten().any(|c| c.name == PROXY_CONTAINER);
+        || spec
+            .init_containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == PROXY_CONTAINER);
     PodInfo {
         ips,
-        service_account: spec.service_account_name.unwrap_or_else(|| "default".into()),
+        service_account: spec
+            .service_account_name
+            .unwrap_or_else(|| "default".into()),
         meshed: marked || has_proxy,
         owner: owner(pod),
     }
@@ -117,9 +143,18 @@ pub fn pod(pod: &Pod) -> PodInfo {
 /// The pod's owner as (lower-case kind, name): a ReplicaSet created by a Deployment
 /// becomes ("deployment", name without the pod-template-hash suffix).
 fn owner(pod: &Pod) -> Option<(String, String)> {
-    let r = pod.metadata.owner_references.as_ref()?.iter().find(|r| r.controller == Some(true))?;
+    let r = pod
+        .metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))?;
     if r.kind == "ReplicaSet"
-        && let Some(hash) = pod.metadata.labels.as_ref().and_then(|l| l.get("pod-template-hash"))
+        && let Some(hash) = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-template-hash"))
         && let Some(dep) = r.name.strip_suffix(&format!("-{hash}"))
     {
         return Some(("deployment".into(), dep.to_string()));
@@ -135,7 +170,12 @@ pub fn split(ts: &TrafficSplit) -> SplitInfo {
             .spec
             .backends
             .iter()
-            .map(|b| (b.service.clone(), u32::try_from(b.weight.max(0)).unwrap_or(u32::MAX)))
+            .map(|b| {
+                (
+                    b.service.clone(),
+                    u32::try_from(b.weight.max(0)).unwrap_or(u32::MAX),
+                )
+            })
             .collect(),
     }
 }
@@ -202,7 +242,10 @@ mod tests {
         }))
         .unwrap();
         let info = service(&svc);
-        assert_eq!(info.cluster_ips, vec!["10.96.0.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            info.cluster_ips,
+            vec!["10.96.0.10".parse::<IpAddr>().unwrap()]
+        );
         assert!(!info.ports[0].opaque && info.ports[1].opaque);
     }
 }

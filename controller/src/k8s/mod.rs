@@ -32,7 +32,9 @@ impl Synced {
     /// Services, EndpointSlices and Pods are all listed (TrafficSplits are optional: the
     /// CRD may not be installed).
     pub fn is_ready(&self) -> bool {
-        self.services.load(Ordering::Relaxed) && self.slices.load(Ordering::Relaxed) && self.pods.load(Ordering::Relaxed)
+        self.services.load(Ordering::Relaxed)
+            && self.slices.load(Ordering::Relaxed)
+            && self.pods.load(Ordering::Relaxed)
     }
 }
 
@@ -114,7 +116,9 @@ async fn watch_kind<K, T>(
                     None => delete(&ns, &name),
                 }
             }
-            Ok(watcher::Event::Delete(o)) => delete(&o.namespace().unwrap_or_default(), &o.name_any()),
+            Ok(watcher::Event::Delete(o)) => {
+                delete(&o.namespace().unwrap_or_default(), &o.name_any())
+            }
             Ok(watcher::Event::Init) => initial.clear(),
             Ok(watcher::Event::InitApply(o)) => {
                 if let Some(v) = convert(&o) {

@@ -6,7 +6,12 @@ use serde::{Deserialize, Serialize};
 
 /// Splits traffic sent to an apex Service among backend Services by weight.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[kube(group = "split.smi-spec.io", version = "v1alpha4", kind = "TrafficSplit", namespaced)]
+#[kube(
+    group = "split.smi-spec.io",
+    version = "v1alpha4",
+    kind = "TrafficSplit",
+    namespaced
+)]
 pub struct TrafficSplitSpec {
     /// The apex Service clients address.
     pub service: String,

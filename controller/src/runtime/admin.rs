@@ -12,10 +12,17 @@ async fn metrics(State((registry, _)): State<(Arc<Registry>, Ready)>) -> impl In
     match prometheus_client::encoding::text::encode(&mut body, &registry) {
         Ok(()) => (
             StatusCode::OK,
-            [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         ),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], e.to_string()),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain")],
+            e.to_string(),
+        ),
     }
 }
 
@@ -23,12 +30,19 @@ async fn ready(State((_, ready)): State<(Arc<Registry>, Ready)>) -> impl IntoRes
     if ready() {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: initial Kubernetes lists not done\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: initial Kubernetes lists not done\n",
+        )
     }
 }
 
 /// Serves the admin endpoints on `listener`.
-pub(crate) async fn serve(listener: TcpListener, registry: Arc<Registry>, ready_fn: Ready) -> std::io::Result<()> {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    ready_fn: Ready,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/ready", get(ready))

@@ -15,16 +15,32 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 #[command(name = "tulle-controller", version)]
 pub struct Args {
     /// Address of the destination gRPC server.
-    #[arg(long, env = "TULLE_CONTROLLER_DESTINATION_ADDR", default_value = "0.0.0.0:8086")]
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_DESTINATION_ADDR",
+        default_value = "0.0.0.0:8086"
+    )]
     pub destination_addr: SocketAddr,
     /// Address of the admin server (/metrics, /ready, /live).
-    #[arg(long, env = "TULLE_CONTROLLER_ADMIN_ADDR", default_value = "0.0.0.0:9990")]
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_ADMIN_ADDR",
+        default_value = "0.0.0.0:9990"
+    )]
     pub admin_addr: SocketAddr,
     /// The cluster DNS domain.
-    #[arg(long, env = "TULLE_CONTROLLER_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
     pub cluster_domain: String,
     /// The identity trust domain.
-    #[arg(long, env = "TULLE_CONTROLLER_TRUST_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_TRUST_DOMAIN",
+        default_value = "cluster.local"
+    )]
     pub trust_domain: String,
     /// tulle-identity's address (`host:port`). When set, the destination API is served
     /// over TLS with a certificate from identity; when unset, over plaintext.
@@ -38,16 +54,32 @@ pub struct Args {
     )]
     pub identity_server_name: String,
     /// PEM file with the trust anchors.
-    #[arg(long, env = "TULLE_CONTROLLER_TRUST_ANCHORS", default_value = "/var/run/tulle/identity/trust-anchors.pem")]
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_TRUST_ANCHORS",
+        default_value = "/var/run/tulle/identity/trust-anchors.pem"
+    )]
     pub trust_anchors: PathBuf,
     /// Projected ServiceAccount token (audience identity.tulle.io).
-    #[arg(long, env = "TULLE_CONTROLLER_TOKEN_FILE", default_value = "/var/run/secrets/tulle.io/serviceaccount/token")]
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_TOKEN_FILE",
+        default_value = "/var/run/secrets/tulle.io/serviceaccount/token"
+    )]
     pub token_file: PathBuf,
     /// This controller's ServiceAccount (for its identity).
-    #[arg(long, env = "TULLE_CONTROLLER_SERVICE_ACCOUNT", default_value = "tulle-controller")]
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_SERVICE_ACCOUNT",
+        default_value = "tulle-controller"
+    )]
     pub service_account: String,
     /// This controller's namespace.
-    #[arg(long, env = "TULLE_CONTROLLER_NAMESPACE", default_value = "tulle-system")]
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_NAMESPACE",
+        default_value = "tulle-system"
+    )]
     pub namespace: String,
 }
 
@@ -109,7 +141,9 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         .add_service(svc);
     let grpc = match serving {
         Some(cert) => {
-            let cfg = cert.server_config().map_err(|e| RunError::Tls(e.to_string()))?;
+            let cfg = cert
+                .server_config()
+                .map_err(|e| RunError::Tls(e.to_string()))?;
             tracing::info!(addr = %args.destination_addr, "serving destination gRPC over TLS");
             tokio::spawn(server.serve_with_incoming(tulle_api::tls::incoming(listener, cfg)))
         }
@@ -126,15 +160,29 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
 /// Starts getting the serving certificate from identity.
 fn start_tls(args: &Args, addr: &str) -> Result<Arc<tulle_api::certify::SwappableCert>, RunError> {
-    let pem = std::fs::read(&args.trust_anchors)
-        .map_err(|e| RunError::Tls(format!("cannot read trust anchors {}: {e}", args.trust_anchors.display())))?;
+    let pem = std::fs::read(&args.trust_anchors).map_err(|e| {
+        RunError::Tls(format!(
+            "cannot read trust anchors {}: {e}",
+            args.trust_anchors.display()
+        ))
+    })?;
     let roots = tulle_api::certify::roots_from_pem(&pem).map_err(RunError::Tls)?;
-    let client_cfg = tulle_api::certify::client_config(roots).map_err(|e| RunError::Tls(e.to_string()))?;
+    let client_cfg =
+        tulle_api::certify::client_config(roots).map_err(|e| RunError::Tls(e.to_string()))?;
     let channel = tulle_api::tls::channel(addr, &args.identity_server_name, client_cfg)
         .map_err(|e| RunError::Tls(e.to_string()))?;
-    let id = tulle_api::ServiceAccountIdentity::new(&args.service_account, &args.namespace, &args.trust_domain);
+    let id = tulle_api::ServiceAccountIdentity::new(
+        &args.service_account,
+        &args.namespace,
+        &args.trust_domain,
+    );
     let cert = Arc::new(tulle_api::certify::SwappableCert::default());
-    tokio::spawn(tls::maintain(cert.clone(), channel, id, args.token_file.clone()));
+    tokio::spawn(tls::maintain(
+        cert.clone(),
+        channel,
+        id,
+        args.token_file.clone(),
+    ));
     Ok(cert)
 }
 

@@ -33,12 +33,17 @@ pub const VIRTUAL: &str = "127.0.0.77:80";
 
 /// Bounds every test.
 pub async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(60), f).await.expect("test timed out")
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("test timed out")
 }
 
 pub fn init() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let _ = tracing_subscriber::fmt().with_env_filter("tulle_proxy=debug").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("tulle_proxy=debug")
+        .with_test_writer()
+        .try_init();
 }
 
 pub struct Pki {
@@ -47,12 +52,16 @@ pub struct Pki {
 
 impl Pki {
     pub fn new() -> Self {
-        Pki { ca: DevCa::new().unwrap() }
+        Pki {
+            ca: DevCa::new().unwrap(),
+        }
     }
     pub fn tls(&self, name: &str) -> Tls {
         let leaf = self.ca.leaf(name).unwrap();
         let mut roots = RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(self.ca.ca_pem().as_bytes()).unwrap()).unwrap();
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca.ca_pem().as_bytes()).unwrap())
+            .unwrap();
         Tls::new(Credentials {
             name: name.into(),
             chain: vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
@@ -90,7 +99,8 @@ pub fn destination(endpoints: &[(SocketAddr, Option<&str>)]) -> StaticFile {
         .iter()
         .enumerate()
         .map(|(i, (a, id))| {
-            let mut v = serde_json::json!({"addr": a.to_string(), "labels": {"pod": format!("web-{i}")}});
+            let mut v =
+                serde_json::json!({"addr": a.to_string(), "labels": {"pod": format!("web-{i}")}});
             if let Some(id) = id {
                 v["identity"] = (*id).into();
             }
@@ -111,14 +121,44 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub async fn start(pki: &Pki, app: SocketAddr, server_identity: &str, client_extra: &[(&'static str, String)]) -> Self {
-        let server_cfg = config(SERVER_ID, &[("TULLE_PROXY_INBOUND_PORT_FALLBACK", app.port().to_string())]);
-        let server = Proxy::start(server_cfg, pki.tls(SERVER_ID), Arc::new(StaticDiscovery::default())).await.unwrap();
-        let discovery = Arc::new(StaticDiscovery::new(destination(&[(server.inbound_addr, Some(server_identity))])).unwrap());
-        let mut extra = vec![("TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK", VIRTUAL.to_string())];
+    pub async fn start(
+        pki: &Pki,
+        app: SocketAddr,
+        server_identity: &str,
+        client_extra: &[(&'static str, String)],
+    ) -> Self {
+        let server_cfg = config(
+            SERVER_ID,
+            &[("TULLE_PROXY_INBOUND_PORT_FALLBACK", app.port().to_string())],
+        );
+        let server = Proxy::start(
+            server_cfg,
+            pki.tls(SERVER_ID),
+            Arc::new(StaticDiscovery::default()),
+        )
+        .await
+        .unwrap();
+        let discovery = Arc::new(
+            StaticDiscovery::new(destination(&[(server.inbound_addr, Some(server_identity))]))
+                .unwrap(),
+        );
+        let mut extra = vec![(
+            "TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK",
+            VIRTUAL.to_string(),
+        )];
         extra.extend_from_slice(client_extra);
-        let client = Proxy::start(config(CLIENT_ID, &extra), pki.tls(CLIENT_ID), discovery.clone()).await.unwrap();
-        Pair { client, server, discovery }
+        let client = Proxy::start(
+            config(CLIENT_ID, &extra),
+            pki.tls(CLIENT_ID),
+            discovery.clone(),
+        )
+        .await
+        .unwrap();
+        Pair {
+            client,
+            server,
+            discovery,
+        }
     }
 }
 
@@ -135,17 +175,26 @@ pub fn sample(metrics: &str, name: &str, parts: &[&str]) -> f64 {
         .lines()
         .filter(|l| l.starts_with(&format!("{name}{{")) && parts.iter().all(|p| l.contains(p)))
         .collect();
-    assert_eq!(found.len(), 1, "expected one {name} sample with {parts:?}, got {found:?}\n{metrics}");
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {name} sample with {parts:?}, got {found:?}\n{metrics}"
+    );
     found[0].rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 /// A plain HTTP/1 GET; returns status and body.
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap()))
-        .await
-        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ))
+    .await
+    .unwrap();
     tokio::spawn(conn);
-    let req = Request::get(path).header("host", addr.to_string()).body(Full::new(Bytes::new())).unwrap();
+    let req = Request::get(path)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let resp = send.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -181,8 +230,15 @@ pub async fn app(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
 
 type AppBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
-async fn handle(name: &'static str, mut req: Request<Incoming>) -> Result<Response<AppBody>, Infallible> {
-    let full = |s: String| Full::new(Bytes::from(s)).map_err(|never| match never {}).boxed();
+async fn handle(
+    name: &'static str,
+    mut req: Request<Incoming>,
+) -> Result<Response<AppBody>, Infallible> {
+    let full = |s: String| {
+        Full::new(Bytes::from(s))
+            .map_err(|never| match never {})
+            .boxed()
+    };
     match req.uri().path() {
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -210,7 +266,11 @@ async fn handle(name: &'static str, mut req: Request<Incoming>) -> Result<Respon
         }
         "/stream" => {
             let (mut tx, body) = http_body_util::channel::Channel::<Bytes, hyper::Error>::new(4);
-            let code = if req.uri().query() == Some("fail") { "13" } else { "0" };
+            let code = if req.uri().query() == Some("fail") {
+                "13"
+            } else {
+                "0"
+            };
             let mut incoming = req.into_body();
             tokio::spawn(async move {
                 while let Some(Ok(frame)) = incoming.frame().await {
@@ -224,7 +284,10 @@ async fn handle(name: &'static str, mut req: Request<Incoming>) -> Result<Respon
                 t.insert("grpc-status", code.parse().unwrap());
                 let _ = tx.send_trailers(t).await;
             });
-            Ok(Response::builder().header("content-type", "application/grpc").body(body.boxed()).unwrap())
+            Ok(Response::builder()
+                .header("content-type", "application/grpc")
+                .body(body.boxed())
+                .unwrap())
         }
         path => {
             if let Some(code) = path.strip_prefix("/status/") {
@@ -237,10 +300,21 @@ async fn handle(name: &'static str, mut req: Request<Incoming>) -> Result<Respon
                 req.version(),
                 req.method(),
                 path,
-                req.headers().get("tulle-client-id").and_then(|v| v.to_str().ok()).unwrap_or("-")
+                req.headers()
+                    .get("tulle-client-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
             );
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            Ok(Response::new(full(format!("{head}{}", String::from_utf8_lossy(&body)))))
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            Ok(Response::new(full(format!(
+                "{head}{}",
+                String::from_utf8_lossy(&body)
+            ))))
         }
     }
 }
@@ -255,7 +329,9 @@ pub async fn tcp_app() -> SocketAddr {
             tokio::spawn(async move {
                 let mut data = Vec::new();
                 let _ = s.read_to_end(&mut data).await;
-                let _ = s.write_all(format!("got {}: ", data.len()).as_bytes()).await;
+                let _ = s
+                    .write_all(format!("got {}: ", data.len()).as_bytes())
+                    .await;
                 let _ = s.write_all(&data).await;
             });
         }
