@@ -23,7 +23,10 @@ pub async fn handle(rt: Arc<Runtime>, req: Request<Incoming>) -> Response<Body> 
         ),
         "/live" => simple(StatusCode::OK, "live\n"),
         "/ready" => {
-            if rt.ready.load(Ordering::Acquire) && !rt.drain.is_draining() {
+            if rt.ready.load(Ordering::Acquire)
+                && rt.tls.store.has_cert()
+                && !rt.drain.is_draining()
+            {
                 simple(StatusCode::OK, "ready\n")
             } else {
                 simple(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::app::Proxy;
+use crate::config::IdentitySource;
 use crate::config::{Config, Env};
+use crate::control::identity::{Certifier, Timing};
 use crate::discovery::{Discover, StaticDiscovery, StaticFile};
 use crate::identity::{CredentialSource, FileSource, Tls};
 
@@ -16,6 +18,43 @@ pub const USAGE: &str = "usage:
                                     NAME, DIR/NAME.crt and DIR/NAME.key";
 
 const EX_USAGE: u8 = 64;
+
+/// The TLS configuration and, in identity service mode, the client that fills it.
+fn identity(config: &Config) -> Result<(Tls, Option<Certifier>), String> {
+    let id = &config.identity;
+    match &id.source {
+        IdentitySource::Files {
+            cert_file,
+            key_file,
+        } => {
+            let source = FileSource {
+                name: id.name.clone(),
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                trust_anchors_file: id.trust_anchors_file.clone(),
+            };
+            let tls = source
+                .load()
+                .and_then(Tls::new)
+                .map_err(|e| e.to_string())?;
+            Ok((tls, None))
+        }
+        IdentitySource::Service { svc, token_file } => {
+            let pem = std::fs::read(&id.trust_anchors_file).map_err(|e| {
+                format!(
+                    "reading trust anchors {}: {e}",
+                    id.trust_anchors_file.display()
+                )
+            })?;
+            let roots = tulle_api::certify::roots_from_pem(&pem)
+                .map_err(|e| format!("{}: {e}", id.trust_anchors_file.display()))?;
+            let tls = Tls::pending(id.name.clone(), roots.clone()).map_err(|e| e.to_string())?;
+            let c = Certifier::new(svc, &id.name, token_file.clone(), roots, Timing::default())
+                .map_err(|e| e.to_string())?;
+            Ok((tls, Some(c)))
+        }
+    }
+}
 
 /// Runs the proxy until SIGTERM/SIGINT, then drains.
 pub fn run_proxy() -> ExitCode {
@@ -34,13 +73,7 @@ pub fn run_proxy() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let source = FileSource {
-        name: config.identity.name.clone(),
-        cert_file: config.identity.cert_file.clone(),
-        key_file: config.identity.key_file.clone(),
-        trust_anchors_file: config.identity.trust_anchors_file.clone(),
-    };
-    let tls = match source.load().and_then(Tls::new) {
+    let (tls, certifier) = match identity(&config) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("tulle-proxy: identity: {e}");
@@ -83,6 +116,9 @@ pub fn run_proxy() -> ExitCode {
     };
     rt.block_on(async move {
         let grace = config.shutdown_grace;
+        if let Some(c) = certifier {
+            tokio::spawn(c.run(tls.store.clone()));
+        }
         let proxy = match Proxy::start(config, tls, discovery).await {
             Ok(p) => p,
             Err(e) => {

@@ -51,6 +51,13 @@ pub const ENV_IDENTITY_CERT_FILE: &str = "TULLE_PROXY_IDENTITY_CERT_FILE";
 pub const ENV_IDENTITY_KEY_FILE: &str = "TULLE_PROXY_IDENTITY_KEY_FILE";
 pub const ENV_IDENTITY_TRUST_ANCHORS_FILE: &str = "TULLE_PROXY_IDENTITY_TRUST_ANCHORS_FILE";
 pub const ENV_IDENTITY_NAME: &str = "TULLE_PROXY_IDENTITY_NAME";
+pub const ENV_IDENTITY_SVC_ADDR: &str = "TULLE_PROXY_IDENTITY_SVC_ADDR";
+pub const ENV_IDENTITY_SVC_NAME: &str = "TULLE_PROXY_IDENTITY_SVC_NAME";
+pub const ENV_IDENTITY_TOKEN_FILE: &str = "TULLE_PROXY_IDENTITY_TOKEN_FILE";
+pub const ENV_DESTINATION_SVC_ADDR: &str = "TULLE_PROXY_DESTINATION_SVC_ADDR";
+pub const ENV_DESTINATION_SVC_NAME: &str = "TULLE_PROXY_DESTINATION_SVC_NAME";
+pub const ENV_POD_NAMESPACE: &str = "TULLE_PROXY_POD_NAMESPACE";
+pub const ENV_POD_NAME: &str = "TULLE_PROXY_POD_NAME";
 pub const ENV_STATIC_CONFIG: &str = "TULLE_PROXY_STATIC_CONFIG";
 pub const ENV_OUTBOUND_ORIG_DST_FALLBACK: &str = "TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK";
 pub const ENV_INBOUND_APP_HOST: &str = "TULLE_PROXY_INBOUND_APP_HOST";
@@ -68,14 +75,46 @@ pub const ENV_SHUTDOWN_GRACE: &str = "TULLE_PROXY_SHUTDOWN_GRACE";
 pub const ENV_WORKER_THREADS: &str = "TULLE_PROXY_WORKER_THREADS";
 pub const ENV_LOG: &str = "TULLE_PROXY_LOG";
 
-/// Where the proxy's identity comes from (files for now).
+/// The proxy's identity: its name, trust anchors and where its certificate comes from.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct IdentityConfig {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
     pub trust_anchors_file: PathBuf,
     /// The proxy's own identity name (a DNS name carried as DNS SAN of its certificate).
     pub name: String,
+    pub source: IdentitySource,
+}
+
+/// Where the certificate comes from.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum IdentitySource {
+    /// PEM files (development, benchmarks): `TULLE_PROXY_IDENTITY_{CERT,KEY}_FILE`.
+    Files {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+    /// tulle-identity's Certify, with the projected ServiceAccount token.
+    Service {
+        svc: ControlService,
+        token_file: PathBuf,
+    },
+}
+
+/// A control-plane gRPC service reached over TLS.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ControlService {
+    /// `host:port`.
+    pub addr: String,
+    /// The identity name the server's certificate must carry.
+    pub name: String,
+}
+
+/// The destination (discovery) service and who is asking it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DestinationConfig {
+    pub svc: ControlService,
+    pub namespace: String,
+    pub pod: Option<String>,
 }
 
 /// The effective proxy configuration.
@@ -85,6 +124,8 @@ pub struct Config {
     pub outbound_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub identity: IdentityConfig,
+    /// The controller's destination service; static discovery only when unset.
+    pub destination: Option<DestinationConfig>,
     /// JSON file with static destinations (see `discovery::StaticFile`).
     pub static_config: Option<PathBuf>,
     /// Original destination assumed for outbound connections that were not redirected.
@@ -137,11 +178,35 @@ impl Config {
                 reason: "required; set it".into(),
             })
         };
+        let service = |addr_var, name_var| -> Result<ControlService, ConfigError> {
+            Ok(ControlService {
+                addr: required(addr_var)?,
+                name: parse_name(name_var, &required(name_var)?)?,
+            })
+        };
+        let source = if env.get(ENV_IDENTITY_SVC_ADDR).is_some() {
+            IdentitySource::Service {
+                svc: service(ENV_IDENTITY_SVC_ADDR, ENV_IDENTITY_SVC_NAME)?,
+                token_file: required(ENV_IDENTITY_TOKEN_FILE)?.into(),
+            }
+        } else {
+            IdentitySource::Files {
+                cert_file: required(ENV_IDENTITY_CERT_FILE)?.into(),
+                key_file: required(ENV_IDENTITY_KEY_FILE)?.into(),
+            }
+        };
         let identity = IdentityConfig {
-            cert_file: required(ENV_IDENTITY_CERT_FILE)?.into(),
-            key_file: required(ENV_IDENTITY_KEY_FILE)?.into(),
             trust_anchors_file: required(ENV_IDENTITY_TRUST_ANCHORS_FILE)?.into(),
             name: parse_name(ENV_IDENTITY_NAME, &required(ENV_IDENTITY_NAME)?)?,
+            source,
+        };
+        let destination = match env.get(ENV_DESTINATION_SVC_ADDR) {
+            None => None,
+            Some(_) => Some(DestinationConfig {
+                svc: service(ENV_DESTINATION_SVC_ADDR, ENV_DESTINATION_SVC_NAME)?,
+                namespace: required(ENV_POD_NAMESPACE)?,
+                pod: env.get(ENV_POD_NAME),
+            }),
         };
         let detect_timeout = dur(env, ENV_DETECT_TIMEOUT, Duration::from_secs(1))?;
         if detect_timeout > Duration::from_secs(1) || detect_timeout.is_zero() {
@@ -164,6 +229,7 @@ impl Config {
             outbound_addr: parse(env, ENV_OUTBOUND_LISTEN_ADDR, ([127, 0, 0, 1], 4140).into())?,
             admin_addr: parse(env, ENV_ADMIN_LISTEN_ADDR, ([0, 0, 0, 0], 4191).into())?,
             identity,
+            destination,
             static_config: env.get(ENV_STATIC_CONFIG).map(PathBuf::from),
             outbound_orig_dst_fallback: opt(env, ENV_OUTBOUND_ORIG_DST_FALLBACK)?,
             inbound_app_host: parse(env, ENV_INBOUND_APP_HOST, [127, 0, 0, 1].into())?,
@@ -332,6 +398,48 @@ mod tests {
             Config::from_strings(&env).unwrap_err().var,
             ENV_IDENTITY_KEY_FILE
         );
+    }
+
+    #[test]
+    fn identity_service_mode() {
+        let mut env = base();
+        env.remove(ENV_IDENTITY_CERT_FILE);
+        env.remove(ENV_IDENTITY_KEY_FILE);
+        env.insert(
+            ENV_IDENTITY_SVC_ADDR,
+            "tulle-identity.tulle-system.svc:8080",
+        );
+        assert_eq!(
+            Config::from_strings(&env).unwrap_err().var,
+            ENV_IDENTITY_SVC_NAME
+        );
+        env.insert(
+            ENV_IDENTITY_SVC_NAME,
+            "tulle-identity.tulle-system.serviceaccount.identity.tulle.cluster.local",
+        );
+        assert_eq!(
+            Config::from_strings(&env).unwrap_err().var,
+            ENV_IDENTITY_TOKEN_FILE
+        );
+        env.insert(ENV_IDENTITY_TOKEN_FILE, "/var/run/secrets/tulle/token");
+        let c = Config::from_strings(&env).unwrap();
+        assert!(matches!(c.identity.source, IdentitySource::Service { .. }));
+        assert!(c.destination.is_none());
+        env.insert(
+            ENV_DESTINATION_SVC_ADDR,
+            "tulle-controller.tulle-system.svc:8086",
+        );
+        env.insert(
+            ENV_DESTINATION_SVC_NAME,
+            "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local",
+        );
+        assert_eq!(
+            Config::from_strings(&env).unwrap_err().var,
+            ENV_POD_NAMESPACE
+        );
+        env.insert(ENV_POD_NAMESPACE, "shop");
+        let c = Config::from_strings(&env).unwrap();
+        assert_eq!(c.destination.unwrap().namespace, "shop");
     }
 
     #[test]

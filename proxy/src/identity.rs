@@ -118,7 +118,7 @@ impl CredentialSource for FileSource {
 #[derive(Debug)]
 pub struct IdentityStore {
     name: String,
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Option<Arc<CertifiedKey>>>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -134,8 +134,21 @@ impl IdentityStore {
     /// for the lifetime of the [`Tls`] built from this store.
     pub fn update(&self, creds: Credentials) -> Result<(), IdentityError> {
         let ck = Arc::new(Self::certified(&self.provider, creds)?);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = ck;
+        self.install(ck);
         Ok(())
+    }
+
+    /// Installs an already certified key (from the identity service) for new handshakes.
+    pub fn install(&self, key: Arc<CertifiedKey>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+    }
+
+    /// Whether a certificate is installed (the proxy is not ready before).
+    pub fn has_cert(&self) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// The proxy's own identity name.
@@ -143,7 +156,12 @@ impl IdentityStore {
         &self.name
     }
 
-    fn get(&self) -> Arc<CertifiedKey> {
+    /// The certificate new handshakes use, if any.
+    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
+        self.get()
+    }
+
+    fn get(&self) -> Option<Arc<CertifiedKey>> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -153,16 +171,16 @@ impl IdentityStore {
 
 impl ResolvesServerCert for IdentityStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.get())
+        self.get()
     }
 }
 
 impl ResolvesClientCert for IdentityStore {
     fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        Some(self.get())
+        self.get()
     }
     fn has_certs(&self) -> bool {
-        true
+        self.has_cert()
     }
 }
 
@@ -180,12 +198,22 @@ impl Tls {
     /// Builds the store and the TLS configurations from credentials.
     pub fn new(creds: Credentials) -> Result<Self, IdentityError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let roots = Arc::new(creds.roots.clone());
+        let roots = creds.roots.clone();
         let name = creds.name.clone();
         let ck = IdentityStore::certified(&provider, creds)?;
+        let tls = Self::pending(name, roots)?;
+        tls.store.install(Arc::new(ck));
+        Ok(tls)
+    }
+
+    /// Builds the configurations before the first certificate exists (identity service
+    /// mode): handshakes fail until [`IdentityStore::install`] is called.
+    pub fn pending(name: String, roots: RootCertStore) -> Result<Self, IdentityError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let roots = Arc::new(roots);
         let store = Arc::new(IdentityStore {
             name,
-            current: RwLock::new(Arc::new(ck)),
+            current: RwLock::new(None),
             provider: provider.clone(),
         });
 
@@ -273,7 +301,7 @@ mod tests {
         let ca = DevCa::new().unwrap();
         let name = "web.default.serviceaccount.identity.tulle.cluster.local";
         let tls = Tls::new(creds(&ca, name)).unwrap();
-        let before = tls.store.get();
+        let before = tls.store.get().unwrap();
         assert_eq!(peer_identity(Some(&before.cert)).as_deref(), Some(name));
         tls.store.update(creds(&ca, name)).unwrap();
         let after = ResolvesClientCert::resolve(tls.store.as_ref(), &[], &[]).unwrap();
@@ -285,6 +313,6 @@ mod tests {
         let mut bad = creds(&ca, name);
         bad.key = creds(&ca, name).key;
         assert!(tls.store.update(bad).is_err());
-        assert_eq!(tls.store.get().cert[0], after.cert[0]);
+        assert_eq!(tls.store.get().unwrap().cert[0], after.cert[0]);
     }
 }

@@ -1,0 +1,5 @@
+//! Clients of the control plane: certificates from tulle-identity ([`identity`]) and
+//! endpoints from tulle-controller's destination service ([`destination`]).
+
+pub mod backoff;
+pub mod identity;
