@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::app::Proxy;
 use crate::config::IdentitySource;
 use crate::config::{Config, Env};
+use crate::control::destination::{DestinationDiscovery, Timing as DestTiming};
 use crate::control::identity::{Certifier, Timing};
 use crate::discovery::{Discover, StaticDiscovery, StaticFile};
 use crate::identity::{CredentialSource, FileSource, Tls};
@@ -90,8 +91,8 @@ pub fn run_proxy() -> ExitCode {
         },
         None => StaticFile::default(),
     };
-    let discovery: Arc<dyn Discover> = match StaticDiscovery::new(file) {
-        Ok(d) => Arc::new(d),
+    let static_discovery = match StaticDiscovery::new(file) {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("tulle-proxy: {e} (TULLE_PROXY_STATIC_CONFIG)");
             return ExitCode::from(EX_USAGE);
@@ -116,6 +117,19 @@ pub fn run_proxy() -> ExitCode {
     };
     rt.block_on(async move {
         let grace = config.shutdown_grace;
+        // The gRPC channel needs the runtime, so the destination client is made here.
+        let discovery: Arc<dyn Discover> = match &config.destination {
+            None => Arc::new(static_discovery),
+            Some(d) => {
+                match DestinationDiscovery::new(d, tls.control_client(), DestTiming::default()) {
+                    Ok(d) => Arc::new(d),
+                    Err(e) => {
+                        eprintln!("tulle-proxy: {e}");
+                        return ExitCode::from(EX_USAGE);
+                    }
+                }
+            }
+        };
         if let Some(c) = certifier {
             tokio::spawn(c.run(tls.store.clone()));
         }

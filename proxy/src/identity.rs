@@ -192,6 +192,7 @@ pub struct Tls {
     client_h2: Arc<ClientConfig>,
     client_tcp: Arc<ClientConfig>,
     client_h1: Arc<ClientConfig>,
+    control: Arc<ClientConfig>,
 }
 
 impl Tls {
@@ -241,13 +242,22 @@ impl Tls {
             c.alpn_protocols = vec![alpn.to_vec()];
             Ok(Arc::new(c))
         };
+        let mut control = (*client(b"h2")?).clone();
+        control.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Tls {
+            control: Arc::new(control),
             server: Arc::new(server),
             client_h2: client(ALPN_H2)?,
             client_tcp: client(ALPN_TCP)?,
             client_h1: client(ALPN_H1)?,
             store,
         })
+    }
+
+    /// The client configuration for control-plane gRPC (ALPN h2): verifies the server
+    /// against the trust anchors and presents the proxy's certificate once it has one.
+    pub fn control_client(&self) -> Arc<ClientConfig> {
+        self.control.clone()
     }
 
     /// The client configuration for a connection of the given mesh protocol (an ALPN).

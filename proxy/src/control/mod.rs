@@ -2,4 +2,5 @@
 //! endpoints from tulle-controller's destination service ([`destination`]).
 
 pub mod backoff;
+pub mod destination;
 pub mod identity;

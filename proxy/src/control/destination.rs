@@ -1,0 +1,350 @@
+//! Discovery through tulle-controller's destination service.
+//!
+//! Each target gets one `Destination/Get` stream, shared by every user of the target and
+//! dropped after [`Timing::idle`] without users. Add/Remove updates change the watched
+//! endpoint set; `NoEndpoints{exists: false}` answers [`Resolution::NotFound`] (the proxy
+//! forwards to the original destination). When the controller goes away the stream is
+//! re-opened with backoff and the last known endpoints keep serving meanwhile.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use tulle_api::context::ContextToken;
+use tulle_api::destination::destination_client::DestinationClient;
+use tulle_api::destination::update::Update as U;
+use tulle_api::destination::{GetDestination, WeightedAddr, protocol_hint};
+
+use crate::config::DestinationConfig;
+use crate::control::backoff::Backoff;
+use crate::discovery::{Destination, Discover, Endpoint, Resolution, ResolveFuture, Target};
+
+/// Timeouts of the destination client.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// How long a resolution waits for the controller's first answer before forwarding to
+    /// the original destination.
+    pub first_answer: Duration,
+    /// How long a stream is kept without users.
+    pub idle: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            first_answer: Duration::from_secs(3),
+            idle: Duration::from_secs(60),
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The state of one target as the controller last described it.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Pending,
+    NotFound,
+    Found(watch::Receiver<Arc<Destination>>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    outcome: watch::Receiver<Outcome>,
+    last_used: Mutex<Instant>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: DestinationClient<Channel>,
+    context: String,
+    timing: Timing,
+    cache: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+/// [`Discover`] backed by the controller.
+#[derive(Debug, Clone)]
+pub struct DestinationDiscovery {
+    inner: Arc<Inner>,
+}
+
+/// The destination client could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (TULLE_PROXY_DESTINATION_SVC_ADDR / TULLE_PROXY_DESTINATION_SVC_NAME)")]
+pub struct SetupError(tulle_api::tls::ChannelError);
+
+impl DestinationDiscovery {
+    /// A client of `config.svc` over TLS with `tls` (the proxy's client configuration for
+    /// control-plane connections, presenting its certificate once it has one).
+    pub fn new(
+        config: &DestinationConfig,
+        tls: Arc<rustls::ClientConfig>,
+        timing: Timing,
+    ) -> Result<Self, SetupError> {
+        let channel =
+            tulle_api::tls::channel(&config.svc.addr, &config.svc.name, tls).map_err(SetupError)?;
+        let context = ContextToken {
+            ns: config.namespace.clone(),
+            pod: config.pod.clone(),
+        }
+        .encode();
+        Ok(DestinationDiscovery {
+            inner: Arc::new(Inner {
+                client: DestinationClient::new(channel),
+                context,
+                timing,
+                cache: Mutex::default(),
+            }),
+        })
+    }
+
+    /// Number of targets with an open (or reconnecting) stream.
+    pub fn streams(&self) -> usize {
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    fn entry(&self, key: &str) -> Arc<Entry> {
+        let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = cache.get(key) {
+            *e.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            return e.clone();
+        }
+        let (tx, rx) = watch::channel(Outcome::Pending);
+        let entry = Arc::new(Entry {
+            outcome: rx,
+            last_used: Mutex::new(Instant::now()),
+        });
+        cache.insert(key.to_string(), entry.clone());
+        let authority = key.parse::<SocketAddr>().is_err().then(|| key.to_string());
+        tokio::spawn(watch_target(
+            Arc::downgrade(&self.inner),
+            key.to_string(),
+            authority,
+            entry.clone(),
+            tx,
+        ));
+        entry
+    }
+}
+
+impl Discover for DestinationDiscovery {
+    fn resolve<'a>(&'a self, target: Target<'a>) -> ResolveFuture<'a> {
+        Box::pin(async move {
+            let key = match target {
+                Target::Authority(a) => a.to_string(),
+                Target::Addr(a) => a.to_string(),
+            };
+            let mut rx = self.entry(&key).outcome.clone();
+            let first = self.inner.timing.first_answer;
+            let answer =
+                tokio::time::timeout(first, rx.wait_for(|o| !matches!(o, Outcome::Pending))).await;
+            match answer {
+                Ok(Ok(o)) => match &*o {
+                    Outcome::Found(rx) => Resolution::Found(rx.clone()),
+                    _ => Resolution::NotFound,
+                },
+                _ => {
+                    tracing::info!(%key, ?first, "no answer from the destination service yet; forwarding to the original destination");
+                    Resolution::NotFound
+                }
+            }
+        })
+    }
+}
+
+/// Converts one endpoint; `None` for an unusable address.
+fn endpoint(a: &WeightedAddr, set_labels: &HashMap<String, String>) -> Option<Endpoint> {
+    let addr = SocketAddr::try_from(a.addr.as_ref()?).ok()?;
+    let meshed = matches!(
+        a.protocol_hint.as_ref().and_then(|h| h.protocol.as_ref()),
+        Some(protocol_hint::Protocol::H2(_) | protocol_hint::Protocol::Opaque(_))
+    );
+    let identity = a
+        .tls_identity
+        .as_ref()
+        .map(|t| t.name.to_ascii_lowercase())
+        .filter(|n| meshed && !n.is_empty());
+    let mut labels: BTreeMap<String, String> = set_labels.clone().into_iter().collect();
+    labels.extend(a.metric_labels.clone());
+    Some(Endpoint {
+        addr,
+        identity,
+        labels,
+    })
+}
+
+/// The endpoint set of one target, published to its watchers.
+struct Published {
+    authority: Option<String>,
+    endpoints: HashMap<SocketAddr, Endpoint>,
+    tx: Option<watch::Sender<Arc<Destination>>>,
+}
+
+impl Published {
+    fn publish(&mut self, outcome: &watch::Sender<Outcome>) {
+        let mut endpoints: Vec<Endpoint> = self.endpoints.values().cloned().collect();
+        endpoints.sort_by_key(|e| e.addr);
+        let dest = Arc::new(Destination {
+            authority: self.authority.clone(),
+            endpoints,
+        });
+        match &self.tx {
+            Some(tx) => {
+                tx.send_replace(dest);
+            }
+            None => self.tx = Some(watch::channel(dest).0),
+        }
+        if let Some(tx) = &self.tx
+            && !matches!(*outcome.borrow(), Outcome::Found(_))
+        {
+            outcome.send_replace(Outcome::Found(tx.subscribe()));
+        }
+    }
+
+    /// Whether anyone outside this client still watches the endpoints (the outcome
+    /// channel holds one receiver itself).
+    fn in_use(&self) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.receiver_count() > 1)
+    }
+}
+
+/// Keeps the stream of one target until it is idle or the client is dropped.
+async fn watch_target(
+    inner: Weak<Inner>,
+    key: String,
+    authority: Option<String>,
+    entry: Arc<Entry>,
+    outcome: watch::Sender<Outcome>,
+) {
+    let Some(strong) = inner.upgrade() else {
+        return;
+    };
+    let timing = strong.timing.clone();
+    let request = GetDestination {
+        scheme: "k8s".into(),
+        path: key.clone(),
+        context_token: strong.context.clone(),
+    };
+    let mut client = strong.client.clone();
+    drop(strong);
+    let mut backoff = Backoff::new(timing.backoff_min, timing.backoff_max);
+    let mut published = Published {
+        authority,
+        endpoints: HashMap::new(),
+        tx: None,
+    };
+    let mut tick = tokio::time::interval((timing.idle / 4).max(Duration::from_millis(10)));
+    'reconnect: loop {
+        if is_idle(&published, &entry, timing.idle) || inner.strong_count() == 0 {
+            break;
+        }
+        let mut stream = match client.get(request.clone()).await {
+            Ok(s) => s.into_inner(),
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                // Not a name the controller knows how to resolve: forward as is.
+                tracing::debug!(%key, "destination service refused the target: {}", s.message());
+                outcome.send_replace(Outcome::NotFound);
+                wait_idle(&entry, &timing).await;
+                break;
+            }
+            Err(s) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(%key, retry_in = ?wait, "destination service unavailable ({}); keeping the last known endpoints", s.message());
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+        };
+        let mut fresh = true;
+        loop {
+            let msg = tokio::select! {
+                m = stream.message() => m,
+                _ = tick.tick() => {
+                    if is_idle(&published, &entry, timing.idle) || inner.strong_count() == 0 { break 'reconnect; }
+                    continue;
+                }
+            };
+            let update = match msg {
+                Ok(Some(u)) => u,
+                Ok(None) | Err(_) => {
+                    let wait = backoff.next_delay();
+                    tracing::warn!(%key, retry_in = ?wait, "destination stream ended; keeping the last known endpoints");
+                    tokio::time::sleep(wait).await;
+                    continue 'reconnect;
+                }
+            };
+            backoff.reset();
+            if fresh {
+                // A (re)connected stream starts from the full current state.
+                published.endpoints.clear();
+                fresh = false;
+            }
+            match update.update {
+                Some(U::Add(set)) => {
+                    for a in &set.addrs {
+                        if let Some(e) = endpoint(a, &set.metric_labels) {
+                            published.endpoints.insert(e.addr, e);
+                        }
+                    }
+                    published.publish(&outcome);
+                }
+                Some(U::Remove(set)) => {
+                    for a in &set.addrs {
+                        if let Ok(sa) = SocketAddr::try_from(a) {
+                            published.endpoints.remove(&sa);
+                        }
+                    }
+                    published.publish(&outcome);
+                }
+                Some(U::NoEndpoints(n)) => {
+                    published.endpoints.clear();
+                    if n.exists || published.tx.is_some() {
+                        published.publish(&outcome);
+                    }
+                    if !n.exists {
+                        outcome.send_replace(Outcome::NotFound);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    if let Some(inner) = inner.upgrade() {
+        let mut cache = inner.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.get(&key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+            cache.remove(&key);
+        }
+    }
+    tracing::debug!(%key, "destination stream dropped (idle)");
+}
+
+/// No watcher outside this client and no resolution for `idle`.
+fn is_idle(published: &Published, entry: &Entry, idle: Duration) -> bool {
+    !published.in_use() && since_used(entry) >= idle
+}
+
+fn since_used(entry: &Entry) -> Duration {
+    entry
+        .last_used
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .elapsed()
+}
+
+async fn wait_idle(entry: &Entry, timing: &Timing) {
+    loop {
+        let since = since_used(entry);
+        if since >= timing.idle {
+            return;
+        }
+        tokio::time::sleep(timing.idle - since).await;
+    }
+}
