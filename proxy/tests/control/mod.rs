@@ -184,3 +184,71 @@ pub fn certified_tls(
     let c = Certifier::new(&svc, name, token, ca.roots(), timing).unwrap();
     (tls, c)
 }
+
+pub const CONTROLLER_ID: &str =
+    "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local";
+
+/// The real destination gRPC service over TLS on 127.0.0.1, behind a [`Relay`] so the
+/// test can cut it off like a controller pod going away.
+pub struct Controller {
+    pub index: Arc<tulle_controller::core::Index>,
+    pub relay: Relay,
+}
+
+impl Controller {
+    pub async fn start(ca: &Ca) -> Controller {
+        use tulle_controller::core::{Index, Naming};
+        use tulle_controller::grpc::{DestinationService, GrpcMetrics};
+        let index = Arc::new(Index::new(Naming {
+            cluster_domain: "cluster.local".into(),
+            trust_domain: "cluster.local".into(),
+        }));
+        let cfg = ca.serving(CONTROLLER_ID).server_config().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let svc = DestinationService::new(index.clone(), GrpcMetrics::default()).into_server();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tulle_api::tls::incoming(listener, cfg)),
+        );
+        Controller {
+            index,
+            relay: Relay::start(addr).await,
+        }
+    }
+}
+
+/// A TCP relay to `to`; [`Relay::cut`] closes every relayed connection and the listener.
+pub struct Relay {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(to: SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            // Dropping the set (when the task is aborted) aborts every connection.
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else {
+                    continue;
+                };
+                conns.spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+            }
+        });
+        Relay { addr, task }
+    }
+
+    /// The controller goes away: connections are reset, new ones refused.
+    pub async fn cut(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
