@@ -203,3 +203,83 @@ async fn routes_by_controller_follow_changes_and_survive_its_absence() {
     })
     .await
 }
+
+#[tokio::test]
+async fn streams_are_shared_dropped_when_idle_and_unreachable_means_forward() {
+    use tulle_proxy::discovery::{Discover, Resolution, Target};
+    init();
+    bounded(async {
+        let ca = Ca::new().await;
+        let controller = Controller::start(&ca).await;
+        let tls = tulle_proxy::identity::Tls::pending(CLIENT_ID.into(), ca.roots()).unwrap();
+        let timing = Timing {
+            first_answer: Duration::from_secs(1),
+            idle: Duration::from_millis(200),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(200),
+        };
+        let dest = |addr: SocketAddr| DestinationConfig {
+            svc: ControlService {
+                addr: addr.to_string(),
+                name: CONTROLLER_ID.into(),
+            },
+            namespace: "test".into(),
+            pod: None,
+        };
+        controller.index.apply_service(
+            "test",
+            "web",
+            ServiceInfo {
+                cluster_ips: vec![],
+                ports: vec![ServicePort {
+                    name: String::new(),
+                    port: 80,
+                    opaque: false,
+                }],
+            },
+        );
+        // Before the proxy has a certificate the control connection is plain TLS.
+        let d = DestinationDiscovery::new(
+            &dest(controller.relay.addr),
+            tls.control_client(),
+            timing.clone(),
+        )
+        .unwrap();
+        let Resolution::Found(a) = d.resolve(Target::Authority(AUTHORITY)).await else {
+            panic!("a known service without endpoints is found")
+        };
+        assert!(a.borrow().endpoints.is_empty());
+        let Resolution::Found(b) = d.resolve(Target::Authority(AUTHORITY)).await else {
+            panic!("found")
+        };
+        assert_eq!(d.streams(), 1, "one stream per target, shared");
+        assert!(matches!(
+            d.resolve(Target::Authority("nope.test.svc.cluster.local:80"))
+                .await,
+            Resolution::NotFound
+        ));
+        assert!(matches!(
+            d.resolve(Target::Authority("example.com:443")).await,
+            Resolution::NotFound
+        ));
+        // Unused targets are dropped after the idle time; used ones stay.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(d.streams(), 1, "the watched target stays: {}", d.streams());
+        drop((a, b));
+        while d.streams() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // With the controller unreachable a new target forwards to its original destination.
+        controller.relay.cut().await;
+        let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = gone.local_addr().unwrap();
+        drop(gone);
+        let d = DestinationDiscovery::new(&dest(addr), tls.control_client(), timing).unwrap();
+        assert!(matches!(
+            d.resolve(Target::Authority(AUTHORITY)).await,
+            Resolution::NotFound
+        ));
+    })
+    .await
+}
