@@ -30,6 +30,9 @@ use crate::metrics::{Direction, HttpMetrics, TcpMetrics, TlsStatus, labels};
 use crate::runtime::Runtime;
 
 const MAX_ROUTES: usize = 10_000;
+/// How long a route forwarding to the original destination is kept before the target is
+/// resolved again (a service created later, or a controller unreachable at first use).
+pub const PASSTHROUGH_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 const NO_TLS_PLAIN: &str = "not_provided_by_service_discovery";
 
 /// Per-endpoint state: connection, load, metrics.
@@ -63,6 +66,8 @@ enum RouteKind {
 struct Route {
     kind: RouteKind,
     in_flight: AtomicUsize,
+    /// When to resolve again (passthrough routes only; balanced ones follow their watch).
+    expires: Option<std::time::Instant>,
 }
 
 /// Routes by original destination, then by raw authority text.
@@ -276,6 +281,7 @@ impl Outbound {
             .unwrap_or_else(|e| e.into_inner())
             .get(&orig)
             .and_then(|m| m.get(raw))
+            .filter(|r| r.expires.is_none_or(|e| std::time::Instant::now() < e))
         {
             return r.clone();
         }
@@ -307,17 +313,22 @@ impl Outbound {
                 }
             }
         };
+        let expires = matches!(kind, RouteKind::Passthrough { .. })
+            .then(|| std::time::Instant::now() + PASSTHROUGH_TTL);
         let route = Arc::new(Route {
             kind,
             in_flight: AtomicUsize::new(0),
+            expires,
         });
         if self.route_count.load(Ordering::Relaxed) < MAX_ROUTES {
             let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-            routes
+            let replaced = routes
                 .entry(orig)
                 .or_default()
                 .insert(raw.into(), route.clone());
-            self.route_count.fetch_add(1, Ordering::Relaxed);
+            if replaced.is_none() {
+                self.route_count.fetch_add(1, Ordering::Relaxed);
+            }
         }
         route
     }

@@ -283,3 +283,92 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_means_forward() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_service_created_after_first_use_is_picked_up() {
+    init();
+    bounded(async {
+        let ca = Ca::new().await;
+        let identity = IdentityServer::start(&ca, Duration::from_secs(3600)).await;
+        let controller = Controller::start(&ca).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (web, _) = app("web-a").await;
+        let (stls, scert) = certified_tls(&ca, &identity, SERVER_ID, dir.path());
+        let server = Proxy::start(
+            config(
+                SERVER_ID,
+                &[
+                    ("TULLE_PROXY_INBOUND_LISTEN_ADDR", "127.0.0.2:0".into()),
+                    ("TULLE_PROXY_INBOUND_PORT_FALLBACK", web.port().to_string()),
+                ],
+            ),
+            stls.clone(),
+            Arc::new(StaticDiscovery::default()),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(scert.run(stls.store.clone()));
+        let plain = app("plain").await.0;
+        let (tls, cert) = certified_tls(&ca, &identity, CLIENT_ID, dir.path());
+        tokio::spawn(cert.run(tls.store.clone()));
+        let dest = DestinationConfig {
+            svc: ControlService {
+                addr: controller.relay.addr.to_string(),
+                name: CONTROLLER_ID.into(),
+            },
+            namespace: "test".into(),
+            pod: None,
+        };
+        let discovery =
+            DestinationDiscovery::new(&dest, tls.control_client(), Timing::default()).unwrap();
+        let client = Proxy::start(
+            config(
+                CLIENT_ID,
+                &[("TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK", plain.to_string())],
+            ),
+            tls.clone(),
+            Arc::new(discovery),
+        )
+        .await
+        .unwrap();
+        ready(&server).await;
+        ready(&client).await;
+
+        // Unknown yet: forwarded to the original destination.
+        let (status, body) = request(client.outbound_addr, AUTHORITY, "/early").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, "plain HTTP/1.1 GET /early -\n");
+
+        let ix = &controller.index;
+        ix.apply_service(
+            "test",
+            "web",
+            ServiceInfo {
+                cluster_ips: vec![],
+                ports: vec![ServicePort {
+                    name: String::new(),
+                    port: 80,
+                    opaque: false,
+                }],
+            },
+        );
+        ix.apply_pod("test", "web-1", pod("127.0.0.2"));
+        ix.apply_slice(
+            "test",
+            "web-a",
+            slice("127.0.0.2", server.inbound_addr.port(), "web-1"),
+        );
+        // Within PASSTHROUGH_TTL the route is resolved again and goes through the mesh.
+        loop {
+            let (status, body) = request(client.outbound_addr, AUTHORITY, "/later").await;
+            assert_eq!(status, 200, "{body}");
+            if body.starts_with("web-a ") {
+                assert_eq!(body, format!("web-a HTTP/1.1 GET /later {CLIENT_ID}\n"));
+                break;
+            }
+            assert_eq!(body, "plain HTTP/1.1 GET /later -\n");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+}
