@@ -68,6 +68,7 @@ pub const ENV_CONNECT_TIMEOUT: &str = "TULLE_PROXY_CONNECT_TIMEOUT";
 pub const ENV_RESPONSE_TIMEOUT: &str = "TULLE_PROXY_RESPONSE_TIMEOUT";
 pub const ENV_HEADER_READ_TIMEOUT: &str = "TULLE_PROXY_HEADER_READ_TIMEOUT";
 pub const ENV_IDLE_TIMEOUT: &str = "TULLE_PROXY_IDLE_TIMEOUT";
+pub const ENV_ROUTE_IDLE_TIMEOUT: &str = "TULLE_PROXY_ROUTE_IDLE_TIMEOUT";
 pub const ENV_MAX_IN_FLIGHT: &str = "TULLE_PROXY_MAX_IN_FLIGHT";
 pub const ENV_MAX_HEADER_BYTES: &str = "TULLE_PROXY_MAX_HEADER_BYTES";
 pub const ENV_H2_MAX_CONCURRENT_STREAMS: &str = "TULLE_PROXY_H2_MAX_CONCURRENT_STREAMS";
@@ -146,6 +147,9 @@ pub struct Config {
     pub header_read_timeout: Duration,
     #[serde(with = "ms")]
     pub idle_timeout: Duration,
+    /// Outbound routes unused this long are dropped (and with them their discovery watch).
+    #[serde(with = "ms")]
+    pub route_idle_timeout: Duration,
     /// Requests in flight per destination before new ones fail fast with 503.
     pub max_in_flight: usize,
     /// Maximum size of a request's headers (HTTP/1 buffer and HTTP/2 header list).
@@ -240,6 +244,7 @@ impl Config {
             response_timeout: dur(env, ENV_RESPONSE_TIMEOUT, Duration::from_secs(30))?,
             header_read_timeout: dur(env, ENV_HEADER_READ_TIMEOUT, Duration::from_secs(10))?,
             idle_timeout: dur(env, ENV_IDLE_TIMEOUT, Duration::from_secs(300))?,
+            route_idle_timeout: dur(env, ENV_ROUTE_IDLE_TIMEOUT, Duration::from_secs(60))?,
             max_in_flight: parse(env, ENV_MAX_IN_FLIGHT, 10_000usize)?,
             max_header_bytes: parse(env, ENV_MAX_HEADER_BYTES, 64 * 1024usize)?,
             h2_max_concurrent_streams: parse(env, ENV_H2_MAX_CONCURRENT_STREAMS, 1000u32)?,

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use http::uri::{Authority, Scheme};
@@ -68,6 +68,8 @@ struct Route {
     in_flight: AtomicUsize,
     /// When to resolve again (passthrough routes only; balanced ones follow their watch).
     expires: Option<std::time::Instant>,
+    /// Milliseconds since [`Outbound::started`] of the last use.
+    last_used: AtomicU64,
 }
 
 /// Routes by original destination, then by raw authority text.
@@ -79,6 +81,9 @@ pub struct Outbound {
     routes: RwLock<Routes>,
     route_count: AtomicUsize,
     h1: Client<HttpConnector, Incoming>,
+    started: std::time::Instant,
+    /// Milliseconds since `started` of the last sweep of idle routes.
+    last_sweep: AtomicU64,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -101,6 +106,8 @@ impl Outbound {
             routes: RwLock::default(),
             route_count: AtomicUsize::new(0),
             h1,
+            started: std::time::Instant::now(),
+            last_sweep: AtomicU64::new(0),
         })
     }
 
@@ -274,7 +281,41 @@ impl Outbound {
         })
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Drops routes unused for `route_idle_timeout` (at most twice per timeout), so their
+    /// discovery watches (and controller streams) can go idle too.
+    fn sweep(&self, now: u64) {
+        let idle = u64::try_from(self.rt.config.route_idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < idle / 2
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        let mut removed = 0;
+        routes.retain(|_, m| {
+            m.retain(|_, r| {
+                // Held elsewhere (a request or connection in progress) counts as in use.
+                let keep = Arc::strong_count(r) > 1
+                    || now.saturating_sub(r.last_used.load(Ordering::Relaxed)) < idle;
+                removed += usize::from(!keep);
+                keep
+            });
+            !m.is_empty()
+        });
+        self.route_count.fetch_sub(removed, Ordering::Relaxed);
+    }
+
     async fn route(&self, raw: &str, orig: SocketAddr) -> Arc<Route> {
+        let now = self.now_ms();
+        self.sweep(now);
         if let Some(r) = self
             .routes
             .read()
@@ -283,6 +324,9 @@ impl Outbound {
             .and_then(|m| m.get(raw))
             .filter(|r| r.expires.is_none_or(|e| std::time::Instant::now() < e))
         {
+            if r.last_used.load(Ordering::Relaxed) / 100 != now / 100 {
+                r.last_used.store(now, Ordering::Relaxed);
+            }
             return r.clone();
         }
         let authority = normalize_authority(raw, Some(orig.port()));
@@ -319,6 +363,7 @@ impl Outbound {
             kind,
             in_flight: AtomicUsize::new(0),
             expires,
+            last_used: AtomicU64::new(now),
         });
         if self.route_count.load(Ordering::Relaxed) < MAX_ROUTES {
             let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());

@@ -319,15 +319,21 @@ async fn a_service_created_after_first_use_is_picked_up() {
             namespace: "test".into(),
             pod: None,
         };
-        let discovery =
-            DestinationDiscovery::new(&dest, tls.control_client(), Timing::default()).unwrap();
+        let timing = Timing {
+            idle: Duration::from_millis(300),
+            ..Timing::default()
+        };
+        let discovery = DestinationDiscovery::new(&dest, tls.control_client(), timing).unwrap();
         let client = Proxy::start(
             config(
                 CLIENT_ID,
-                &[("TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK", plain.to_string())],
+                &[
+                    ("TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK", plain.to_string()),
+                    ("TULLE_PROXY_ROUTE_IDLE_TIMEOUT", "500ms".into()),
+                ],
             ),
             tls.clone(),
-            Arc::new(discovery),
+            Arc::new(discovery.clone()),
         )
         .await
         .unwrap();
@@ -368,6 +374,18 @@ async fn a_service_created_after_first_use_is_picked_up() {
             }
             assert_eq!(body, "plain HTTP/1.1 GET /later -\n");
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(discovery.streams() >= 1);
+
+        // Unused, the route is dropped (on the next route lookup) and then the stream.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let (status, body) = request(client.outbound_addr, "127.0.0.1:9", "/poke").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "plain HTTP/1.1 GET /poke -\n")
+        );
+        while discovery.streams() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await
