@@ -74,6 +74,25 @@ pub fn run_proxy() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    let rt = if config.worker_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads)
+            .enable_all()
+            .build()
+    };
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tulle-proxy: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // gRPC channels (identity, destination) spawn their workers on the runtime.
+    let enter = rt.enter();
     let (tls, certifier) = match identity(&config) {
         Ok(t) => t,
         Err(e) => {
@@ -98,23 +117,7 @@ pub fn run_proxy() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let rt = if config.worker_threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.worker_threads)
-            .enable_all()
-            .build()
-    };
-    let rt = match rt {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tulle-proxy: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    drop(enter);
     rt.block_on(async move {
         let grace = config.shutdown_grace;
         // The gRPC channel needs the runtime, so the destination client is made here.
