@@ -5,10 +5,9 @@
 //! (mesh h2 over mTLS, or plain) with in-flight limit and response timeout; opaque: route
 //! by original destination → endpoint (mesh mTLS with a transport header, or plain).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
@@ -27,6 +26,7 @@ use crate::http::{ORIG_PORT, ORIG_PROTO, is_upgrade, serve, strip_hop_by_hop};
 use crate::identity::{ALPN_H2, ALPN_TCP, server_name};
 use crate::io::{CountingIo, PrefixedIo, connect, original_dst, write_header};
 use crate::metrics::{Direction, HttpMetrics, TcpMetrics, TlsStatus, labels};
+use crate::routes::{Cached, RouteCache};
 use crate::runtime::Runtime;
 
 const MAX_ROUTES: usize = 10_000;
@@ -66,24 +66,13 @@ enum RouteKind {
 struct Route {
     kind: RouteKind,
     in_flight: AtomicUsize,
-    /// When to resolve again (passthrough routes only; balanced ones follow their watch).
-    expires: Option<std::time::Instant>,
-    /// Milliseconds since [`Outbound::started`] of the last use.
-    last_used: AtomicU64,
 }
-
-/// Routes by original destination, then by raw authority text.
-type Routes = HashMap<SocketAddr, HashMap<Box<str>, Arc<Route>>>;
 
 /// The outbound proxy.
 pub struct Outbound {
     rt: Arc<Runtime>,
-    routes: RwLock<Routes>,
-    route_count: AtomicUsize,
+    routes: RouteCache<Route>,
     h1: Client<HttpConnector, Incoming>,
-    started: std::time::Instant,
-    /// Milliseconds since `started` of the last sweep of idle routes.
-    last_sweep: AtomicU64,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -102,12 +91,9 @@ impl Outbound {
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
         Arc::new(Outbound {
+            routes: RouteCache::new(MAX_ROUTES, rt.config.route_idle_timeout),
             rt,
-            routes: RwLock::default(),
-            route_count: AtomicUsize::new(0),
             h1,
-            started: std::time::Instant::now(),
-            last_sweep: AtomicU64::new(0),
         })
     }
 
@@ -281,53 +267,9 @@ impl Outbound {
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Drops routes unused for `route_idle_timeout` (at most twice per timeout), so their
-    /// discovery watches (and controller streams) can go idle too.
-    fn sweep(&self, now: u64) {
-        let idle = u64::try_from(self.rt.config.route_idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        let last = self.last_sweep.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < idle / 2
-            || self
-                .last_sweep
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-        let mut removed = 0;
-        routes.retain(|_, m| {
-            m.retain(|_, r| {
-                // Held elsewhere (a request or connection in progress) counts as in use.
-                let keep = Arc::strong_count(r) > 1
-                    || now.saturating_sub(r.last_used.load(Ordering::Relaxed)) < idle;
-                removed += usize::from(!keep);
-                keep
-            });
-            !m.is_empty()
-        });
-        self.route_count.fetch_sub(removed, Ordering::Relaxed);
-    }
-
-    async fn route(&self, raw: &str, orig: SocketAddr) -> Arc<Route> {
-        let now = self.now_ms();
-        self.sweep(now);
-        if let Some(r) = self
-            .routes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&orig)
-            .and_then(|m| m.get(raw))
-            .filter(|r| r.expires.is_none_or(|e| std::time::Instant::now() < e))
-        {
-            if r.last_used.load(Ordering::Relaxed) / 100 != now / 100 {
-                r.last_used.store(now, Ordering::Relaxed);
-            }
-            return r.clone();
+    async fn route(&self, raw: &str, orig: SocketAddr) -> Arc<Cached<Route>> {
+        if let Some(r) = self.routes.get(orig, raw) {
+            return r;
         }
         let authority = normalize_authority(raw, Some(orig.port()));
         let mut res = Resolution::NotFound;
@@ -357,25 +299,12 @@ impl Outbound {
                 }
             }
         };
-        let expires = matches!(kind, RouteKind::Passthrough { .. })
-            .then(|| std::time::Instant::now() + PASSTHROUGH_TTL);
-        let route = Arc::new(Route {
+        let ttl = matches!(kind, RouteKind::Passthrough { .. }).then_some(PASSTHROUGH_TTL);
+        let route = Route {
             kind,
             in_flight: AtomicUsize::new(0),
-            expires,
-            last_used: AtomicU64::new(now),
-        });
-        if self.route_count.load(Ordering::Relaxed) < MAX_ROUTES {
-            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-            let replaced = routes
-                .entry(orig)
-                .or_default()
-                .insert(raw.into(), route.clone());
-            if replaced.is_none() {
-                self.route_count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        route
+        };
+        self.routes.insert(orig, raw, route, ttl)
     }
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>, orig: SocketAddr) -> Response<Body> {
