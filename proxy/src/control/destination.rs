@@ -348,3 +348,44 @@ async fn wait_idle(entry: &Entry, timing: &Timing) {
         tokio::time::sleep(timing.idle - since).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tulle_api::destination::{ProtocolHint, TcpAddress, TlsIdentity};
+
+    fn addr(hint: Option<protocol_hint::Protocol>, id: Option<&str>) -> WeightedAddr {
+        WeightedAddr {
+            addr: Some(TcpAddress::from(
+                "10.1.0.1:8080".parse::<SocketAddr>().unwrap(),
+            )),
+            weight: 1,
+            metric_labels: HashMap::from([("pod".into(), "web-1".into())]),
+            tls_identity: id.map(|n| TlsIdentity {
+                name: n.into(),
+                server_name: n.into(),
+            }),
+            protocol_hint: hint.map(|p| ProtocolHint { protocol: Some(p) }),
+        }
+    }
+
+    #[test]
+    fn endpoint_identity_hint_and_labels() {
+        let id = "web.shop.serviceaccount.identity.tulle.cluster.local";
+        let set = HashMap::from([("service".to_string(), "web".to_string())]);
+        let h2 = Some(protocol_hint::Protocol::H2(protocol_hint::H2 {}));
+        let e = endpoint(&addr(h2, Some(id)), &set).unwrap();
+        assert_eq!(e.addr, "10.1.0.1:8080".parse().unwrap());
+        assert_eq!(e.identity.as_deref(), Some(id));
+        assert_eq!(e.hint(), crate::discovery::ProtocolHint::Mesh);
+        assert_eq!(e.labels["service"], "web");
+        assert_eq!(e.labels["pod"], "web-1");
+        // Without a mesh protocol hint (an unmeshed pod) the endpoint is plain.
+        let e = endpoint(&addr(None, Some(id)), &set).unwrap();
+        assert_eq!(e.identity, None);
+        // An unusable address is skipped.
+        let mut bad = addr(None, None);
+        bad.addr = None;
+        assert!(endpoint(&bad, &set).is_none());
+    }
+}
