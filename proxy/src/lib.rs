@@ -4,8 +4,9 @@
 //! the outbound listener (4140), other pods' connections to the inbound listener (4143).
 //! Between two proxies traffic is mutual TLS 1.3 with identities from the mesh CA; HTTP/1
 //! rides one multiplexed HTTP/2 connection per endpoint. Modules, one concern each:
-//! [`config`] (env vars), [`control`] (identity and destination clients), [`identity`] (certificates, TLS), [`discovery`] (targets →
-//! endpoints), [`detect`] (protocol detection), [`balance`] (p2c over peak-EWMA), [`routes`] (outbound route cache),
+//! [`config`] (env vars), [`control`] (identity and destination service clients),
+//! [`identity`] (certificates, TLS), [`discovery`] (targets → endpoints), [`detect`]
+//! (protocol detection), [`balance`] (p2c over peak-EWMA), [`routes`] (outbound route cache),
 //! [`client`] (connections to endpoints), [`outbound`] / [`inbound`] (the two pipelines),
 //! [`metrics`] and [`admin`] (observability), [`runtime`] (shared handles, drain),
 //! [`app`] (wiring), [`init`] (iptables rules), [`devcerts`] (development certificates).
