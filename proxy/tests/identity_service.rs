@@ -116,15 +116,17 @@ async fn identity_down_keeps_serving_on_the_current_certificate() {
     init();
     bounded(async {
         let ca = Ca::new().await;
-        // Renewal is due after ~14 s; the leaf stays valid for 20 s.
-        let identity = IdentityServer::start(&ca, Duration::from_secs(20)).await;
+        // Renewal is due 28 s after issuance; the leaf stays valid for 40 s, which leaves ~10 s of
+        // margin after the check below even on a slow machine (time is counted from before issuance).
+        let started = tokio::time::Instant::now();
+        let identity = IdentityServer::start(&ca, Duration::from_secs(40)).await;
         let dir = tempfile::tempdir().unwrap();
         let (web, _) = app("web").await;
         let (server, client, _tasks) = pair(&ca, &identity, web, dir.path()).await;
         let first = leaf(&server);
         identity.stop().await;
         // Past the renewal time: renewals fail (identity is down) and are retried.
-        tokio::time::sleep(Duration::from_secs(15)).await;
+        tokio::time::sleep_until(started + Duration::from_secs(30)).await;
         assert_eq!(leaf(&server), first, "the current certificate is kept");
         for p in [&server, &client] {
             assert_eq!(get(p.admin_addr, "/ready").await.0, 200);
