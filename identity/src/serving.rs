@@ -5,30 +5,21 @@
 
 use crate::issuer::{Issuer, IssuerRx};
 use rcgen::KeyPair;
-use rustls::{
-    server::{ClientHello, ResolvesServerCert},
-    sign::CertifiedKey,
-};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::{
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
-use tulle_api::ServiceAccountIdentity;
+use tulle_api::{ServiceAccountIdentity, certify::SwappableCert};
 
 /// Lifetime of the serving certificate.
 const LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// A rustls certificate resolver whose certificate is swapped in place.
+/// The serving certificate, held in the swappable resolver that the Certify clients use too.
 #[derive(Debug, Default)]
 pub struct ServingCert {
-    current: RwLock<Option<Arc<CertifiedKey>>>,
-}
-
-impl ResolvesServerCert for ServingCert {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().ok()?.clone()
-    }
+    cert: Arc<SwappableCert>,
 }
 
 /// Serving certificate errors.
@@ -62,14 +53,13 @@ impl ServingCert {
             rustls::crypto::aws_lc_rs::sign::any_ecdsa_type(&key_der).map_err(|e| err(&e))?;
         let mut chain = vec![signed.leaf];
         chain.extend(signed.chain);
-        let ck = CertifiedKey::new(chain, signing);
-        *self.current.write().map_err(|e| err(&e))? = Some(Arc::new(ck));
+        self.cert.set(Arc::new(CertifiedKey::new(chain, signing)));
         Ok(signed.not_after)
     }
 
     /// Whether a certificate is installed.
     pub fn is_ready(&self) -> bool {
-        self.current.read().map(|c| c.is_some()).unwrap_or(false)
+        self.cert.is_ready()
     }
 
     /// Keeps the certificate current: issues on every issuer change and when half of its
@@ -100,13 +90,7 @@ impl ServingCert {
     }
 
     /// A rustls server config that serves this certificate (h2 ALPN, no client auth).
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
-        cfg.alpn_protocols = vec![tulle_api::tls::ALPN_H2.to_vec()];
-        Ok(Arc::new(cfg))
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+        self.cert.server_config()
     }
 }
