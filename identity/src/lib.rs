@@ -7,7 +7,6 @@
 //! certificate it issues to itself ([`serving`]), exports metrics ([`metrics`]) on the
 //! admin port ([`admin`]) and reports failures as Kubernetes Events ([`events`]).
 
-pub mod admin;
 pub mod config;
 pub mod csr;
 pub mod events;
@@ -76,11 +75,12 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
     let admin_listener = bind(args.admin_addr).await?;
     let ready_rx = issuer_rx.clone();
-    let admin_state = admin::AdminState {
+    let admin_state = tulle_admin::AdminState {
         registry: Arc::new(registry),
         ready: Arc::new(move || ready_rx.borrow().is_some()),
+        not_ready_reason: "issuer not loaded",
     };
-    let admin = tokio::spawn(admin::serve(admin_listener, admin_state));
+    let admin = tokio::spawn(tulle_admin::serve(admin_listener, admin_state));
 
     let listener = bind(args.addr).await?;
     let router = tonic::transport::Server::builder().add_service(certify.into_server());

@@ -1,6 +1,5 @@
 //! Wiring: flags, the index, the Kubernetes watches, the gRPC server and the admin server.
 
-mod admin;
 mod tls;
 
 use crate::{
@@ -128,10 +127,15 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
     let admin_listener = bind(args.admin_addr).await?;
     let tls_ready = serving.clone();
-    let admin = tokio::spawn(admin::serve(
+    let admin = tokio::spawn(tulle_admin::serve(
         admin_listener,
-        Arc::new(registry),
-        Arc::new(move || synced.is_ready() && tls_ready.as_ref().is_none_or(|c| c.is_ready())),
+        tulle_admin::AdminState {
+            registry: Arc::new(registry),
+            ready: Arc::new(move || {
+                synced.is_ready() && tls_ready.as_ref().is_none_or(|c| c.is_ready())
+            }),
+            not_ready_reason: "initial Kubernetes lists not done",
+        },
     ));
 
     let listener = bind(args.destination_addr).await?;

@@ -1,4 +1,6 @@
-//! The admin HTTP server: `/metrics`, `/ready`, `/live`.
+//! tulle-admin: the admin HTTP server shared by the control-plane binaries (tulle-identity,
+//! tulle-controller): `/metrics` (OpenMetrics text), `/ready` (from a readiness function, with a
+//! reason when not ready) and `/live`.
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use prometheus_client::registry::Registry;
@@ -12,11 +14,15 @@ pub struct AdminState {
     pub registry: Arc<Registry>,
     /// Returns whether the process is ready.
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// The `/ready` body while not ready: what the process is waiting for.
+    pub not_ready_reason: &'static str,
 }
 
 impl std::fmt::Debug for AdminState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminState")
+        f.debug_struct("AdminState")
+            .field("not_ready_reason", &self.not_ready_reason)
+            .finish_non_exhaustive()
     }
 }
 
@@ -41,11 +47,11 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
 
 async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
     if (s.ready)() {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, "ready\n".to_string())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: issuer not loaded\n",
+            format!("not ready: {}\n", s.not_ready_reason),
         )
     }
 }
