@@ -112,12 +112,35 @@ impl SwappableCert {
         self.current.read().map(|c| c.is_some()).unwrap_or(false)
     }
 
-    /// A server config serving this certificate with h2 ALPN and no client auth.
+    /// A server config serving this certificate with h2 ALPN and no client auth (tulle-identity:
+    /// its clients have no certificate yet; their token authenticates them).
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        cfg.alpn_protocols = vec![crate::tls::ALPN_H2.to_vec()];
+        Ok(Arc::new(cfg))
+    }
+
+    /// A server config serving this certificate with h2 ALPN that requires every client to
+    /// present a certificate chaining to `roots` (mTLS: the controller's APIs, which only
+    /// meshed proxies that already hold a certificate call).
+    pub fn mtls_server_config(
+        self: &Arc<Self>,
+        roots: rustls::RootCertStore,
+    ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(format!("client verifier: {e}")))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
             .with_cert_resolver(self.clone());
         cfg.alpn_protocols = vec![crate::tls::ALPN_H2.to_vec()];
         Ok(Arc::new(cfg))

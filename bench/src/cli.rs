@@ -16,6 +16,28 @@ pub enum Command {
     /// HTTP/1.1 through direct, tulle, nginx and haproxy paths (mTLS between the proxies) at
     /// 1,000 and 10,000 req/s (open loop) and at maximum throughput (closed loop).
     DataPlane(DataPlaneArgs),
+    /// EndpointSlice changes through the real API server of the local cluster to every Get
+    /// stream of the real tulle-controller: propagation latency and controller memory.
+    ControlPlane(ControlPlaneArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControlPlaneArgs {
+    /// A short run (under 3 minutes): fewer changes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Synthetic endpoints behind the Service (EndpointSlices of 100).
+    #[arg(long, default_value_t = 5000)]
+    pub endpoints: usize,
+    /// Concurrent Get streams watching the Service.
+    #[arg(long, default_value_t = 500)]
+    pub watchers: usize,
+    /// Changes to time (default 40, or 10 with --quick).
+    #[arg(long)]
+    pub changes: Option<usize>,
+    /// Directory for control-plane.json (default: bench/results).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// One measured path.

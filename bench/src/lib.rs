@@ -1,4 +1,5 @@
-//! tulle-bench: benchmarks of the tulle data plane against a direct baseline and peer proxies
+//! tulle-bench: benchmarks of the tulle control plane (propagation through the real API server)
+//! and of the data plane against a direct baseline and peer proxies
 //! (an nginx pair and an haproxy pair), measured in one run on the same machine and reported as
 //! ratios to `direct`.
 //!
@@ -13,11 +14,13 @@
 //! - [`paths`]: starting one measured path (direct, tulle, nginx, haproxy);
 //! - [`report`]: the JSON and Markdown results;
 //! - [`data_plane`]: the `data-plane` benchmark itself;
+//! - [`control_plane`]: the `control-plane` benchmark (real API server, real controller);
 //! - [`signals`]: Ctrl-C / SIGTERM turn into an orderly stop that kills every child.
 
 pub mod certs;
 pub mod cli;
 pub mod configs;
+pub mod control_plane;
 pub mod data_plane;
 pub mod loadgen;
 pub mod paths;
@@ -30,5 +33,6 @@ pub mod tools;
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::DataPlane(args) => data_plane::run(&args),
+        cli::Command::ControlPlane(args) => control_plane::run(&args),
     }
 }

@@ -87,17 +87,23 @@ pub fn workspace_root() -> PathBuf {
 
 /// Builds `tulle-proxy` in release mode (a no-op when up to date) and returns the binary path.
 pub fn build_tulle_proxy() -> anyhow::Result<PathBuf> {
+    build_release("tulle-proxy").context("pass --proxy-bin to use another binary")
+}
+
+/// Builds the binary of workspace package `package` (named like it) in release mode (a no-op
+/// when up to date) and returns its path.
+pub fn build_release(package: &str) -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("tulle-bench: cargo build --release -p tulle-proxy");
+    eprintln!("tulle-bench: cargo build --release -p {package}");
     run(Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--release", "-p", "tulle-proxy"]))
-    .context("building tulle-proxy; fix the build or pass --proxy-bin")?;
+        .args(["build", "--release", "-p", package]))
+    .with_context(|| format!("building {package}; fix the build"))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release").join("tulle-proxy");
+    let bin = target.join("release").join(package);
     if !bin.is_file() {
         bail!("{} not found after the build", bin.display());
     }

@@ -43,7 +43,7 @@ COREDNS_PORT=10053                               # host CoreDNS; Service kube-dn
 PAUSE_IMAGE=localhost/tulle/pause:3.10
 TESTAPP_IMAGE_REPO=localhost/tulle/testapp
 
-node_ip() { ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | head -1; }
+node_ip() { ip -4 -o addr show scope global | awk '{print $4}' | cut -d/ -f1 | sed -n 1p; }
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

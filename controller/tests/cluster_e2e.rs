@@ -2,15 +2,15 @@
 //! locally built images; Certify is called with a real projected-style ServiceAccount token
 //! (TokenRequest, audience `identity.tulle.io`) and checked by a real TokenReview; a
 //! destination watch follows a real Deployment as it scales; the controller serves it over
-//! TLS with a certificate it obtained from identity with its own projected token.
+//! mTLS with a certificate it obtained from identity with its own projected token.
 //!
 //! Run (cluster up, KUBECONFIG set by `source /var/lib/tulle-cluster/env`):
-//!   cargo build -p tulle-identity -p tulle-controller
+//!   cluster/load-tulle
 //!   cargo test -p tulle-controller --test cluster_e2e -- --ignored --test-threads=1
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{CertificateParams, KeyPair, SanType};
 use rustls::RootCertStore;
-use std::{path::PathBuf, process::Command, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tulle_api::{
@@ -18,195 +18,20 @@ use tulle_api::{
     destination::{GetDestination, destination_client::DestinationClient, update::Update as U},
     identity::{CertifyRequest, identity_client::IdentityClient},
 };
-use tulle_e2e::{TestNamespace, kubectl, wait};
+use tulle_e2e::{
+    TestNamespace, kubectl,
+    mesh::{self, TestCa},
+    wait,
+};
 
 const STEP: Duration = Duration::from_secs(120);
 
-fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tulle-controller"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn pack(image: &str, bin: &str) {
-    let path = bin_dir().join(bin);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build -p {bin}` first",
-        path.display()
-    );
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let out = Command::new(repo.join("cluster/image"))
-        .args([
-            "pack",
-            image,
-            "--file",
-            &format!("{}:/usr/local/bin/{bin}", path.display()),
-            "--entrypoint",
-            &format!("/usr/local/bin/{bin}"),
-            "--user",
-            "65532",
-        ])
-        .output()
-        .expect("running cluster/image");
-    assert!(
-        out.status.success(),
-        "cluster/image pack {image} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Ca {
-    root: rustls_pki_types::CertificateDer<'static>,
-    root_pem: String,
-    issuer_pem: String,
-    issuer_key_pem: String,
-}
-
-fn make_ca() -> Ca {
-    let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut rp = CertificateParams::new(Vec::<String>::new()).unwrap();
-    rp.distinguished_name.push(DnType::CommonName, "root.e2e");
-    rp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    rp.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let root = rp.self_signed(&root_key).unwrap();
-    let root_issuer = rcgen::Issuer::new(rp, root_key);
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut ip = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ip.distinguished_name
-        .push(DnType::CommonName, "identity.e2e");
-    ip.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ip.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let cert = ip.signed_by(&key, &root_issuer).unwrap();
-    Ca {
-        root: root.der().clone(),
-        root_pem: root.pem(),
-        issuer_pem: cert.pem(),
-        issuer_key_pem: key.serialize_pem(),
-    }
-}
-
-fn indent(s: &str, n: usize) -> String {
-    s.lines()
-        .map(|l| format!("{}{l}\n", " ".repeat(n)))
-        .collect()
-}
-
-fn manifests(ns: &str, ca: &Ca) -> String {
+fn manifests(ns: &str, ca: &TestCa) -> String {
     format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata: {{name: tulle-identity-issuer}}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: |
-{crt}  tls.key: |
-{key}---
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: tulle-trust-anchors}}
-data:
-  trust-anchors.pem: |
-{roots}---
-apiVersion: v1
-kind: Service
-metadata: {{name: tulle-identity}}
-spec:
-  selector: {{app: tulle-identity}}
-  ports: [{{name: grpc, port: 8080}}]
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: tulle-identity}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: tulle-controller}}
----
+        r#"{control_plane}---
 apiVersion: v1
 kind: ServiceAccount
 metadata: {{name: web}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: {ns}-identity}}
-rules:
-- {{apiGroups: [authentication.k8s.io], resources: [tokenreviews], verbs: [create]}}
-- {{apiGroups: [events.k8s.io], resources: [events], verbs: [create, patch]}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: {ns}-identity}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-identity}}
-subjects: [{{kind: ServiceAccount, name: tulle-identity, namespace: {ns}}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {{name: {ns}-controller}}
-rules:
-- {{apiGroups: [""], resources: [services, pods], verbs: [list, watch]}}
-- {{apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}}
-- {{apiGroups: [split.smi-spec.io], resources: [trafficsplits], verbs: [list, watch]}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: {ns}-controller}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {ns}-controller}}
-subjects: [{{kind: ServiceAccount, name: tulle-controller, namespace: {ns}}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: tulle-identity}}
-spec:
-  selector: {{matchLabels: {{app: tulle-identity}}}}
-  template:
-    metadata: {{labels: {{app: tulle-identity}}}}
-    spec:
-      serviceAccountName: tulle-identity
-      containers:
-      - name: identity
-        image: localhost/tulle/identity:e2e
-        imagePullPolicy: Never
-        env:
-        - {{name: TULLE_IDENTITY_NAMESPACE, value: {ns}}}
-        - {{name: TULLE_IDENTITY_ISSUER_DIR, value: /var/run/tulle/issuer}}
-        - {{name: TULLE_IDENTITY_POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-        volumeMounts: [{{name: issuer, mountPath: /var/run/tulle/issuer, readOnly: true}}]
-        readinessProbe: {{httpGet: {{path: /ready, port: 9990}}, periodSeconds: 1}}
-      volumes: [{{name: issuer, secret: {{secretName: tulle-identity-issuer}}}}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: tulle-controller}}
-spec:
-  selector: {{matchLabels: {{app: tulle-controller}}}}
-  template:
-    metadata: {{labels: {{app: tulle-controller}}}}
-    spec:
-      serviceAccountName: tulle-controller
-      containers:
-      - name: controller
-        image: localhost/tulle/controller:e2e
-        imagePullPolicy: Never
-        env:
-        - {{name: TULLE_CONTROLLER_NAMESPACE, value: {ns}}}
-        - {{name: TULLE_CONTROLLER_IDENTITY_ADDR, value: "tulle-identity.{ns}.svc.cluster.local:8080"}}
-        - {{name: TULLE_CONTROLLER_IDENTITY_SERVER_NAME, value: "tulle-identity.{ns}.serviceaccount.identity.tulle.cluster.local"}}
-        - {{name: TULLE_CONTROLLER_TRUST_ANCHORS, value: /var/run/tulle/identity/trust-anchors.pem}}
-        - {{name: TULLE_CONTROLLER_TOKEN_FILE, value: /var/run/secrets/tulle.io/serviceaccount/token}}
-        volumeMounts:
-        - {{name: anchors, mountPath: /var/run/tulle/identity, readOnly: true}}
-        - {{name: token, mountPath: /var/run/secrets/tulle.io/serviceaccount, readOnly: true}}
-        readinessProbe: {{httpGet: {{path: /ready, port: 9990}}, periodSeconds: 1}}
-      volumes:
-      - {{name: anchors, configMap: {{name: tulle-trust-anchors}}}}
-      - name: token
-        projected:
-          sources: [{{serviceAccountToken: {{path: token, audience: identity.tulle.io, expirationSeconds: 86400}}}}]
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -231,21 +56,24 @@ spec:
   selector: {{app: web}}
   ports: [{{name: http, port: 80, targetPort: 8080}}]
 "#,
-        crt = indent(&ca.issuer_pem, 4),
-        key = indent(&ca.issuer_key_pem, 4),
-        roots = indent(&ca.root_pem, 4),
+        control_plane = mesh::control_plane(ns, ca),
         testapp = tulle_e2e::testapp_image(),
     )
 }
 
-fn csr(id: &ServiceAccountIdentity) -> Vec<u8> {
+/// A CSR for `id` and its key.
+fn csr_and_key(id: &ServiceAccountIdentity) -> (Vec<u8>, KeyPair) {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.subject_alt_names = vec![
         SanType::DnsName(id.dns_name().try_into().unwrap()),
         SanType::URI(id.spiffe_uri().try_into().unwrap()),
     ];
-    p.serialize_request(&key).unwrap().der().to_vec()
+    (p.serialize_request(&key).unwrap().der().to_vec(), key)
+}
+
+fn csr(id: &ServiceAccountIdentity) -> Vec<u8> {
+    csr_and_key(id).0
 }
 
 async fn next_update(s: &mut tonic::Streaming<tulle_api::destination::Update>) -> U {
@@ -262,13 +90,11 @@ async fn next_update(s: &mut tonic::Streaming<tulle_api::destination::Update>) -
 #[ignore = "needs the cluster: cargo build -p tulle-identity -p tulle-controller, then run with --ignored"]
 async fn identity_and_destination_on_the_cluster() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    pack("localhost/tulle/identity:e2e", "tulle-identity");
-    pack("localhost/tulle/controller:e2e", "tulle-controller");
     let ns = TestNamespace::new("idd").await.expect("namespace");
     let n = ns.name.clone();
-    let ca = make_ca();
+    let ca = TestCa::new();
+    let _rbac = mesh::ClusterRbac(n.clone());
     ns.apply(&manifests(&n, &ca)).expect("apply manifests");
-    let cleanup = scopeguard(n.clone());
 
     for app in ["tulle-identity", "tulle-controller"] {
         wait::pods_ready(&ns.client, &n, &format!("app={app}"), 1, STEP)
@@ -283,7 +109,7 @@ async fn identity_and_destination_on_the_cluster() {
     let pf = kubectl::PortForward::start(&n, "deploy/tulle-identity", 8080)
         .expect("port-forward identity");
     let mut roots = RootCertStore::empty();
-    roots.add(ca.root.clone()).unwrap();
+    roots.add(ca.root_der.clone().into()).unwrap();
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -306,12 +132,13 @@ async fn identity_and_destination_on_the_cluster() {
         "identity.tulle.io",
     ])
     .expect("token");
+    let (web_csr, web_key) = csr_and_key(&web);
     let rsp = tokio::time::timeout(
         STEP,
         identity.certify(CertifyRequest {
             identity: web.dns_name(),
             token: token.trim().as_bytes().to_vec(),
-            certificate_signing_request: csr(&web),
+            certificate_signing_request: web_csr,
         }),
     )
     .await
@@ -420,12 +247,48 @@ async fn identity_and_destination_on_the_cluster() {
     // === destination ===
     let pf = kubectl::PortForward::start(&n, "deploy/tulle-controller", 8086)
         .expect("port-forward controller");
-    // The controller serves over TLS with the certificate it got from identity with its
-    // own projected token.
+    // The controller serves over mTLS with the certificate it got from identity with its
+    // own projected token: a client without a certificate is refused; one with the mesh
+    // certificate just issued for `web` is served.
     let controller = ServiceAccountIdentity::new("tulle-controller", &n, "cluster.local");
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.root.clone()).unwrap();
-    let cfg = tulle_api::certify::client_config(roots).unwrap();
+    let roots = || {
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.root_der.clone().into()).unwrap();
+        roots
+    };
+    let anonymous = tulle_api::certify::client_config(roots()).unwrap();
+    let channel =
+        tulle_api::tls::channel(&pf.local.to_string(), &controller.dns_name(), anonymous).unwrap();
+    let refused = DestinationClient::new(channel)
+        .get(GetDestination {
+            scheme: "k8s".into(),
+            path: format!("web.{n}.svc.cluster.local:80"),
+            context_token: String::new(),
+        })
+        .await;
+    let refused = match refused {
+        Err(e) => e.to_string(),
+        Ok(mut s) => match tokio::time::timeout(STEP, s.get_mut().next()).await {
+            Ok(Some(Err(e))) => e.to_string(),
+            other => panic!("a client without a certificate was served: {other:?}"),
+        },
+    };
+    eprintln!("without a client certificate: {refused}");
+    let chain = std::iter::once(rsp.leaf_certificate.clone())
+        .chain(rsp.intermediate_certificates.iter().cloned())
+        .map(rustls_pki_types::CertificateDer::from)
+        .collect::<Vec<_>>();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(web_key.serialize_der().into());
+    let cfg = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots())
+        .with_client_auth_cert(chain, key)
+        .unwrap(),
+    );
     let channel =
         tulle_api::tls::channel(&pf.local.to_string(), &controller.dns_name(), cfg).unwrap();
     let mut dst = DestinationClient::new(channel);
@@ -489,29 +352,6 @@ async fn identity_and_destination_on_the_cluster() {
     while !seen_remove {
         if let U::Remove(set) = next_update(&mut s).await {
             seen_remove = !set.addrs.is_empty();
-        }
-    }
-    drop(cleanup);
-}
-
-/// Deletes the test's cluster-scoped RBAC objects when dropped.
-struct Cleanup(String);
-
-fn scopeguard(ns: String) -> Cleanup {
-    Cleanup(ns)
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for kind in ["clusterrole", "clusterrolebinding"] {
-            for suffix in ["identity", "controller"] {
-                let _ = kubectl::run(&[
-                    "delete",
-                    kind,
-                    &format!("{}-{suffix}", self.0),
-                    "--ignore-not-found",
-                ]);
-            }
         }
     }
 }

@@ -3,11 +3,14 @@
 //! Tests connect through `KUBECONFIG` (run them with `cluster/e2e`, which sets it), get a fresh
 //! namespace each ([`TestNamespace`], deleted on drop), apply YAML ([`TestNamespace::apply`]), wait
 //! with timeouts that explain what was not ready ([`wait`]), and use `kubectl` where that is simpler
-//! (exec, logs, port-forward: [`kubectl`]). Images come from `cluster/image`: [`testapp_image`].
+//! (exec, logs, port-forward: [`kubectl`]). Images come from `cluster/image`: [`testapp_image`],
+//! and `cluster/load-tulle`: [`mesh::tulle_image`]; [`mesh`] also stands up a control plane and
+//! hand-written proxy sidecars.
 //!
 //! Every e2e test is `#[ignore = "needs the cluster: run with cluster/e2e"]` and uses `#[tokio::test]`.
 
 pub mod kubectl;
+pub mod mesh;
 mod namespace;
 pub mod wait;
 

@@ -93,4 +93,13 @@ impl ServingCert {
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
         self.cert.server_config()
     }
+
+    /// The same with required client certificates chaining to `roots` (for tests that stand
+    /// a controller up with a directly issued certificate).
+    pub fn mtls_server_config(
+        &self,
+        roots: rustls::RootCertStore,
+    ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+        self.cert.mtls_server_config(roots)
+    }
 }

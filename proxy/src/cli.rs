@@ -32,7 +32,7 @@ fn identity(config: &Config) -> Result<(Tls, Option<Certifier>), String> {
                 name: id.name.clone(),
                 cert_file: cert_file.clone(),
                 key_file: key_file.clone(),
-                trust_anchors_file: id.trust_anchors_file.clone(),
+                trust_anchors: id.trust_anchors.clone(),
             };
             let tls = source
                 .load()
@@ -41,14 +41,13 @@ fn identity(config: &Config) -> Result<(Tls, Option<Certifier>), String> {
             Ok((tls, None))
         }
         IdentitySource::Service { svc, token_file } => {
-            let pem = std::fs::read(&id.trust_anchors_file).map_err(|e| {
-                format!(
-                    "reading trust anchors {}: {e}",
-                    id.trust_anchors_file.display()
-                )
-            })?;
+            let origin = id.trust_anchors.origin();
+            let pem = id
+                .trust_anchors
+                .pem()
+                .map_err(|e| format!("reading trust anchors {}: {e}", origin.display()))?;
             let roots = tulle_api::certify::roots_from_pem(&pem)
-                .map_err(|e| format!("{}: {e}", id.trust_anchors_file.display()))?;
+                .map_err(|e| format!("{}: {e}", origin.display()))?;
             let tls = Tls::pending(id.name.clone(), roots.clone()).map_err(|e| e.to_string())?;
             let c = Certifier::new(svc, &id.name, token_file.clone(), roots, Timing::default())
                 .map_err(|e| e.to_string())?;

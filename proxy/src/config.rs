@@ -50,6 +50,7 @@ pub const ENV_ADMIN_LISTEN_ADDR: &str = "TULLE_PROXY_ADMIN_LISTEN_ADDR";
 pub const ENV_IDENTITY_CERT_FILE: &str = "TULLE_PROXY_IDENTITY_CERT_FILE";
 pub const ENV_IDENTITY_KEY_FILE: &str = "TULLE_PROXY_IDENTITY_KEY_FILE";
 pub const ENV_IDENTITY_TRUST_ANCHORS_FILE: &str = "TULLE_PROXY_IDENTITY_TRUST_ANCHORS_FILE";
+pub const ENV_IDENTITY_TRUST_ANCHORS_PEM: &str = "TULLE_PROXY_IDENTITY_TRUST_ANCHORS_PEM";
 pub const ENV_IDENTITY_NAME: &str = "TULLE_PROXY_IDENTITY_NAME";
 pub const ENV_IDENTITY_SVC_ADDR: &str = "TULLE_PROXY_IDENTITY_SVC_ADDR";
 pub const ENV_IDENTITY_SVC_NAME: &str = "TULLE_PROXY_IDENTITY_SVC_NAME";
@@ -79,10 +80,37 @@ pub const ENV_LOG: &str = "TULLE_PROXY_LOG";
 /// The proxy's identity: its name, trust anchors and where its certificate comes from.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct IdentityConfig {
-    pub trust_anchors_file: PathBuf,
+    pub trust_anchors: TrustAnchors,
     /// The proxy's own identity name (a DNS name carried as DNS SAN of its certificate).
     pub name: String,
     pub source: IdentitySource,
+}
+
+/// Where the trust anchors come from: a PEM file, or the PEM text itself (what the injector
+/// sets, since a ConfigMap of the control-plane namespace cannot be mounted elsewhere).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustAnchors {
+    File(PathBuf),
+    Pem(String),
+}
+
+impl TrustAnchors {
+    /// Where the anchors come from, for error messages.
+    pub fn origin(&self) -> PathBuf {
+        match self {
+            TrustAnchors::File(p) => p.clone(),
+            TrustAnchors::Pem(_) => PathBuf::from(format!("${ENV_IDENTITY_TRUST_ANCHORS_PEM}")),
+        }
+    }
+
+    /// The PEM bytes.
+    pub fn pem(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            TrustAnchors::File(p) => std::fs::read(p),
+            TrustAnchors::Pem(s) => Ok(s.clone().into_bytes()),
+        }
+    }
 }
 
 /// Where the certificate comes from.
@@ -200,7 +228,29 @@ impl Config {
             }
         };
         let identity = IdentityConfig {
-            trust_anchors_file: required(ENV_IDENTITY_TRUST_ANCHORS_FILE)?.into(),
+            trust_anchors: match (
+                env.get(ENV_IDENTITY_TRUST_ANCHORS_FILE),
+                env.get(ENV_IDENTITY_TRUST_ANCHORS_PEM),
+            ) {
+                (Some(f), None) => TrustAnchors::File(f.into()),
+                (None, Some(pem)) => TrustAnchors::Pem(pem),
+                (None, None) => {
+                    return Err(ConfigError {
+                        var: ENV_IDENTITY_TRUST_ANCHORS_FILE,
+                        value: String::new(),
+                        reason: format!(
+                            "required (or {ENV_IDENTITY_TRUST_ANCHORS_PEM} with the PEM itself); set one"
+                        ),
+                    });
+                }
+                (Some(f), Some(_)) => {
+                    return Err(ConfigError {
+                        var: ENV_IDENTITY_TRUST_ANCHORS_FILE,
+                        value: f,
+                        reason: format!("set only one of it and {ENV_IDENTITY_TRUST_ANCHORS_PEM}"),
+                    });
+                }
+            },
             name: parse_name(ENV_IDENTITY_NAME, &required(ENV_IDENTITY_NAME)?)?,
             source,
         };
@@ -403,6 +453,25 @@ mod tests {
             Config::from_strings(&env).unwrap_err().var,
             ENV_IDENTITY_KEY_FILE
         );
+    }
+
+    #[test]
+    fn trust_anchors_from_file_or_inline_pem_but_not_both() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+        let mut env = base();
+        env.remove(ENV_IDENTITY_TRUST_ANCHORS_FILE);
+        let err = Config::from_strings(&env).unwrap_err();
+        assert!(
+            err.to_string().contains(ENV_IDENTITY_TRUST_ANCHORS_PEM),
+            "{err}"
+        );
+        env.insert(ENV_IDENTITY_TRUST_ANCHORS_PEM, pem);
+        let c = Config::from_strings(&env).unwrap();
+        assert!(matches!(&c.identity.trust_anchors, TrustAnchors::Pem(p) if p == pem));
+        assert_eq!(c.identity.trust_anchors.pem().unwrap(), pem.as_bytes());
+        env.insert(ENV_IDENTITY_TRUST_ANCHORS_FILE, "/ca.pem");
+        let err = Config::from_strings(&env).unwrap_err();
+        assert!(err.to_string().contains("only one"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Where credentials come from is a [`CredentialSource`] (files for now; the identity
 //! service client plugs in later and calls [`IdentityStore::update`]).
 
+use crate::config::TrustAnchors;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -66,7 +67,7 @@ pub struct FileSource {
     pub name: String,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
-    pub trust_anchors_file: PathBuf,
+    pub trust_anchors: TrustAnchors,
 }
 
 impl CredentialSource for FileSource {
@@ -89,21 +90,23 @@ impl CredentialSource for FileSource {
             });
         }
         let key = PrivateKeyDer::from_pem_file(&self.key_file).map_err(read(&self.key_file))?;
-        let anchors = CertificateDer::pem_file_iter(&self.trust_anchors_file)
-            .map_err(read(&self.trust_anchors_file))?
+        let origin = self.trust_anchors.origin();
+        let pem = self
+            .trust_anchors
+            .pem()
+            .map_err(|e| read(&origin)(rustls_pki_types::pem::Error::Io(e)))?;
+        let anchors = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(read(&self.trust_anchors_file))?;
+            .map_err(read(&origin))?;
         let mut roots = RootCertStore::empty();
         for a in anchors {
             roots.add(a).map_err(|source| IdentityError::Anchors {
-                path: self.trust_anchors_file.clone(),
+                path: origin.clone(),
                 source,
             })?;
         }
         if roots.is_empty() {
-            return Err(IdentityError::NoCertificate {
-                path: self.trust_anchors_file.clone(),
-            });
+            return Err(IdentityError::NoCertificate { path: origin });
         }
         Ok(Credentials {
             name: self.name.clone(),

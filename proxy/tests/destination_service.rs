@@ -211,7 +211,6 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_means_forward() {
     bounded(async {
         let ca = Ca::new().await;
         let controller = Controller::start(&ca).await;
-        let tls = tulle_proxy::identity::Tls::pending(CLIENT_ID.into(), ca.roots()).unwrap();
         let timing = Timing {
             first_answer: Duration::from_secs(1),
             idle: Duration::from_millis(200),
@@ -238,7 +237,28 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_means_forward() {
                 }],
             },
         );
-        // Before the proxy has a certificate the control connection is plain TLS.
+        // The controller requires a client certificate (mTLS): without one the proxy cannot
+        // resolve, and forwards to the original destination.
+        let pending = tulle_proxy::identity::Tls::pending(CLIENT_ID.into(), ca.roots()).unwrap();
+        let refused = DestinationDiscovery::new(
+            &dest(controller.relay.addr),
+            pending.control_client(),
+            timing.clone(),
+        )
+        .unwrap();
+        assert!(matches!(
+            refused.resolve(Target::Authority(AUTHORITY)).await,
+            Resolution::NotFound
+        ));
+        drop(refused);
+        // With its certificate from identity it resolves.
+        let identity = IdentityServer::start(&ca, Duration::from_secs(3600)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (tls, cert) = certified_tls(&ca, &identity, CLIENT_ID, dir.path());
+        tokio::spawn(cert.run(tls.store.clone()));
+        while !tls.store.has_cert() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let d = DestinationDiscovery::new(
             &dest(controller.relay.addr),
             tls.control_client(),

@@ -8,7 +8,7 @@ use axum::extract::Query;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::{admission, client, tls};
+use crate::{admission, client, load, tls};
 
 /// Settings from the environment.
 #[derive(Debug, Clone)]
@@ -44,9 +44,18 @@ impl Config {
     }
 }
 
-fn router(cfg: &Config) -> axum::Router {
+fn router(cfg: &Config, load: Option<load::Shared>) -> axum::Router {
     let (pod, ns) = (cfg.pod.clone(), cfg.namespace.clone());
     axum::Router::new()
+        .route(
+            "/load",
+            get(move || async move {
+                match &load {
+                    Some(s) => Json(s.lock().unwrap_or_else(|p| p.into_inner()).to_json()),
+                    None => Json(json!({"error": "no load: set LOAD_URL"})),
+                }
+            }),
+        )
         .route(
             "/",
             get(move || async move { Json(json!({"pod": pod, "namespace": ns})) }),
@@ -69,7 +78,8 @@ async fn call(Query(p): Query<CallParams>) -> Json<Value> {
 }
 
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let plain = router(&cfg);
+    let load = load::start_from_env()?;
+    let plain = router(&cfg, load.clone());
     let addr = SocketAddr::from(([0, 0, 0, 0], cfg.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -89,7 +99,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         None => http.await,
         Some((port, cert, key)) => {
             let group = cfg.group.clone();
-            let secure = router(&cfg)
+            let secure = router(&cfg, load)
                 .route("/mutate", post(admission::mutate))
                 .route("/validate", post(admission::validate))
                 .merge(admission::aggregated_api(&group, &cfg.pod));

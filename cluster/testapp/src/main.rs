@@ -3,7 +3,9 @@
 //! `tulle-testapp` (no arguments) serves, on `$PORT` (default 8080):
 //! - `/` the pod's name and namespace (`$POD_NAME`, `$POD_NAMESPACE`, from the downward API) as JSON,
 //! - `/call?url=http://svc.ns:port/path` makes a GET to another service and reports what came back,
-//! - `/healthz`.
+//! - `/healthz`,
+//! - `/load`: with `$LOAD_URL` set, a steady GET load (`$LOAD_RPS`/s, default 20) runs in the
+//!   background and this reports its totals, failures and answers per pod.
 //!
 //! With `$TLS_CERT` and `$TLS_KEY` (PEM files) it also serves HTTPS on `$TLS_PORT` (default 8443), with
 //! the same routes plus admission webhooks (`/mutate`, `/validate`) and a tiny aggregated API
@@ -15,6 +17,7 @@
 mod admission;
 mod app;
 mod client;
+mod load;
 mod tls;
 
 use anyhow::Context as _;

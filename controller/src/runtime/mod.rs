@@ -126,7 +126,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     };
 
     let admin_listener = bind(args.admin_addr).await?;
-    let tls_ready = serving.clone();
+    let tls_ready = serving.as_ref().map(|(cert, _)| cert.clone());
     let admin = tokio::spawn(tulle_admin::serve(
         admin_listener,
         tulle_admin::AdminState {
@@ -144,11 +144,11 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .add_service(svc);
     let grpc = match serving {
-        Some(cert) => {
+        Some((cert, roots)) => {
             let cfg = cert
-                .server_config()
+                .mtls_server_config(roots)
                 .map_err(|e| RunError::Tls(e.to_string()))?;
-            tracing::info!(addr = %args.destination_addr, "serving destination gRPC over TLS");
+            tracing::info!(addr = %args.destination_addr, "serving destination gRPC over mTLS (clients must present a mesh certificate)");
             tokio::spawn(server.serve_with_incoming(tulle_api::tls::incoming(listener, cfg)))
         }
         None => {
@@ -162,8 +162,18 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     }
 }
 
-/// Starts getting the serving certificate from identity.
-fn start_tls(args: &Args, addr: &str) -> Result<Arc<tulle_api::certify::SwappableCert>, RunError> {
+/// Starts getting the serving certificate from identity; also returns the trust anchors that
+/// client certificates must chain to.
+fn start_tls(
+    args: &Args,
+    addr: &str,
+) -> Result<
+    (
+        Arc<tulle_api::certify::SwappableCert>,
+        rustls::RootCertStore,
+    ),
+    RunError,
+> {
     let pem = std::fs::read(&args.trust_anchors).map_err(|e| {
         RunError::Tls(format!(
             "cannot read trust anchors {}: {e}",
@@ -171,8 +181,8 @@ fn start_tls(args: &Args, addr: &str) -> Result<Arc<tulle_api::certify::Swappabl
         ))
     })?;
     let roots = tulle_api::certify::roots_from_pem(&pem).map_err(RunError::Tls)?;
-    let client_cfg =
-        tulle_api::certify::client_config(roots).map_err(|e| RunError::Tls(e.to_string()))?;
+    let client_cfg = tulle_api::certify::client_config(roots.clone())
+        .map_err(|e| RunError::Tls(e.to_string()))?;
     let channel = tulle_api::tls::channel(addr, &args.identity_server_name, client_cfg)
         .map_err(|e| RunError::Tls(e.to_string()))?;
     let id = tulle_api::ServiceAccountIdentity::new(
@@ -187,7 +197,7 @@ fn start_tls(args: &Args, addr: &str) -> Result<Arc<tulle_api::certify::Swappabl
         id,
         args.token_file.clone(),
     ));
-    Ok(cert)
+    Ok((cert, roots))
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {

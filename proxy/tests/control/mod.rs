@@ -203,7 +203,10 @@ impl Controller {
             cluster_domain: "cluster.local".into(),
             trust_domain: "cluster.local".into(),
         }));
-        let cfg = ca.serving(CONTROLLER_ID).server_config().unwrap();
+        let cfg = ca
+            .serving(CONTROLLER_ID)
+            .mtls_server_config(ca.roots())
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let svc = DestinationService::new(index.clone(), GrpcMetrics::default()).into_server();
