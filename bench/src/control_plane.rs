@@ -101,7 +101,10 @@ impl Cluster {
                 .output()
                 .is_ok_and(|o| o.status.success());
         if !up {
-            eprintln!("tulle-bench: no cluster answers at {}: cluster/up", kubeconfig.display());
+            eprintln!(
+                "tulle-bench: no cluster answers at {}: cluster/up",
+                kubeconfig.display()
+            );
             let ok = Command::new(root.join("cluster/up")).status()?.success();
             if !ok {
                 bail!("cluster/up failed; see its output above");
