@@ -16,10 +16,11 @@ use tulle_e2e::{TestNamespace, kubectl, wait};
 
 const STEP: Duration = Duration::from_secs(180);
 
-fn workloads(ns: &str, ca: &TestCa) -> String {
-    let app = |name: &str, replicas: u32, load: &str| {
-        format!(
-            r#"---
+/// A meshed Deployment of the testapp named `name` (with its ServiceAccount); `env` adds
+/// environment entries to the app container.
+fn workload(ns: &str, ca: &TestCa, name: &str, replicas: u32, env: &str) -> String {
+    format!(
+        r#"---
 apiVersion: v1
 kind: ServiceAccount
 metadata: {{name: {name}}}
@@ -42,19 +43,19 @@ spec:
         env:
         - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
         - {{name: POD_NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
-{load}        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
+{env}        readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, periodSeconds: 1}}
         lifecycle: {{preStop: {{sleep: {{seconds: 5}}}}}}
         securityContext: {{runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
 "#,
-            sidecar = mesh::sidecar(name, ns, ns, ca),
-            testapp = tulle_e2e::testapp_image(),
-        )
-    };
-    let load = format!(
-        "        - {{name: LOAD_URL, value: \"http://web.{ns}.svc.cluster.local/\"}}\n        - {{name: LOAD_RPS, value: \"20\"}}\n"
-    );
+        sidecar = mesh::sidecar(name, ns, ns, ca),
+        testapp = tulle_e2e::testapp_image(),
+    )
+}
+
+/// The server: Deployment `web` (2 replicas) behind Service `web` port 80.
+fn server(ns: &str, ca: &TestCa) -> String {
     format!(
-        r#"{web}{client}---
+        r#"{web}---
 apiVersion: v1
 kind: Service
 metadata: {{name: web}}
@@ -62,9 +63,16 @@ spec:
   selector: {{app: web}}
   ports: [{{name: http, port: 80, targetPort: 8080}}]
 "#,
-        web = app("web", 2, ""),
-        client = app("client", 1, &load),
+        web = workload(ns, ca, "web", 2, ""),
     )
+}
+
+/// The client: a steady 20 requests/s to `http://web.<ns>.svc.cluster.local/`.
+fn client(ns: &str, ca: &TestCa) -> String {
+    let load = format!(
+        "        - {{name: LOAD_URL, value: \"http://web.{ns}.svc.cluster.local/\"}}\n        - {{name: LOAD_RPS, value: \"20\"}}\n"
+    );
+    workload(ns, ca, "client", 1, &load)
 }
 
 /// The client's load counters (`/load` of the testapp).
@@ -174,19 +182,19 @@ async fn meshed_pair_mtls_scaling_and_controller_loss() {
     ns.apply(&format!(
         "{}{}",
         mesh::control_plane(&n, &ca),
-        workloads(&n, &ca)
+        server(&n, &ca)
     ))
     .expect("apply");
-    for (app, count) in [
-        ("tulle-identity", 1),
-        ("tulle-controller", 1),
-        ("web", 2),
-        ("client", 1),
-    ] {
+    for (app, count) in [("tulle-identity", 1), ("tulle-controller", 1), ("web", 2)] {
         wait::pods_ready(&ns.client, &n, &format!("app={app}"), count, STEP)
             .await
             .expect(app);
     }
+    // The client starts once the servers are ready (before, "no endpoints" is the right answer).
+    ns.apply(&client(&n, &ca)).expect("apply the client");
+    wait::pods_ready(&ns.client, &n, "app=client", 1, STEP)
+        .await
+        .expect("client");
     let client = pods(&ns, "app=client").await.remove(0);
 
     // Traffic flows to both servers, with no failure.

@@ -31,10 +31,15 @@ impl PeakEwma {
         }
     }
 
-    /// The cost: latency estimate × (pending + 1).
+    /// The cost: latency estimate × (pending + 1). The estimate decays toward zero while no
+    /// response updates it (as tower's PeakEwma does), so an endpoint that once had a slow
+    /// response is tried again instead of being starved forever: with two endpoints p2c
+    /// always compares both, and an estimate frozen at its peak would never be picked.
     pub fn load(&self) -> f64 {
-        let (ewma, _) = *self.state.lock().unwrap_or_else(|e| e.into_inner());
-        ewma * (self.pending.load(Ordering::Relaxed) + 1) as f64
+        let (ewma, at) = *self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = Instant::now().saturating_duration_since(at).as_nanos() as f64;
+        let decayed = ewma * (-idle / self.decay_ns).exp();
+        decayed * (self.pending.load(Ordering::Relaxed) + 1) as f64
     }
 
     /// Marks a request pending until the returned guard is dropped or completed.
@@ -51,13 +56,14 @@ impl PeakEwma {
         let rtt = rtt.as_nanos() as f64;
         let now = Instant::now();
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if rtt > s.0 {
-            s.0 = rtt;
+        let elapsed = now.saturating_duration_since(s.1).as_nanos() as f64;
+        let w = (-elapsed / self.decay_ns).exp();
+        let decayed = s.0 * w;
+        s.0 = if rtt > decayed {
+            rtt
         } else {
-            let elapsed = now.saturating_duration_since(s.1).as_nanos() as f64;
-            let w = (-elapsed / self.decay_ns).exp();
-            s.0 = s.0 * w + rtt * (1.0 - w);
-        }
+            decayed + rtt * (1.0 - w)
+        };
         s.1 = now;
     }
 }
@@ -241,6 +247,38 @@ mod tests {
         );
         tx.send_replace(dest(&[]));
         assert!(b.pick().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_endpoint_is_tried_again_once_its_estimate_decays() {
+        let (_tx, rx) = watch::channel(dest(&[1, 2]));
+        let b = Balancer::new(rx, ep());
+        let state = |port| {
+            b.endpoints()
+                .iter()
+                .find(|(e, _)| e.addr.port() == port)
+                .cloned()
+                .unwrap()
+        };
+        let (slow, fast) = (state(1), state(2));
+        slow.1.load().observe(Duration::from_millis(500));
+        // Fast responses keep endpoint 2's estimate low and fresh; endpoint 1 is not picked.
+        for _ in 0..10 {
+            assert_eq!(b.pick().unwrap().0, fast.0);
+            fast.1.load().observe(Duration::from_millis(5));
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // Left idle, endpoint 1's peak decays below endpoint 2's steady 5 ms.
+        let mut picked_slow = false;
+        for _ in 0..60 {
+            if b.pick().unwrap().0 == slow.0 {
+                picked_slow = true;
+                break;
+            }
+            fast.1.load().observe(Duration::from_millis(5));
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        assert!(picked_slow, "the once-slow endpoint is never tried again");
     }
 
     #[test]
