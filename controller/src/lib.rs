@@ -10,6 +10,7 @@
 
 pub mod core;
 pub mod grpc;
+pub mod inject;
 pub mod k8s;
 pub mod runtime;
 pub mod scale;
