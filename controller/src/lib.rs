@@ -6,6 +6,9 @@
 //! - [`grpc`]: the `tulle.destination.Destination` tonic service over [`core::Discover`].
 //! - [`k8s`]: kube-rs watchers on Services, EndpointSlices, Pods and SMI TrafficSplits that
 //!   convert objects into core inputs and feed the index.
+//! - [`inject`]: the sidecar injection decision and JSON patch (pure, k8s-openapi types).
+//! - [`webhook`]: the injector's HTTPS admission server, its self-managed certificate and the
+//!   webhook configuration's `caBundle`.
 //! - [`runtime`]: flags, wiring, the admin server.
 
 pub mod core;
@@ -14,5 +17,6 @@ pub mod inject;
 pub mod k8s;
 pub mod runtime;
 pub mod scale;
+pub mod webhook;
 
 pub use runtime::{Args, run};

@@ -1,0 +1,136 @@
+//! What the admission handler asks of the cluster: a namespace's annotations, and Events
+//! saying why a pod was not injected. [`KubeCluster`] is the real one (RBAC: get namespaces;
+//! create/patch events.k8s.io events).
+
+use crate::inject::Skip;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
+use kube::{
+    Api, Client,
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+use std::collections::BTreeMap;
+
+/// The parts of a Namespace the injector uses.
+#[derive(Clone, Debug, Default)]
+pub struct NamespaceInfo {
+    /// Its name.
+    pub name: String,
+    /// Its UID (the Event target when the pod has no owner).
+    pub uid: Option<String>,
+    /// Its annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Cluster access of the admission handler.
+pub trait Cluster: Send + Sync + 'static {
+    /// The namespace `name`; the error says what to fix.
+    fn namespace<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceInfo, String>>;
+    /// Records (in the background, never blocking) that `pod` was not injected.
+    fn record_skip(&self, pod: &Pod, ns: &NamespaceInfo, reason: &Skip);
+}
+
+/// The real cluster.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for KubeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KubeCluster")
+    }
+}
+
+impl KubeCluster {
+    /// Events are reported as `tulle-controller` (instance: this pod's name, if known).
+    pub fn new(client: Client, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: "tulle-controller".into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+        }
+    }
+}
+
+impl Cluster for KubeCluster {
+    fn namespace<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceInfo, String>> {
+        Box::pin(async move {
+            let api: Api<Namespace> = Api::all(self.client.clone());
+            let ns = api.get_metadata(name).await.map_err(|e| {
+                format!(
+                    "cannot get namespace {name}: {e} (the controller needs RBAC get on namespaces)"
+                )
+            })?;
+            Ok(NamespaceInfo {
+                name: name.to_string(),
+                uid: ns.metadata.uid,
+                annotations: ns.metadata.annotations.unwrap_or_default(),
+            })
+        })
+    }
+
+    fn record_skip(&self, pod: &Pod, ns: &NamespaceInfo, reason: &Skip) {
+        let reference = event_target(pod, ns);
+        let pod_name = pod
+            .metadata
+            .name
+            .clone()
+            .or_else(|| pod.metadata.generate_name.clone())
+            .unwrap_or_default();
+        let event = Event {
+            type_: match reason {
+                Skip::Invalid(_) | Skip::ExistingSidecar(_) => EventType::Warning,
+                _ => EventType::Normal,
+            },
+            reason: "InjectionSkipped".into(),
+            note: Some(
+                format!("pod {pod_name}: the tulle proxy was not injected: {reason}")
+                    .chars()
+                    .take(1000)
+                    .collect(),
+            ),
+            action: "Inject".into(),
+            secondary: None,
+        };
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::warn!(error = %e, "cannot publish the InjectionSkipped Event (RBAC: create/patch events.k8s.io events)");
+            }
+        });
+    }
+}
+
+/// The pod has no UID yet at admission: the Event goes to its controlling owner (a ReplicaSet,
+/// Job, ...) when it has one, else to its namespace.
+pub fn event_target(pod: &Pod, ns: &NamespaceInfo) -> ObjectReference {
+    let owners = pod.metadata.owner_references.iter().flatten();
+    let owner = owners
+        .clone()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| owners.clone().next());
+    match owner {
+        Some(o) => ObjectReference {
+            api_version: Some(o.api_version.clone()),
+            kind: Some(o.kind.clone()),
+            name: Some(o.name.clone()),
+            namespace: Some(ns.name.clone()),
+            uid: Some(o.uid.clone()),
+            ..Default::default()
+        },
+        None => ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Namespace".into()),
+            name: Some(ns.name.clone()),
+            // Events about a namespace live in that namespace.
+            namespace: Some(ns.name.clone()),
+            uid: ns.uid.clone(),
+            ..Default::default()
+        },
+    }
+}
