@@ -114,7 +114,10 @@ pub async fn handle(injector: &Injector, req: Request<Incoming>) -> Response<Ful
         }
     };
     match review(injector, &body).await {
-        Ok(out) => match serde_json::to_vec(&out) {
+        Ok(out) => match serde_json::to_value(&out)
+            .map(base64_patch)
+            .and_then(|v| serde_json::to_vec(&v))
+        {
             Ok(json) => Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "application/json")
@@ -130,6 +133,18 @@ pub async fn handle(injector: &Injector, req: Request<Incoming>) -> Response<Ful
             text(StatusCode::BAD_REQUEST, &format!("{e}\n"))
         }
     }
+}
+
+/// kube serialises the patch bytes as a JSON array of numbers; the API server's canonical form
+/// for `[]byte` is a base64 string, so send that.
+fn base64_patch(mut review: serde_json::Value) -> serde_json::Value {
+    if let Some(patch) = review.pointer_mut("/response/patch")
+        && let Ok(bytes) = serde_json::from_value::<Vec<u8>>(patch.clone())
+        && let Ok(b64) = serde_json::to_value(k8s_openapi::ByteString(bytes))
+    {
+        *patch = b64;
+    }
+    review
 }
 
 fn text(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
