@@ -210,3 +210,6 @@ pub async fn maintain(
         tokio::time::sleep(wait).await;
     }
 }
+
+#[cfg(test)]
+mod tests;
