@@ -131,4 +131,47 @@ mod tests {
         // A new bundle replaces both.
         assert_eq!(bundle_patch(&mwc, "XYZ").unwrap().0.len(), 4);
     }
+
+    #[tokio::test]
+    async fn ensure_patches_the_live_object() {
+        use crate::webhook::test_api::{expect, expect_typed, reply, status};
+        use hyper::{Method, Request, Response, StatusCode};
+        use kube::{Client, client::Body};
+        const PATH: &str = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/tulle-proxy-injector";
+        let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let api: Api<MutatingWebhookConfiguration> = Api::all(Client::new(svc, "default"));
+        let live = json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "tulle-proxy-injector"},
+            "webhooks": [{"name": "inject.tulle.io", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                "clientConfig": {"service": {"name": "tulle-controller", "namespace": "tulle-system", "path": "/inject"}}}]
+        });
+        let server = tokio::spawn(async move {
+            let (_, send) = expect(&mut h, Method::GET, PATH).await;
+            reply(send, StatusCode::OK, live.clone());
+            let (patch, ct, send) = expect_typed(&mut h, Method::PATCH, PATH).await;
+            assert_eq!(ct.as_deref(), Some("application/json-patch+json"));
+            let mut doc = live.clone();
+            json_patch::patch(
+                &mut doc,
+                &serde_json::from_value::<json_patch::Patch>(patch).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(doc["webhooks"][0]["clientConfig"]["caBundle"], "QUJD");
+            reply(send, StatusCode::OK, doc.clone());
+            // Up to date: no patch.
+            let (_, send) = expect(&mut h, Method::GET, PATH).await;
+            reply(send, StatusCode::OK, doc);
+            // Not installed yet.
+            let (_, send) = expect(&mut h, Method::GET, PATH).await;
+            reply(send, StatusCode::NOT_FOUND, status(404, "NotFound"));
+        });
+        ensure(&api, "tulle-proxy-injector", "ABC").await.unwrap();
+        ensure(&api, "tulle-proxy-injector", "ABC").await.unwrap();
+        let e = ensure(&api, "tulle-proxy-injector", "ABC")
+            .await
+            .unwrap_err();
+        assert!(e.contains("does not exist"), "{e}");
+        server.await.unwrap();
+    }
 }

@@ -14,6 +14,8 @@ pub mod certs;
 pub mod cluster;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_api;
 
 pub use admission::{AnchorsFile, BadReview, Injector, review};
 

@@ -2,13 +2,11 @@
 //! replicas, rotation and the replace conflict.
 
 use super::*;
+use crate::webhook::test_api::{H, expect, reply, status};
 use hyper::{Method, Request, Response, StatusCode};
 use kube::{Client, client::Body};
 use serde_json::{Value, json};
-use std::pin::pin;
-use tower_test::mock::{self, Handle, SendResponse};
-
-type H = Handle<Request<Body>, Response<Body>>;
+use tower_test::mock;
 
 const PATH: &str = "/api/v1/namespaces/tulle-system/secrets";
 
@@ -20,30 +18,6 @@ fn store() -> (SecretStore, H) {
     let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let api = Api::namespaced(Client::new(svc, "tulle-system"), "tulle-system");
     (SecretStore::new(api, "tulle-webhook-tls"), handle)
-}
-
-async fn expect(h: &mut H, method: Method, path: &str) -> (Value, SendResponse<Response<Body>>) {
-    let mut h = pin!(h);
-    let (req, send) = h.next_request().await.expect("no request");
-    assert_eq!(req.method(), method);
-    assert_eq!(req.uri().path(), path);
-    let body = req.into_body().collect_bytes().await.unwrap();
-    let v = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).unwrap()
-    };
-    (v, send)
-}
-
-fn reply(send: SendResponse<Response<Body>>, status: StatusCode, v: Value) {
-    let mut rsp = Response::new(Body::from(serde_json::to_vec(&v).unwrap()));
-    *rsp.status_mut() = status;
-    send.send_response(rsp);
-}
-
-fn status(code: u16, reason: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": reason})
 }
 
 fn secret(tls: &WebhookTls, rv: &str) -> Value {
