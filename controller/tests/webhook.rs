@@ -363,6 +363,41 @@ async fn bad_requests() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// The API server may negotiate HTTP/2 (ALPN h2).
+#[tokio::test]
+async fn http2() {
+    let s = start().await;
+    let roots = tulle_api::certify::roots_from_pem(s.tls.ca_bundle.as_bytes()).unwrap();
+    let mut cfg = (*tulle_api::certify::client_config(roots).unwrap()).clone();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from(SERVER_NAME.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..2 {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("https://{SERVER_NAME}/inject"))
+            .body(Full::new(Bytes::from(review("shop", web_pod(), false))))
+            .unwrap();
+        let rsp = sender.send_request(req).await.unwrap();
+        assert_eq!(rsp.status(), StatusCode::OK);
+        let body = rsp.into_body().collect().await.unwrap().to_bytes();
+        let (_, out) = response(&body, &web_pod());
+        assert_eq!(out["spec"]["initContainers"][1]["name"], "tulle-proxy");
+    }
+}
+
 #[tokio::test]
 async fn rotated_certificate_is_served_without_restart() {
     let s = start().await;
