@@ -169,3 +169,43 @@ pub(super) async fn start(
     let server = tokio::spawn(server::serve(listener, tls, injector));
     Ok(Some(Webhook { cert, server }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn defaults_match_the_install_contract() {
+        let args = Args::try_parse_from(["tulle-controller"]).unwrap();
+        let w = &args.webhook;
+        assert_eq!(w.webhook_addr.to_string(), "0.0.0.0:9443");
+        assert_eq!(w.webhook_config_name, "tulle-proxy-injector");
+        assert_eq!(w.webhook_service_name, "tulle-controller");
+        assert!(!w.inject_disabled);
+        let c = inject_config(&args);
+        assert_eq!(
+            c.proxy_image,
+            concat!("localhost/tulle/proxy:", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(c.proxy_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            c.identity_addr,
+            "tulle-identity.tulle-system.svc.cluster.local:8080"
+        );
+        assert_eq!(
+            c.identity_name,
+            "tulle-identity.tulle-system.serviceaccount.identity.tulle.cluster.local"
+        );
+        assert_eq!(
+            c.destination_addr,
+            "tulle-controller.tulle-system.svc.cluster.local:8086"
+        );
+        assert_eq!(
+            c.destination_name,
+            "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local"
+        );
+        let off = Args::try_parse_from(["tulle-controller", "--inject-disabled", "true"]).unwrap();
+        assert!(off.webhook.inject_disabled);
+    }
+}
