@@ -1,4 +1,5 @@
-//! tulle-controller: the destination (discovery) half of the tulle control plane.
+//! tulle-controller: the destination (discovery) API and the proxy injector of the tulle
+//! control plane.
 //!
 //! Layers, each depending only on the ones before it:
 //! - [`core`]: domain types (targets, endpoints, resolutions, profiles) and the

@@ -197,6 +197,35 @@ pub fn decide(
     }
 }
 
+/// The injected pod itself (for `tulle inject --manual`, which has no API server to apply the
+/// patch): [`decide`], then the patch applied to `pod`. `Err` when it is not injected.
+pub fn inject_pod(
+    pod: &Pod,
+    namespace: &str,
+    ns_annotations: &BTreeMap<String, String>,
+    cfg: &Config,
+    trust_anchors_pem: &str,
+) -> Result<Pod, Skip> {
+    match decide(pod, namespace, ns_annotations, cfg, trust_anchors_pem) {
+        Decision::Skip { reason, .. } => Err(reason),
+        Decision::Inject(patch) => {
+            let mut doc = serde_json::to_value(pod).unwrap_or_default();
+            // The patch was built for this very document: it applies.
+            match json_patch::patch(&mut doc, &patch)
+                .ok()
+                .and_then(|()| serde_json::from_value(doc).ok())
+            {
+                Some(p) => Ok(p),
+                None => Err(Skip::Invalid(InvalidAnnotation {
+                    key: INJECT_ANNOTATION.into(),
+                    value: "enabled".into(),
+                    expected: "a pod the injector can patch (internal error, please report)",
+                })),
+            }
+        }
+    }
+}
+
 /// Whether `pod` is to be injected; if so with which overrides and proxy resources.
 fn check(
     pod: &Pod,

@@ -452,3 +452,20 @@ fn bad_override_values_skip_with_a_clear_reason() {
         assert_eq!(out["spec"]["initContainers"].as_array().unwrap().len(), 1);
     }
 }
+
+#[test]
+fn inject_pod_returns_the_mutated_pod() {
+    let (_, out) = run(&web_pod(), &[]);
+    let p = inject_pod(&pod(&web_pod()), "shop", &BTreeMap::new(), &cfg(), ANCHORS).unwrap();
+    // Same as the patch (but for the field k8s-openapi does not know).
+    let mut expected = out;
+    expected["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("futureField");
+    assert_eq!(serde_json::to_value(&p).unwrap(), expected);
+    assert_eq!(
+        inject_pod(&p, "shop", &BTreeMap::new(), &cfg(), ANCHORS).unwrap_err(),
+        Skip::AlreadyInjected
+    );
+}
