@@ -17,11 +17,11 @@ use std::{
 };
 use tulle_api::certify::SwappableCert;
 use tulle_controller::{
-    inject::{self, Skip},
+    inject::{self, Namespace as NamespaceInfo, Skip},
     webhook::{
         AnchorsFile, Injector, Metrics,
         certs::{self, Plan, WebhookTls},
-        cluster::{Cluster, NamespaceInfo, event_target},
+        cluster::{Cluster, event_target},
         server, store,
     },
 };
@@ -46,6 +46,7 @@ impl Cluster for FakeCluster {
                 name: name.into(),
                 uid: Some(format!("uid-{name}")),
                 annotations,
+                labels: BTreeMap::new(),
             })
         })
     }

@@ -65,6 +65,23 @@ impl Default for Resources {
     }
 }
 
+/// The namespace a pod is created in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespace {
+    /// Its name (from the admission request: the pod's own metadata may not carry it yet).
+    pub name: String,
+    /// Its UID (an Event target when the pod has no owner).
+    pub uid: Option<String>,
+    /// Its annotations (`tulle.io/inject`, `config.tulle.io/*` defaults).
+    pub annotations: BTreeMap<String, String>,
+    /// Its labels (Pod Security Admission level).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The Pod Security Admission label whose `baseline` and `restricted` levels forbid the init
+/// step's capabilities.
+pub const POD_SECURITY_LABEL: &str = "pod-security.kubernetes.io/enforce";
+
 /// What the injector puts in the pods (from the controller's flags).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Config {
@@ -107,6 +124,11 @@ pub enum Skip {
     ExistingSidecar(String),
     /// An annotation has a value the injector cannot use.
     Invalid(InvalidAnnotation),
+    /// An app container already uses a port the proxy listens on.
+    PortConflict(i32),
+    /// The namespace enforces a Pod Security level (`baseline`, `restricted`) that rejects the
+    /// init step (NET_ADMIN, NET_RAW, root): injecting would make the pod impossible to create.
+    PodSecurity(String),
 }
 
 impl Skip {
@@ -119,6 +141,8 @@ impl Skip {
             Skip::HostNetwork => "host-network",
             Skip::ExistingSidecar(_) => "existing-sidecar",
             Skip::Invalid(_) => "invalid-annotation",
+            Skip::PortConflict(_) => "port-conflict",
+            Skip::PodSecurity(_) => "pod-security",
         }
     }
 
@@ -148,6 +172,14 @@ impl std::fmt::Display for Skip {
                 "the pod already has a container or volume named {c}; remove it (or add {INJECTED_ANNOTATION}: \"true\" if it was injected by hand)"
             ),
             Skip::Invalid(e) => write!(f, "{e}"),
+            Skip::PortConflict(p) => write!(
+                f,
+                "a container uses port {p}, which the proxy needs (4140, 4143, 4191); move it or set {INJECT_ANNOTATION}: disabled"
+            ),
+            Skip::PodSecurity(level) => write!(
+                f,
+                "the namespace enforces Pod Security level {level:?} ({POD_SECURITY_LABEL}), which rejects the init step's NET_ADMIN/NET_RAW; label the namespace {POD_SECURITY_LABEL}=privileged to mesh it"
+            ),
         }
     }
 }
@@ -166,17 +198,10 @@ pub enum Decision {
     },
 }
 
-/// Decides what to do with `pod`, created in `namespace` (take it from the admission request:
-/// the pod's own metadata may not carry it yet) whose annotations are `ns_annotations`.
-/// `trust_anchors_pem` is put inline in the proxy's environment.
-pub fn decide(
-    pod: &Pod,
-    namespace: &str,
-    ns_annotations: &BTreeMap<String, String>,
-    cfg: &Config,
-    trust_anchors_pem: &str,
-) -> Decision {
-    match check(pod, ns_annotations, cfg) {
+/// Decides what to do with `pod`, created in `ns`. `trust_anchors_pem` is put inline in the
+/// proxy's environment.
+pub fn decide(pod: &Pod, ns: &Namespace, cfg: &Config, trust_anchors_pem: &str) -> Decision {
+    match check(pod, ns, cfg) {
         Err(reason) => {
             let patch = reason
                 .is_recorded()
@@ -186,7 +211,7 @@ pub fn decide(
         Ok((overrides, resources)) => {
             let added = sidecar::build(
                 pod,
-                namespace,
+                &ns.name,
                 cfg,
                 &overrides,
                 &resources,
@@ -201,12 +226,11 @@ pub fn decide(
 /// patch): [`decide`], then the patch applied to `pod`. `Err` when it is not injected.
 pub fn inject_pod(
     pod: &Pod,
-    namespace: &str,
-    ns_annotations: &BTreeMap<String, String>,
+    ns: &Namespace,
     cfg: &Config,
     trust_anchors_pem: &str,
 ) -> Result<Pod, Skip> {
-    match decide(pod, namespace, ns_annotations, cfg, trust_anchors_pem) {
+    match decide(pod, ns, cfg, trust_anchors_pem) {
         Decision::Skip { reason, .. } => Err(reason),
         Decision::Inject(patch) => {
             let mut doc = serde_json::to_value(pod).unwrap_or_default();
@@ -227,11 +251,8 @@ pub fn inject_pod(
 }
 
 /// Whether `pod` is to be injected; if so with which overrides and proxy resources.
-fn check(
-    pod: &Pod,
-    ns_annotations: &BTreeMap<String, String>,
-    cfg: &Config,
-) -> Result<(Overrides, Resources), Skip> {
+fn check(pod: &Pod, ns: &Namespace, cfg: &Config) -> Result<(Overrides, Resources), Skip> {
+    let ns_annotations = &ns.annotations;
     let empty = BTreeMap::new();
     let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     if pod_annotations.contains_key(INJECTED_ANNOTATION) {
@@ -280,6 +301,23 @@ fn check(
         {
             return Err(Skip::ExistingSidecar(name.to_string()));
         }
+    }
+    let ports = spec.into_iter().flat_map(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+            .flat_map(|c| c.ports.iter().flatten())
+            .map(|p| p.container_port)
+    });
+    for p in ports {
+        if [4140, INBOUND_PORT, ADMIN_PORT].contains(&p) {
+            return Err(Skip::PortConflict(p));
+        }
+    }
+    if let Some(level) = ns.labels.get(POD_SECURITY_LABEL)
+        && matches!(level.as_str(), "baseline" | "restricted")
+    {
+        return Err(Skip::PodSecurity(level.clone()));
     }
     let o = Overrides::parse(pod_annotations, ns_annotations).map_err(Skip::Invalid)?;
     let d = &cfg.resources;

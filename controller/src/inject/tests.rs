@@ -51,12 +51,23 @@ fn pod(v: &Value) -> Pod {
     serde_json::from_value(v.clone()).unwrap()
 }
 
+fn shop(ns_ann: &[(&str, &str)]) -> Namespace {
+    Namespace {
+        name: "shop".into(),
+        annotations: ns_ann
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
 fn run(v: &Value, ns_ann: &[(&str, &str)]) -> (Decision, Value) {
-    let ns: BTreeMap<String, String> = ns_ann
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let d = decide(&pod(v), "shop", &ns, &cfg(), ANCHORS);
+    run_in(v, &shop(ns_ann))
+}
+
+fn run_in(v: &Value, ns: &Namespace) -> (Decision, Value) {
+    let d = decide(&pod(v), ns, &cfg(), ANCHORS);
     let mut out = v.clone();
     match &d {
         Decision::Inject(p) => json_patch::patch(&mut out, p).unwrap(),
@@ -456,7 +467,7 @@ fn bad_override_values_skip_with_a_clear_reason() {
 #[test]
 fn inject_pod_returns_the_mutated_pod() {
     let (_, out) = run(&web_pod(), &[]);
-    let p = inject_pod(&pod(&web_pod()), "shop", &BTreeMap::new(), &cfg(), ANCHORS).unwrap();
+    let p = inject_pod(&pod(&web_pod()), &shop(&[]), &cfg(), ANCHORS).unwrap();
     // Same as the patch (but for the field k8s-openapi does not know).
     let mut expected = out;
     expected["spec"]["containers"][0]
@@ -465,7 +476,40 @@ fn inject_pod_returns_the_mutated_pod() {
         .remove("futureField");
     assert_eq!(serde_json::to_value(&p).unwrap(), expected);
     assert_eq!(
-        inject_pod(&p, "shop", &BTreeMap::new(), &cfg(), ANCHORS).unwrap_err(),
+        inject_pod(&p, &shop(&[]), &cfg(), ANCHORS).unwrap_err(),
         Skip::AlreadyInjected
     );
+}
+
+#[test]
+fn pods_that_would_break_are_skipped() {
+    // The app already listens on the proxy's admin port.
+    let mut v = web_pod();
+    v["spec"]["containers"][0]["ports"] = json!([{"containerPort": 4191}]);
+    let (d, out) = run(&v, &[]);
+    assert_eq!(d_reason(&d), Some(Skip::PortConflict(4191)));
+    assert_eq!(
+        out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+        "port-conflict"
+    );
+
+    // Pod Security baseline/restricted would reject the init step: the pod could not be created.
+    for level in ["baseline", "restricted"] {
+        let mut ns = shop(&[("tulle.io/inject", "enabled")]);
+        ns.labels.insert(POD_SECURITY_LABEL.into(), level.into());
+        let (d, out) = run_in(&bare_pod(), &ns);
+        let Some(Skip::PodSecurity(l)) = d_reason(&d) else {
+            panic!("{d:?}")
+        };
+        assert_eq!(l, level);
+        assert!(Skip::PodSecurity(l).to_string().contains("privileged"));
+        assert_eq!(
+            out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+            "pod-security"
+        );
+    }
+    let mut ns = shop(&[("tulle.io/inject", "enabled")]);
+    ns.labels
+        .insert(POD_SECURITY_LABEL.into(), "privileged".into());
+    assert!(matches!(run_in(&bare_pod(), &ns).0, Decision::Inject(_)));
 }

@@ -144,7 +144,7 @@ async fn respond(injector: &Injector, req: &AdmissionRequest<Pod>) -> AdmissionR
         Ok(a) => a,
         Err(e) => return fail(rsp, e),
     };
-    match inject::decide(pod, &namespace, &ns.annotations, &injector.config, &anchors) {
+    match inject::decide(pod, &ns, &injector.config, &anchors) {
         Decision::Inject(patch) => match rsp.clone().with_patch(patch) {
             Ok(rsp) => {
                 tracing::info!(namespace = %namespace, pod = %pod_name, "injected the proxy");

@@ -2,25 +2,13 @@
 //! saying why a pod was not injected. [`KubeCluster`] is the real one (RBAC: get namespaces;
 //! create/patch events.k8s.io events).
 
-use crate::inject::Skip;
+use crate::inject::{Namespace as NamespaceInfo, Skip};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
 use kube::{
     Api, Client,
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
-use std::collections::BTreeMap;
-
-/// The parts of a Namespace the injector uses.
-#[derive(Clone, Debug, Default)]
-pub struct NamespaceInfo {
-    /// Its name.
-    pub name: String,
-    /// Its UID (the Event target when the pod has no owner).
-    pub uid: Option<String>,
-    /// Its annotations.
-    pub annotations: BTreeMap<String, String>,
-}
 
 /// Cluster access of the admission handler.
 pub trait Cluster: Send + Sync + 'static {
@@ -70,6 +58,7 @@ impl Cluster for KubeCluster {
                 name: name.to_string(),
                 uid: ns.metadata.uid,
                 annotations: ns.metadata.annotations.unwrap_or_default(),
+                labels: ns.metadata.labels.unwrap_or_default(),
             })
         })
     }
@@ -84,7 +73,10 @@ impl Cluster for KubeCluster {
             .unwrap_or_default();
         let event = Event {
             type_: match reason {
-                Skip::Invalid(_) | Skip::ExistingSidecar(_) => EventType::Warning,
+                Skip::Invalid(_)
+                | Skip::ExistingSidecar(_)
+                | Skip::PortConflict(_)
+                | Skip::PodSecurity(_) => EventType::Warning,
                 _ => EventType::Normal,
             },
             reason: "InjectionSkipped".into(),
