@@ -291,7 +291,10 @@ async fn skips_are_recorded_and_failures_fail_open() {
         "host-network"
     );
     assert!(
-        rsp["warnings"][0].as_str().unwrap().contains("hostNetwork"),
+        rsp["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("tulle: proxy not injected (host-network): the pod uses hostNetwork"),
         "{rsp}"
     );
     assert_eq!(

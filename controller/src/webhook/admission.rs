@@ -131,7 +131,7 @@ async fn respond(injector: &Injector, req: &AdmissionRequest<Pod>) -> AdmissionR
     let fail = |rsp: AdmissionResponse, why: String| {
         tracing::error!(namespace = %namespace, pod = %pod_name, error = %why, "injection failed; the pod is created without the proxy");
         injector.metrics.admitted("error");
-        with_warning(rsp, format!("tulle: the proxy was not injected: {why}"))
+        with_warning(rsp, format!("tulle: proxy not injected (error): {why}"))
     };
     if namespace.is_empty() {
         return fail(rsp, "the request names no namespace".into());
@@ -163,7 +163,11 @@ async fn respond(injector: &Injector, req: &AdmissionRequest<Pod>) -> AdmissionR
             if !req.dry_run {
                 injector.cluster.record_skip(pod, &ns, &reason);
             }
-            let rsp = with_warning(rsp, format!("tulle: the proxy was not injected: {reason}"));
+            // The reason code first: the API server may truncate long warnings.
+            let rsp = with_warning(
+                rsp,
+                format!("tulle: proxy not injected ({}): {reason}", reason.code()),
+            );
             match patch.map(|p| rsp.clone().with_patch(p)) {
                 Some(Ok(r)) => r,
                 _ => rsp,
