@@ -12,8 +12,11 @@ use kube::core::{
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
+
+/// How long the namespace lookup may take.
+const NAMESPACE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The request body is not an AdmissionReview with a request.
 #[derive(Debug, thiserror::Error)]
@@ -136,9 +139,18 @@ async fn respond(injector: &Injector, req: &AdmissionRequest<Pod>) -> AdmissionR
     if namespace.is_empty() {
         return fail(rsp, "the request names no namespace".into());
     }
-    let ns = match injector.cluster.namespace(&namespace).await {
-        Ok(ns) => ns,
-        Err(e) => return fail(rsp, e),
+    // Well within the webhook's 10 s timeout, so that a slow API server still gets an answer
+    // (with a warning) rather than timing out silently.
+    let lookup = tokio::time::timeout(NAMESPACE_TIMEOUT, injector.cluster.namespace(&namespace));
+    let ns = match lookup.await {
+        Ok(Ok(ns)) => ns,
+        Ok(Err(e)) => return fail(rsp, e),
+        Err(_) => {
+            return fail(
+                rsp,
+                format!("reading namespace {namespace} took more than {NAMESPACE_TIMEOUT:?}"),
+            );
+        }
     };
     let anchors = match injector.anchors.read().await {
         Ok(a) => a,

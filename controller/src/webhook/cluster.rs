@@ -126,3 +126,76 @@ pub fn event_target(pod: &Pod, ns: &NamespaceInfo) -> ObjectReference {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::test_api::{expect, reply};
+    use hyper::{Method, Request, Response, StatusCode};
+    use kube::client::Body;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn namespace_and_event() {
+        let (svc, mut h) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let cluster = KubeCluster::new(Client::new(svc, "default"), Some("ctl-0".into()));
+        let server = tokio::spawn(async move {
+            let (_, send) = expect(&mut h, Method::GET, "/api/v1/namespaces/shop").await;
+            reply(
+                send,
+                StatusCode::OK,
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                       "metadata": {"name": "shop", "uid": "ns-uid",
+                                    "annotations": {"tulle.io/inject": "enabled"},
+                                    "labels": {"pod-security.kubernetes.io/enforce": "baseline"}}}),
+            );
+            let (ev, send) = expect(
+                &mut h,
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/shop/events",
+            )
+            .await;
+            reply(send, StatusCode::CREATED, ev.clone());
+            ev
+        });
+        let ns = cluster.namespace("shop").await.unwrap();
+        assert_eq!(ns.uid.as_deref(), Some("ns-uid"));
+        assert_eq!(ns.annotations["tulle.io/inject"], "enabled");
+        assert_eq!(ns.labels["pod-security.kubernetes.io/enforce"], "baseline");
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"generateName": "web-",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "rs", "controller": true}]}}))
+        .unwrap();
+        cluster.record_skip(&pod, &ns, &Skip::HostNetwork);
+        let ev = server.await.unwrap();
+        assert_eq!(ev["reason"], "InjectionSkipped");
+        assert_eq!(ev["type"], "Normal");
+        assert_eq!(ev["reportingController"], "tulle-controller");
+        assert_eq!(ev["reportingInstance"], "ctl-0");
+        assert_eq!(ev["regarding"]["kind"], "ReplicaSet");
+        assert_eq!(ev["regarding"]["uid"], "rs");
+        assert!(
+            ev["note"]
+                .as_str()
+                .unwrap()
+                .contains("pod web-: the tulle proxy was not injected: the pod uses hostNetwork")
+        );
+
+        // No owner: the namespace itself.
+        let bare = Pod::default();
+        let r = event_target(&bare, &ns);
+        assert_eq!(
+            (
+                r.kind.as_deref(),
+                r.name.as_deref(),
+                r.namespace.as_deref(),
+                r.uid.as_deref()
+            ),
+            (
+                Some("Namespace"),
+                Some("shop"),
+                Some("shop"),
+                Some("ns-uid")
+            )
+        );
+    }
+}
