@@ -1,4 +1,5 @@
-//! tulle-controller: the destination (discovery) half of the tulle control plane.
+//! tulle-controller: the destination (discovery) API and the proxy injector of the tulle
+//! control plane.
 //!
 //! Layers, each depending only on the ones before it:
 //! - [`core`]: domain types (targets, endpoints, resolutions, profiles) and the
@@ -6,12 +7,17 @@
 //! - [`grpc`]: the `tulle.destination.Destination` tonic service over [`core::Discover`].
 //! - [`k8s`]: kube-rs watchers on Services, EndpointSlices, Pods and SMI TrafficSplits that
 //!   convert objects into core inputs and feed the index.
+//! - [`inject`]: the sidecar injection decision and JSON patch (pure, k8s-openapi types).
+//! - [`webhook`]: the injector's HTTPS admission server, its self-managed certificate and the
+//!   webhook configuration's `caBundle`.
 //! - [`runtime`]: flags, wiring, the admin server.
 
 pub mod core;
 pub mod grpc;
+pub mod inject;
 pub mod k8s;
 pub mod runtime;
 pub mod scale;
+pub mod webhook;
 
 pub use runtime::{Args, run};

@@ -1,6 +1,10 @@
-//! Wiring: flags, the index, the Kubernetes watches, the gRPC server and the admin server.
+//! Wiring: flags, the index, the Kubernetes watches, the gRPC server, the injector webhook
+//! and the admin server.
 
 mod tls;
+mod webhook;
+
+pub use webhook::{WebhookArgs, inject_config};
 
 use crate::{
     core::{Index, Naming},
@@ -9,7 +13,7 @@ use crate::{
 };
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
-/// tulle-controller: the destination API of the tulle control plane.
+/// tulle-controller: the destination API and proxy injector of the tulle control plane.
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "tulle-controller", version)]
 pub struct Args {
@@ -80,6 +84,9 @@ pub struct Args {
         default_value = "tulle-system"
     )]
     pub namespace: String,
+    /// The proxy injector webhook.
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
 }
 
 /// The controller failed to start or a server stopped.
@@ -118,7 +125,9 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     grpc_metrics.register(&mut registry);
 
     let synced = Arc::new(k8s::Synced::default());
-    k8s::spawn_watches(client, index.clone(), synced.clone());
+    k8s::spawn_watches(client.clone(), index.clone(), synced.clone());
+    let injector = webhook::start(&args, client, &mut registry).await?;
+    let injector_cert = injector.as_ref().map(|w| w.cert.clone());
 
     let serving = match &args.identity_addr {
         Some(addr) => Some(start_tls(&args, addr)?),
@@ -132,9 +141,11 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         tulle_admin::AdminState {
             registry: Arc::new(registry),
             ready: Arc::new(move || {
-                synced.is_ready() && tls_ready.as_ref().is_none_or(|c| c.is_ready())
+                synced.is_ready()
+                    && tls_ready.as_ref().is_none_or(|c| c.is_ready())
+                    && injector_cert.as_ref().is_none_or(|c| c.is_ready())
             }),
-            not_ready_reason: "initial Kubernetes lists not done",
+            not_ready_reason: "initial Kubernetes lists, serving or webhook certificate not there yet",
         },
     ));
 
@@ -156,9 +167,16 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             tokio::spawn(server.serve_with_incoming(incoming(listener)))
         }
     };
+    let injector = async {
+        match injector {
+            Some(w) => w.server.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         r = grpc => Err(RunError::Serve(format!("destination gRPC: {r:?}"))),
         r = admin => Err(RunError::Serve(format!("admin: {r:?}"))),
+        r = injector => Err(RunError::Serve(format!("injector webhook: {r:?}"))),
     }
 }
 

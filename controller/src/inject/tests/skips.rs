@@ -1,0 +1,188 @@
+//! Pods that are not injected, and why.
+
+use super::*;
+
+#[test]
+fn skip_reasons() {
+    // Not enabled anywhere: nothing recorded.
+    let (d, out) = run(&bare_pod(), &[]);
+    assert!(
+        matches!(
+            d,
+            Decision::Skip {
+                reason: Skip::NotEnabled,
+                patch: None
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(out, bare_pod());
+
+    // The pod's `disabled` wins over the namespace's `enabled`.
+    let mut v = web_pod();
+    v["metadata"]["annotations"]["tulle.io/inject"] = json!("disabled");
+    let (d, out) = run(&v, &[("tulle.io/inject", "enabled")]);
+    assert!(
+        matches!(
+            d,
+            Decision::Skip {
+                reason: Skip::Disabled { on: "pod" },
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(
+        out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+        "disabled"
+    );
+    assert!(out["spec"]["initContainers"].as_array().unwrap().len() == 1);
+    // Recording the reason is idempotent too.
+    let (_, again) = run(&out, &[("tulle.io/inject", "enabled")]);
+    assert_eq!(again, out);
+
+    let (d, _) = run(&bare_pod(), &[("tulle.io/inject", "disabled")]);
+    assert!(matches!(
+        d,
+        Decision::Skip {
+            reason: Skip::Disabled { on: "namespace" },
+            ..
+        }
+    ));
+
+    // The pod's `enabled` wins over the namespace's `disabled`.
+    let (d, _) = run(&web_pod(), &[("tulle.io/inject", "disabled")]);
+    assert!(matches!(d, Decision::Inject(_)));
+
+    let mut v = web_pod();
+    v["spec"]["hostNetwork"] = json!(true);
+    let (d, out) = run(&v, &[]);
+    assert!(
+        matches!(
+            d,
+            Decision::Skip {
+                reason: Skip::HostNetwork,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(
+        out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+        "host-network"
+    );
+    assert!(out["metadata"]["labels"].get("tulle.io/proxied").is_none());
+
+    // A bare pod (no annotations map at all) gets one.
+    let mut v = bare_pod();
+    v["spec"]["hostNetwork"] = json!(true);
+    let (_, out) = run(&v, &[("tulle.io/inject", "enabled")]);
+    assert_eq!(
+        out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+        "host-network"
+    );
+
+    let mut v = web_pod();
+    v["spec"]["containers"][0]["name"] = json!("tulle-proxy");
+    let (d, out) = run(&v, &[]);
+    assert_eq!(
+        d_reason(&d),
+        Some(Skip::ExistingSidecar("tulle-proxy".into()))
+    );
+    assert_eq!(
+        out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+        "existing-sidecar"
+    );
+
+    let mut v = web_pod();
+    v["spec"]["volumes"][0]["name"] = json!(TOKEN_VOLUME);
+    let (d, _) = run(&v, &[]);
+    assert_eq!(
+        d_reason(&d),
+        Some(Skip::ExistingSidecar(TOKEN_VOLUME.into()))
+    );
+
+    let mut v = web_pod();
+    v["metadata"]["annotations"]["tulle.io/inject"] = json!("yes");
+    let (d, out) = run(&v, &[]);
+    let Some(Skip::Invalid(e)) = d_reason(&d) else {
+        panic!("{d:?}")
+    };
+    assert_eq!(e.key, "tulle.io/inject");
+    assert!(
+        e.to_string().contains("expected enabled or disabled"),
+        "{e}"
+    );
+    assert_eq!(
+        out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+        "invalid-annotation"
+    );
+}
+
+fn d_reason(d: &Decision) -> Option<Skip> {
+    match d {
+        Decision::Skip { reason, .. } => Some(reason.clone()),
+        Decision::Inject(_) => None,
+    }
+}
+
+#[test]
+fn bad_override_values_skip_with_a_clear_reason() {
+    for (key, value) in [
+        ("config.tulle.io/skip-inbound-ports", "ssh"),
+        ("config.tulle.io/skip-outbound-subnets", "10.0.0.0/40"),
+        ("config.tulle.io/proxy-memory-limit", "a lot"),
+        ("config.tulle.io/proxy-cpu-request", "-1"),
+        ("config.tulle.io/proxy-log-level", "$(SECRET)"),
+        ("config.tulle.io/proxy-image", "bad image"),
+        ("config.tulle.io/opaque-ports", "99999"),
+        // Above the default limit (256Mi): the API server would reject the pod.
+        ("config.tulle.io/proxy-memory-request", "1Gi"),
+    ] {
+        let mut v = web_pod();
+        v["metadata"]["annotations"][key] = json!(value);
+        let (d, out) = run(&v, &[]);
+        let Some(Skip::Invalid(e)) = d_reason(&d) else {
+            panic!("{key}={value}: {d:?}")
+        };
+        assert!(e.to_string().contains("fix or remove it"), "{e}");
+        assert_eq!(
+            out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+            "invalid-annotation"
+        );
+        assert_eq!(out["spec"]["initContainers"].as_array().unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn pods_that_would_break_are_skipped() {
+    // The app already listens on the proxy's admin port.
+    let mut v = web_pod();
+    v["spec"]["containers"][0]["ports"] = json!([{"containerPort": 4191}]);
+    let (d, out) = run(&v, &[]);
+    assert_eq!(d_reason(&d), Some(Skip::PortConflict(4191)));
+    assert_eq!(
+        out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+        "port-conflict"
+    );
+
+    // Pod Security baseline/restricted would reject the init step: the pod could not be created.
+    for level in ["baseline", "restricted"] {
+        let mut ns = shop(&[("tulle.io/inject", "enabled")]);
+        ns.labels.insert(POD_SECURITY_LABEL.into(), level.into());
+        let (d, out) = run_in(&bare_pod(), &ns);
+        let Some(Skip::PodSecurity(l)) = d_reason(&d) else {
+            panic!("{d:?}")
+        };
+        assert_eq!(l, level);
+        assert!(Skip::PodSecurity(l).to_string().contains("privileged"));
+        assert_eq!(
+            out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+            "pod-security"
+        );
+    }
+    let mut ns = shop(&[("tulle.io/inject", "enabled")]);
+    ns.labels
+        .insert(POD_SECURITY_LABEL.into(), "privileged".into());
+    assert!(matches!(run_in(&bare_pod(), &ns).0, Decision::Inject(_)));
+}

@@ -1,0 +1,158 @@
+//! The HTTPS server: `POST /inject` with an AdmissionReview body (at most [`MAX_BODY`]
+//! bytes), HTTP/1.1 or HTTP/2, TLS 1.2+ with the certificate of a [`SwappableCert`] (swapped
+//! on rotation without a restart).
+
+use super::admission::{Injector, review};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, Response, StatusCode, body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::{sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tulle_api::certify::SwappableCert;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Time allowed for the TLS handshake, and for reading a request's headers and body.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS config: the swappable certificate, ALPN h2 and http/1.1.
+pub fn server_config(cert: Arc<SwappableCert>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Serves `injector` on `listener` until the task is dropped.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    injector: Arc<Injector>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                tracing::warn!(error = %e, "webhook accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let injector = injector.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(READ_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "webhook TLS handshake timed out");
+                    return;
+                }
+            };
+            let svc = service_fn(move |req| {
+                let injector = injector.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&injector, req).await) }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(READ_TIMEOUT);
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(%peer, error = %e, "webhook connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Routes and answers one request.
+pub async fn handle(injector: &Injector, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/inject" {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found; the injector is POST /inject\n",
+        );
+    }
+    if req.method() != Method::POST {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST an admission.k8s.io/v1 AdmissionReview to /inject\n",
+        );
+    }
+    let body = Limited::new(req.into_body(), MAX_BODY);
+    let body = match tokio::time::timeout(READ_TIMEOUT, body.collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
+            let (status, msg) = if e.is::<http_body_util::LengthLimitError>() {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the AdmissionReview is larger than {MAX_BODY} bytes\n"),
+                )
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {e}\n"),
+                )
+            };
+            return text(status, &msg);
+        }
+        Err(_) => {
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body was not received in time\n",
+            );
+        }
+    };
+    match review(injector, &body).await {
+        Ok(out) => match serde_json::to_value(&out)
+            .map(base64_patch)
+            .and_then(|v| serde_json::to_vec(&v))
+        {
+            Ok(json) => Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(json)))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+            Err(e) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot encode the AdmissionReview: {e}\n"),
+            ),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "bad AdmissionReview");
+            text(StatusCode::BAD_REQUEST, &format!("{e}\n"))
+        }
+    }
+}
+
+/// kube serialises the patch bytes as a JSON array of numbers; the API server's canonical form
+/// for `[]byte` is a base64 string, so send that.
+fn base64_patch(mut review: serde_json::Value) -> serde_json::Value {
+    if let Some(patch) = review.pointer_mut("/response/patch")
+        && let Ok(bytes) = serde_json::from_value::<Vec<u8>>(patch.clone())
+        && let Ok(b64) = serde_json::to_value(k8s_openapi::ByteString(bytes))
+    {
+        *patch = b64;
+    }
+    review
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(Bytes::from(msg.to_string())));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    rsp
+}
