@@ -63,7 +63,7 @@ pub fn identity_name(sa: &str, ns: &str) -> String {
     format!("{sa}.{ns}.serviceaccount.identity.tulle.cluster.local")
 }
 
-/// tulle-identity and tulle-controller in namespace `ns`, with their Services, ServiceAccounts,
+/// tulle-identity and tulle-controller (injector off) in namespace `ns`, with their Services, ServiceAccounts,
 /// the issuer Secret, the trust-anchors ConfigMap and cluster RBAC named `<ns>-identity` and
 /// `<ns>-controller` (remove those with [`ClusterRbac`]).
 pub fn control_plane(ns: &str, ca: &TestCa) -> String {
@@ -172,6 +172,7 @@ spec:
         - {{name: TULLE_CONTROLLER_IDENTITY_SERVER_NAME, value: "{identity_id}"}}
         - {{name: TULLE_CONTROLLER_TRUST_ANCHORS, value: /var/run/tulle/identity/trust-anchors.pem}}
         - {{name: TULLE_CONTROLLER_TOKEN_FILE, value: /var/run/secrets/tulle.io/serviceaccount/token}}
+        - {{name: TULLE_CONTROLLER_INJECT_DISABLED, value: "true"}}
         volumeMounts:
         - {{name: anchors, mountPath: /var/run/tulle/identity, readOnly: true}}
         - {{name: token, mountPath: /var/run/secrets/tulle.io/serviceaccount, readOnly: true}}
