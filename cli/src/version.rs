@@ -62,11 +62,11 @@ pub async fn report(g: &GlobalArgs, args: &VersionArgs) -> Report {
 async fn server_version(g: &GlobalArgs, timeout: Duration) -> Result<String, String> {
     let client = kubeconfig::client(g, timeout)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| error_chain(&e))?;
     let api: kube::Api<Deployment> = kube::Api::namespaced(client, NAMESPACE);
     let d = api.get_opt(CONTROLLER).await.map_err(|e| match e {
         kube::Error::Api(s) => format!("{}: {}", s.reason, s.message),
-        other => other.to_string(),
+        other => error_chain(&other),
     })?;
     let d = d.ok_or_else(|| {
         format!("deployment {NAMESPACE}/{CONTROLLER} not found: is tulle installed?")
@@ -79,4 +79,19 @@ async fn server_version(g: &GlobalArgs, timeout: Duration) -> Result<String, Str
         .ok_or_else(|| {
             format!("deployment {NAMESPACE}/{CONTROLLER} has no app.kubernetes.io/version label")
         })
+}
+
+/// An error and its sources, `a: b: c`, skipping a source whose text repeats its parent's.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
 }
