@@ -181,6 +181,7 @@ fn chart_generates_a_valid_pki() {
         issuer_key: "chart Secret tls.key".into(),
     };
     tulle_cli::pki::validate(&pki, &names, SystemTime::now()).unwrap();
+    identity_accepts(&pki);
 }
 
 /// User PKI given as values is used verbatim.

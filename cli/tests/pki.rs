@@ -40,6 +40,7 @@ fn generated_pki_chains_and_validates() {
     let now = SystemTime::now();
     let p = pki::generate("cluster.local", YEAR, now).unwrap();
     pki::validate(&p, &names(), now).unwrap();
+    identity_accepts(&p);
     let (root_ca, root_subject, root_issuer, root_life) = x509(&p.trust_anchors_pem);
     let (iss_ca, _, iss_issuer, _) = x509(&p.issuer_cert_pem);
     assert!(root_ca && iss_ca);
@@ -125,6 +126,7 @@ fn generated_install_pki_is_consistent() {
         issuer_key_pem: s("tls.key"),
     };
     pki::validate(&p, &names(), SystemTime::now()).unwrap();
+    identity_accepts(&p);
 }
 
 struct Bad {

@@ -131,3 +131,46 @@ pub fn golden(name: &str, actual: &str) {
         );
     }
 }
+
+/// tulle-identity's own issuer loader accepts `pki`, signs a leaf with it, and the leaf
+/// verifies against the anchors through the issuer chain (as a peer proxy verifies it).
+pub fn identity_accepts(pki: &tulle_cli::pki::Pki) {
+    use rustls_pki_types::{CertificateDer, UnixTime, pem::PemObject};
+    let now = SystemTime::now();
+    let issuer = tulle_identity::issuer::Issuer::from_pem(
+        pki.issuer_cert_pem.as_bytes(),
+        pki.issuer_key_pem.as_bytes(),
+        now,
+    )
+    .expect("tulle-identity rejects the issuer");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let id = tulle_api::ServiceAccountIdentity::new("web", "default", "cluster.local");
+    let signed = issuer
+        .sign(
+            &key,
+            &id,
+            now,
+            std::time::Duration::from_secs(86_400),
+            std::time::Duration::from_secs(60),
+        )
+        .expect("tulle-identity cannot sign with the issuer");
+    let anchors: Vec<_> = CertificateDer::pem_slice_iter(pki.trust_anchors_pem.as_bytes())
+        .map(|c| c.unwrap())
+        .collect();
+    let trust: Vec<_> = anchors
+        .iter()
+        .map(|a| webpki::anchor_from_trusted_cert(a).unwrap().to_owned())
+        .collect();
+    let ee = webpki::EndEntityCert::try_from(&signed.leaf).unwrap();
+    let secs = now.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &trust,
+        &signed.chain,
+        UnixTime::since_unix_epoch(secs),
+        webpki::KeyUsage::server_auth(),
+        None,
+        None,
+    )
+    .expect("a leaf from tulle-identity does not verify against the anchors");
+}
