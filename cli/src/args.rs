@@ -177,3 +177,46 @@ pub struct VersionArgs {
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_command() {
+        for argv in [
+            &["tulle", "--context", "c", "-n", "ns", "version"][..],
+            &["tulle", "version", "--context", "c", "--namespace", "ns"],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            assert_eq!(cli.global.context.as_deref(), Some("c"));
+            assert_eq!(cli.global.namespace.as_deref(), Some("ns"));
+        }
+    }
+
+    #[test]
+    fn install_defaults() {
+        let Command::Install(a) = Cli::try_parse_from(["tulle", "install"]).unwrap().command else {
+            panic!("not install")
+        };
+        assert_eq!(a.registry, "localhost/tulle");
+        assert_eq!(a.tag, env!("CARGO_PKG_VERSION"));
+        assert_eq!(a.trust_domain, "cluster.local");
+        assert_eq!(a.webhook_failure_policy, FailurePolicy::Ignore);
+        assert_eq!(a.default_inbound_policy, InboundPolicy::Allow);
+        assert_eq!(a.identity_validity_days, 365);
+        assert_eq!(a.output, Output::Yaml);
+    }
+
+    #[test]
+    fn usage_errors_are_exit_code_2() {
+        let e = Cli::try_parse_from(["tulle", "install", "--identity-issuer-key-file", "k"])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(crate::exit::USAGE));
+    }
+}
