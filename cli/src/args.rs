@@ -1,0 +1,222 @@
+//! Command-line arguments (clap derive): kubectl-style global flags and one struct per command.
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+/// Parses the process arguments. The program name in help and errors is `tulle`, or
+/// `kubectl tulle` when run as the kubectl plugin `kubectl-tulle` (argv[0] is otherwise
+/// ignored). Usage errors exit with code 2.
+pub fn parse() -> Cli {
+    let plugin = std::env::args_os()
+        .next()
+        .and_then(|a| Path::new(&a).file_name().map(|f| f.to_os_string()))
+        .is_some_and(|f| f.to_string_lossy().starts_with("kubectl-"));
+    let bin = if plugin { "kubectl tulle" } else { "tulle" };
+    let matches = Cli::command().bin_name(bin).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// tulle: install, check and operate the tulle service mesh.
+///
+/// Also usable as a kubectl plugin: put this binary (or a symlink to it) on the PATH as
+/// `kubectl-tulle` and run `kubectl tulle <command>`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tulle",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Flags shared by every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kubectl-style flags, accepted before or after the command.
+#[derive(Clone, Debug, Default, Args)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The namespace of the workloads a command acts on (default: the context's namespace).
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the manifests of the whole mesh: `tulle install | kubectl apply -f -`.
+    Install(InstallArgs),
+    /// Print every object `install` creates: `tulle uninstall | kubectl delete -f -`.
+    Uninstall(UninstallArgs),
+    /// Print the client and control-plane versions.
+    Version(VersionArgs),
+}
+
+/// Output format of manifests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Multi-document YAML.
+    #[default]
+    Yaml,
+    /// One JSON `v1/List` holding every object.
+    Json,
+}
+
+/// What the API server does when the injector webhook cannot be reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum FailurePolicy {
+    /// Admit the pod uninjected.
+    #[default]
+    #[value(name = "Ignore")]
+    Ignore,
+    /// Reject the pod.
+    #[value(name = "Fail")]
+    Fail,
+}
+
+impl FailurePolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::Ignore => "Ignore",
+            FailurePolicy::Fail => "Fail",
+        }
+    }
+}
+
+/// The mesh-wide inbound policy for workloads no TrafficTarget names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum InboundPolicy {
+    /// Accept every client.
+    #[default]
+    Allow,
+    /// Reject every client.
+    Deny,
+}
+
+impl InboundPolicy {
+    /// The value stored in the controller's environment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboundPolicy::Allow => "allow",
+            InboundPolicy::Deny => "deny",
+        }
+    }
+}
+
+/// `tulle install`.
+#[derive(Clone, Debug, Args)]
+pub struct InstallArgs {
+    /// Image registry (and path prefix) of the tulle images: `<registry>/<component>:<tag>`.
+    #[arg(long, default_value = "localhost/tulle")]
+    pub registry: String,
+    /// Image tag of the tulle images (default: this CLI's version).
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    pub tag: String,
+    /// The identity trust domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// PEM file with the trust anchors (root CAs); needs the two issuer files as well.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["identity_issuer_certificate_file", "identity_issuer_key_file"]
+    )]
+    pub identity_trust_anchors_file: Option<PathBuf>,
+    /// PEM file with the issuer certificate (an intermediate CA signed by a trust anchor,
+    /// optionally followed by further intermediates).
+    #[arg(long, value_name = "FILE", requires_all = ["identity_trust_anchors_file", "identity_issuer_key_file"])]
+    pub identity_issuer_certificate_file: Option<PathBuf>,
+    /// PEM file with the issuer's private key (PKCS#8 or SEC1 ECDSA).
+    #[arg(long, value_name = "FILE", requires_all = ["identity_trust_anchors_file", "identity_issuer_certificate_file"])]
+    pub identity_issuer_key_file: Option<PathBuf>,
+    /// Validity of a generated trust anchor and issuer, in days.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub identity_validity_days: u32,
+    /// failurePolicy of the proxy injector webhook.
+    #[arg(long, value_enum, default_value_t)]
+    pub webhook_failure_policy: FailurePolicy,
+    /// Number of tulle-controller replicas.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10))]
+    pub controller_replicas: i32,
+    /// Log level (tracing filter) of the injected proxies.
+    #[arg(long, default_value = "warn,tulle_proxy=info")]
+    pub proxy_log_level: String,
+    /// Inbound policy for workloads that no TrafficTarget names.
+    #[arg(long, value_enum, default_value_t)]
+    pub default_inbound_policy: InboundPolicy,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tulle uninstall`.
+#[derive(Clone, Debug, Args)]
+pub struct UninstallArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// `tulle version`.
+#[derive(Clone, Debug, Args)]
+pub struct VersionArgs {
+    /// Print only the client version; do not contact the cluster.
+    #[arg(long)]
+    pub client: bool,
+    /// Seconds to wait for the cluster before reporting the server version unavailable.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_command() {
+        for argv in [
+            &["tulle", "--context", "c", "-n", "ns", "version"][..],
+            &["tulle", "version", "--context", "c", "--namespace", "ns"],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            assert_eq!(cli.global.context.as_deref(), Some("c"));
+            assert_eq!(cli.global.namespace.as_deref(), Some("ns"));
+        }
+    }
+
+    #[test]
+    fn install_defaults() {
+        let Command::Install(a) = Cli::try_parse_from(["tulle", "install"]).unwrap().command else {
+            panic!("not install")
+        };
+        assert_eq!(a.registry, "localhost/tulle");
+        assert_eq!(a.tag, env!("CARGO_PKG_VERSION"));
+        assert_eq!(a.trust_domain, "cluster.local");
+        assert_eq!(a.webhook_failure_policy, FailurePolicy::Ignore);
+        assert_eq!(a.default_inbound_policy, InboundPolicy::Allow);
+        assert_eq!(a.identity_validity_days, 365);
+        assert_eq!(a.output, Output::Yaml);
+    }
+
+    #[test]
+    fn usage_errors_are_exit_code_2() {
+        let e = Cli::try_parse_from(["tulle", "install", "--identity-issuer-key-file", "k"])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(crate::exit::USAGE));
+    }
+}

@@ -1,0 +1,45 @@
+//! The CLI's error type and its stable exit codes.
+
+use crate::pki::PkiError;
+
+/// Stable exit codes.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A failure (cluster unreachable, I/O error, ...).
+    pub const FAILURE: u8 = 1;
+    /// A usage error: unknown flag, missing or conflicting arguments (reported by clap).
+    pub const USAGE: u8 = 2;
+    /// Bad configuration or input: unusable certificate files, invalid values.
+    pub const CONFIG: u8 = 64;
+}
+
+/// Everything that can make a command fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The supplied or generated PKI is unusable.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// An input value is invalid.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// The manifests could not be serialized (a bug).
+    #[error("cannot render manifests: {0}")]
+    Render(String),
+    /// Writing to stdout failed.
+    #[error("cannot write to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Pki(_) | Error::Input(_) => exit::CONFIG,
+            Error::Render(_) | Error::Stdout(_) | Error::Runtime(_) => exit::FAILURE,
+        }
+    }
+}

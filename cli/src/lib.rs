@@ -1,0 +1,61 @@
+//! tulle: the command-line tool of the tulle service mesh.
+//!
+//! - `tulle install` prints every manifest of the mesh (SMI CRDs, namespace, RBAC, identity and
+//!   controller, the injector webhook configuration, the trust anchors and the issuer) as one
+//!   multi-document YAML stream, in an order `kubectl apply -f -` accepts in one pass. The trust
+//!   anchor and the issuer are generated ([`pki`]) unless the user supplies them.
+//! - `tulle uninstall` prints every object `install` creates, for `kubectl delete -f -`.
+//! - `tulle version` prints the client version and the control plane's.
+//!
+//! The manifests are built from typed k8s-openapi objects ([`manifest`]), so the output is
+//! well-formed by construction. Exit codes are stable: see [`exit`].
+//!
+//! The binary also works as a kubectl plugin: install it (or a symlink to it) as
+//! `kubectl-tulle` on the `PATH` and run `kubectl tulle ...`.
+
+pub mod args;
+pub mod error;
+pub mod kubeconfig;
+pub mod manifest;
+pub mod pki;
+pub mod render;
+pub mod version;
+
+pub use args::Cli;
+pub use error::{Error, exit};
+
+use args::Command;
+use std::io::Write;
+
+/// Runs one command; returns the exit code to use on success paths (`0`, or `1` when
+/// `version` could not reach the control plane).
+pub fn run(cli: Cli) -> Result<u8, Error> {
+    let Cli { global, command } = cli;
+    match command {
+        Command::Install(args) => {
+            let out = manifest::install(&args, std::time::SystemTime::now())?;
+            write_stdout(&out)
+        }
+        Command::Uninstall(args) => {
+            let out = manifest::uninstall(args.output)?;
+            write_stdout(&out)
+        }
+        Command::Version(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::Runtime)?;
+            let report = rt.block_on(version::report(&global, &args));
+            print!("{}", report.text);
+            Ok(report.exit_code)
+        }
+    }
+}
+
+fn write_stdout(s: &str) -> Result<u8, Error> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(Error::Stdout)?;
+    Ok(exit::OK)
+}

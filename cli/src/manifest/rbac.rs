@@ -1,0 +1,136 @@
+//! Least-privilege RBAC of the control plane.
+//!
+//! - identity: create TokenReviews (to check proxies' tokens); create/patch Events.
+//! - controller: list/watch what discovery and policy index (Services, EndpointSlices, Pods,
+//!   Namespaces for the inject and policy annotations, the SMI resources); get/patch only the
+//!   injector webhook configuration (to keep its caBundle current); create/patch Events; and,
+//!   in tulle-system only, the Secret that persists the webhook serving certificate.
+
+use super::{CONTROLLER, IDENTITY, NAMESPACE, Values, WEBHOOK_CONFIG, meta, value};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use serde_json::Value;
+
+/// The Secret the controller may keep its webhook serving certificate in.
+pub const WEBHOOK_TLS_SECRET: &str = "tulle-webhook-tls";
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    let v = |xs: &[&str]| Some(xs.iter().map(|s| s.to_string()).collect());
+    PolicyRule {
+        api_groups: v(groups),
+        resources: v(resources),
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn named(mut r: PolicyRule, names: &[&str]) -> PolicyRule {
+    r.resource_names = Some(names.iter().map(|s| s.to_string()).collect());
+    r
+}
+
+fn events() -> [PolicyRule; 2] {
+    [
+        rule(&[""], &["events"], &["create", "patch"]),
+        rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+    ]
+}
+
+fn subject(sa: &str) -> Vec<Subject> {
+    vec![Subject {
+        kind: "ServiceAccount".into(),
+        name: sa.into(),
+        namespace: Some(NAMESPACE.into()),
+        ..Default::default()
+    }]
+}
+
+fn role_ref(kind: &str, name: &str) -> RoleRef {
+    RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: kind.into(),
+        name: name.into(),
+    }
+}
+
+/// ClusterRoles, ClusterRoleBindings, the Role and the RoleBinding.
+pub fn objects(v: &Values) -> Vec<Value> {
+    let ver = &v.tag;
+    let mut identity_rules = vec![rule(
+        &["authentication.k8s.io"],
+        &["tokenreviews"],
+        &["create"],
+    )];
+    identity_rules.extend(events());
+
+    let mut controller_rules = vec![
+        rule(
+            &[""],
+            &["services", "pods", "namespaces"],
+            &["get", "list", "watch"],
+        ),
+        rule(
+            &["discovery.k8s.io"],
+            &["endpointslices"],
+            &["list", "watch"],
+        ),
+        rule(
+            &["split.smi-spec.io"],
+            &["trafficsplits"],
+            &["list", "watch"],
+        ),
+        rule(
+            &["access.smi-spec.io"],
+            &["traffictargets"],
+            &["list", "watch"],
+        ),
+        rule(
+            &["specs.smi-spec.io"],
+            &["httproutegroups", "tcproutes", "udproutes"],
+            &["list", "watch"],
+        ),
+        named(
+            rule(
+                &["admissionregistration.k8s.io"],
+                &["mutatingwebhookconfigurations"],
+                &["get", "patch"],
+            ),
+            &[WEBHOOK_CONFIG],
+        ),
+    ];
+    controller_rules.extend(events());
+
+    let cluster_role = |name: &str, component: &str, rules: Vec<PolicyRule>| ClusterRole {
+        metadata: meta(name, false, component, ver),
+        rules: Some(rules),
+        ..Default::default()
+    };
+    let cluster_binding = |name: &str, component: &str| ClusterRoleBinding {
+        metadata: meta(name, false, component, ver),
+        role_ref: role_ref("ClusterRole", name),
+        subjects: Some(subject(name)),
+    };
+
+    vec![
+        value(&cluster_role(IDENTITY, "identity", identity_rules)),
+        value(&cluster_binding(IDENTITY, "identity")),
+        value(&cluster_role(CONTROLLER, "controller", controller_rules)),
+        value(&cluster_binding(CONTROLLER, "controller")),
+        value(&Role {
+            metadata: meta(CONTROLLER, true, "controller", ver),
+            rules: Some(vec![
+                rule(&[""], &["secrets"], &["create"]),
+                named(
+                    rule(&[""], &["secrets"], &["get", "update", "patch"]),
+                    &[WEBHOOK_TLS_SECRET],
+                ),
+            ]),
+        }),
+        value(&RoleBinding {
+            metadata: meta(CONTROLLER, true, "controller", ver),
+            role_ref: role_ref("Role", CONTROLLER),
+            subjects: Some(subject(CONTROLLER)),
+        }),
+    ]
+}

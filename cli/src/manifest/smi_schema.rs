@@ -1,0 +1,195 @@
+//! Structural OpenAPI v3 schemas of the SMI resources (fields as in the SMI spec v0.6.0 and
+//! smi-sdk-go's CRDs), tightened with validation that rejects bad objects with a clear
+//! message: required fields, enums, bounds, and CEL rules (`x-kubernetes-validations`).
+
+use serde_json::{Value, json};
+
+/// A DNS-1123 name (Service, ServiceAccount, route names).
+fn name(description: &str) -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 253, "description": description})
+}
+
+/// Wraps a `spec` schema into the object's top-level schema.
+fn top(description: &str, spec: Value) -> Value {
+    json!({
+        "type": "object",
+        "description": description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+        },
+    })
+}
+
+/// TrafficSplit (split.smi-spec.io v1alpha2..v1alpha4 share this shape).
+pub fn traffic_split() -> Value {
+    top(
+        "TrafficSplit splits the traffic that clients send to the apex Service across backend Services, by relative weight.",
+        json!({
+            "type": "object",
+            "required": ["service", "backends"],
+            "properties": {
+                "service": name("The apex Service: the name clients use. Must be a Service in the TrafficSplit's namespace."),
+                "backends": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 64,
+                    "description": "Backend Services and their relative weights.",
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["service"],
+                    "items": {
+                        "type": "object",
+                        "required": ["service", "weight"],
+                        "properties": {
+                            "service": name("A Service in the same namespace (it may not exist yet: it then gets no traffic)."),
+                            "weight": {
+                                "type": "integer",
+                                "format": "int32",
+                                "description": "Relative weight (not a percentage); 0 sends no traffic.",
+                                "x-kubernetes-validations": [{
+                                    "rule": "self >= 0",
+                                    "message": "weight must be a whole number >= 0 (weights are relative; 0 sends no traffic)",
+                                }],
+                            },
+                        },
+                    },
+                },
+                "matches": {
+                    "type": "array",
+                    "maxItems": 16,
+                    "description": "HTTPRouteGroups whose matching requests are split; other requests go to the apex Service.",
+                    "items": {
+                        "type": "object",
+                        "required": ["kind", "name"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["HTTPRouteGroup"], "description": "Only HTTPRouteGroup."},
+                            "name": name("An HTTPRouteGroup in the same namespace."),
+                            "apiGroup": {"type": "string", "description": "Unused."},
+                        },
+                    },
+                },
+            },
+        }),
+    )
+}
+
+/// TrafficTarget (access.smi-spec.io v1alpha3).
+pub fn traffic_target() -> Value {
+    let subject = |what: &str| {
+        json!({
+            "type": "object",
+            "required": ["kind", "name"],
+            "description": what,
+            "properties": {
+                "kind": {"type": "string", "enum": ["ServiceAccount"], "description": "Only ServiceAccount."},
+                "name": name("The ServiceAccount's name."),
+                "namespace": name("The ServiceAccount's namespace (default: the TrafficTarget's)."),
+            },
+        })
+    };
+    top(
+        "TrafficTarget allows the listed source ServiceAccounts to reach the pods of the destination ServiceAccount on the listed routes.",
+        json!({
+            "type": "object",
+            "required": ["destination", "rules", "sources"],
+            "properties": {
+                "destination": subject("The destination: all pods running as this ServiceAccount."),
+                "sources": {
+                    "type": "array",
+                    "minItems": 1,
+                    "description": "The clients allowed.",
+                    "items": subject("A client ServiceAccount."),
+                },
+                "rules": {
+                    "type": "array",
+                    "minItems": 1,
+                    "description": "The routes allowed.",
+                    "items": {
+                        "type": "object",
+                        "required": ["kind", "name"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["HTTPRouteGroup", "TCPRoute", "UDPRoute"]},
+                            "name": name("The route object's name, in the TrafficTarget's namespace."),
+                            "matches": {
+                                "type": "array",
+                                "description": "Names of HTTPRouteGroup matches (default: all of them).",
+                                "items": {"type": "string", "minLength": 1},
+                            },
+                        },
+                        "x-kubernetes-validations": [{
+                            "rule": "self.kind == 'HTTPRouteGroup' || !has(self.matches)",
+                            "message": "matches may only be given for rules of kind HTTPRouteGroup",
+                        }],
+                    },
+                },
+            },
+        }),
+    )
+}
+
+/// HTTPRouteGroup (specs.smi-spec.io v1alpha3 and v1alpha4).
+pub fn http_route_group() -> Value {
+    top(
+        "HTTPRouteGroup names sets of HTTP requests (path regex, methods, headers) for TrafficTarget rules and TrafficSplit matches.",
+        json!({
+            "type": "object",
+            "required": ["matches"],
+            "properties": {
+                "matches": {
+                    "type": "array",
+                    "minItems": 1,
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "description": "The matches; a request matching any of them matches the group.",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": name("The match's name, referenced by TrafficTarget rules."),
+                            "pathRegex": {"type": "string", "description": "A regular expression anchored at the start of the path (default: any path)."},
+                            "methods": {
+                                "type": "array",
+                                "description": "HTTP methods; * is any (default: any).",
+                                "items": {"type": "string", "enum": ["*", "GET", "HEAD", "PUT", "POST", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]},
+                            },
+                            "headers": {
+                                "description": "Header name to value regex, all of which must match: a map, or a list of one-entry maps (smi-sdk-go's form).",
+                                "x-kubernetes-preserve-unknown-fields": true,
+                            },
+                        },
+                    },
+                },
+            },
+        }),
+    )
+}
+
+/// TCPRoute and UDPRoute (specs.smi-spec.io v1alpha4).
+pub fn port_route(proto: &str) -> Value {
+    top(
+        &format!(
+            "{proto}Route names {proto} traffic to destination ports, for TrafficTarget rules."
+        ),
+        json!({
+            "type": "object",
+            "required": ["matches"],
+            "properties": {
+                "matches": {
+                    "type": "object",
+                    "required": ["ports"],
+                    "properties": {
+                        "name": {"type": "string", "description": "Unused."},
+                        "ports": {
+                            "type": "array",
+                            "description": "Destination (pod) ports; empty means all ports.",
+                            "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        },
+                    },
+                },
+            },
+        }),
+    )
+}

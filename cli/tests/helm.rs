@@ -1,0 +1,238 @@
+//! The Helm charts: `helm lint` clean, and `helm template` of charts/tulle-crds + charts/tulle
+//! yields the same objects (kind, namespace, name) as `tulle install`, with the same content
+//! apart from labels and the generated PKI.
+//!
+//! helm is built from its Go module by `scripts/helm` (into /var/cache/tulle/tools/bin/helm;
+//! `TULLE_HELM` overrides the path). This test fails, it does not skip, when helm is missing.
+
+mod support;
+
+use serde_json::Value;
+use std::{collections::BTreeSet, path::PathBuf, process::Command, time::SystemTime};
+use support::*;
+
+fn helm_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TULLE_HELM") {
+        return p.into();
+    }
+    let cached = PathBuf::from("/var/cache/tulle/tools/bin/helm");
+    if cached.exists() {
+        return cached;
+    }
+    if let Ok(out) = Command::new("sh").args(["-c", "command -v helm"]).output()
+        && out.status.success()
+    {
+        return String::from_utf8(out.stdout).unwrap().trim().into();
+    }
+    panic!(
+        "helm not found (TULLE_HELM, /var/cache/tulle/tools/bin/helm, PATH): run scripts/helm, \
+         which builds it from its Go module (scripts/setup does this too)"
+    );
+}
+
+fn helm(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(helm_bin())
+        .args(args)
+        .current_dir(repo_dir())
+        .output()
+        .expect("cannot run helm");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("helm {args:?} failed:\n{stdout}\n{stderr}"))
+    }
+}
+
+fn rendered(extra: &[&str]) -> Vec<Value> {
+    let mut objs = docs(&helm(&["template", "tulle-crds", "charts/tulle-crds"]).unwrap());
+    let mut args = vec![
+        "template",
+        "tulle",
+        "charts/tulle",
+        "--namespace",
+        "tulle-system",
+    ];
+    args.extend_from_slice(extra);
+    objs.extend(docs(&helm(&args).unwrap()));
+    objs
+}
+
+#[test]
+fn charts_lint_clean() {
+    helm(&["lint", "--strict", "charts/tulle-crds"]).unwrap();
+    helm(&[
+        "lint",
+        "--strict",
+        "charts/tulle",
+        "--namespace",
+        "tulle-system",
+    ])
+    .unwrap();
+}
+
+#[test]
+fn chart_objects_match_tulle_install() {
+    let cli: Vec<Value> = docs(&install(&[]).unwrap());
+    let chart = rendered(&[]);
+    let set = |xs: &[Value]| xs.iter().map(key).collect::<BTreeSet<_>>();
+    let (a, b) = (set(&cli), set(&chart));
+    assert_eq!(
+        a,
+        b,
+        "only in tulle install: {:?}\nonly in the charts: {:?}",
+        a.difference(&b).collect::<Vec<_>>(),
+        b.difference(&a).collect::<Vec<_>>()
+    );
+    assert_eq!(chart.len(), b.len(), "the charts render an object twice");
+}
+
+/// Everything but labels, annotations, pod-template metadata and the PKI data is identical.
+#[test]
+fn chart_objects_have_the_same_content() {
+    let strip = |mut v: Value| {
+        if let Some(m) = v["metadata"].as_object_mut() {
+            m.remove("labels");
+            m.remove("annotations");
+        }
+        if let Some(t) = v
+            .pointer_mut("/spec/template")
+            .and_then(Value::as_object_mut)
+        {
+            t.remove("metadata");
+        }
+        if v["kind"] == "Secret" || v["kind"] == "ConfigMap" {
+            v.as_object_mut().unwrap().remove("data");
+        }
+        v
+    };
+    let chart = rendered(&[]);
+    for o in docs(&install(&[]).unwrap()) {
+        let k = key(&o);
+        let c = chart
+            .iter()
+            .find(|c| key(c) == k)
+            .unwrap_or_else(|| panic!("{k:?} not in chart"));
+        let (o, c) = (strip(o), strip(c.clone()));
+        assert!(
+            o == c,
+            "{k:?} differs:\ntulle install: {o}\nchart:         {c}"
+        );
+    }
+}
+
+#[test]
+fn chart_labels_follow_the_contract() {
+    for o in rendered(&[]) {
+        let l = &o["metadata"]["labels"];
+        assert_eq!(l["app.kubernetes.io/part-of"], "tulle", "{:?}", key(&o));
+        assert_eq!(
+            l["app.kubernetes.io/version"],
+            env!("CARGO_PKG_VERSION"),
+            "{:?}",
+            key(&o)
+        );
+        assert_eq!(l["app.kubernetes.io/managed-by"], "Helm");
+        assert!(l["app.kubernetes.io/name"].is_string());
+    }
+}
+
+/// The chart's zero-touch PKI (an ECDSA P-256 CA, anchor and issuer at once) passes the same
+/// validation as user files, so tulle-identity will load it.
+#[test]
+fn chart_generates_a_valid_pki() {
+    let chart = rendered(&[]);
+    let secret = chart.iter().find(|o| o["kind"] == "Secret").unwrap();
+    let cm = chart.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    let b64 = |k: &str| {
+        let out = Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(secret["data"][k].as_str().unwrap().as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let pki = tulle_cli::pki::Pki {
+        trust_anchors_pem: cm["data"]["trust-anchors.pem"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        issuer_cert_pem: b64("tls.crt"),
+        issuer_key_pem: b64("tls.key"),
+    };
+    assert!(
+        pki.issuer_key_pem.contains("BEGIN EC PRIVATE KEY"),
+        "ECDSA, not RSA"
+    );
+    let names = tulle_cli::pki::PkiFiles {
+        trust_anchors: "chart ConfigMap".into(),
+        issuer_cert: "chart Secret tls.crt".into(),
+        issuer_key: "chart Secret tls.key".into(),
+    };
+    tulle_cli::pki::validate(&pki, &names, SystemTime::now()).unwrap();
+    identity_accepts(&pki);
+}
+
+/// User PKI given as values is used verbatim.
+#[test]
+fn chart_uses_given_pki() {
+    let [a, c, k] = fixture_files();
+    let set = |name: &str, f: &PathBuf| format!("{name}={}", f.display());
+    let (sa, sc, sk) = (
+        set("identity.trustAnchorsPEM", &a),
+        set("identity.issuer.crtPEM", &c),
+        set("identity.issuer.keyPEM", &k),
+    );
+    let chart = rendered(&["--set-file", &sa, "--set-file", &sc, "--set-file", &sk]);
+    let cm = chart.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert_eq!(
+        cm["data"]["trust-anchors.pem"].as_str().unwrap().trim(),
+        std::fs::read_to_string(&a).unwrap().trim()
+    );
+    // the Secret must equal tulle install's with the same files
+    let cli = docs(&install_fixed(&[]));
+    let s = |xs: &[Value]| xs.iter().find(|o| o["kind"] == "Secret").unwrap()["data"].clone();
+    assert_eq!(s(&chart), s(&cli));
+}
+
+#[test]
+fn chart_rejects_bad_values_clearly() {
+    let e = helm(&[
+        "template",
+        "tulle",
+        "charts/tulle",
+        "-n",
+        "tulle-system",
+        "--set",
+        "webhookFailurePolicy=Sometimes",
+    ])
+    .unwrap_err();
+    assert!(e.contains("webhookFailurePolicy"), "{e}");
+    let e = helm(&["template", "tulle", "charts/tulle", "-n", "default"]).unwrap_err();
+    assert!(
+        e.contains("install this chart into the tulle-system namespace"),
+        "{e}"
+    );
+    let e = helm(&[
+        "template",
+        "tulle",
+        "charts/tulle",
+        "-n",
+        "tulle-system",
+        "--set",
+        "identity.issuer.crtPEM=x",
+    ])
+    .unwrap_err();
+    assert!(e.contains("go together"), "{e}");
+}

@@ -1,0 +1,315 @@
+//! Properties of `tulle install` / `tulle uninstall` output that hold for any PKI.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use support::*;
+
+fn generated() -> Vec<Value> {
+    docs(&install(&[]).unwrap())
+}
+
+#[test]
+fn every_document_parses_and_is_named() {
+    let objs = generated();
+    assert!(objs.len() >= 20, "only {} documents", objs.len());
+    for o in &objs {
+        for field in ["apiVersion", "kind"] {
+            assert!(
+                o[field].as_str().is_some_and(|s| !s.is_empty()),
+                "no {field}: {o}"
+            );
+        }
+        assert!(
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "no metadata.name: {o}"
+        );
+        let labels = &o["metadata"]["labels"];
+        assert_eq!(
+            labels["app.kubernetes.io/part-of"], "tulle",
+            "{}",
+            o["metadata"]
+        );
+        assert_eq!(
+            labels["app.kubernetes.io/version"],
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(labels["app.kubernetes.io/name"].is_string());
+    }
+}
+
+#[test]
+fn json_output_is_a_list_of_the_same_objects() {
+    let yaml = generated();
+    let json: Value = serde_json::from_str(&install(&["-o", "json"]).unwrap()).unwrap();
+    assert_eq!(json["kind"], "List");
+    let keys = |xs: &[Value]| xs.iter().map(key).collect::<Vec<_>>();
+    assert_eq!(keys(json["items"].as_array().unwrap()), keys(&yaml));
+}
+
+#[test]
+fn apply_order_works_in_one_pass() {
+    let objs = generated();
+    let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    let ns_pos = kinds.iter().position(|k| *k == "Namespace").unwrap();
+    assert!(
+        kinds[..ns_pos]
+            .iter()
+            .all(|k| *k == "CustomResourceDefinition")
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "CustomResourceDefinition")
+            .count(),
+        5
+    );
+    for (i, o) in objs.iter().enumerate() {
+        if o["metadata"]["namespace"].is_string() {
+            assert!(i > ns_pos, "{:?} comes before its namespace", key(o));
+            assert_eq!(o["metadata"]["namespace"], "tulle-system");
+        }
+    }
+    assert_eq!(kinds.last(), Some(&"MutatingWebhookConfiguration"));
+}
+
+#[test]
+fn namespace_is_labelled_for_the_webhook() {
+    let ns = generated()
+        .into_iter()
+        .find(|o| o["kind"] == "Namespace")
+        .unwrap();
+    assert_eq!(ns["metadata"]["name"], "tulle-system");
+    assert_eq!(
+        ns["metadata"]["labels"]["tulle.io/control-plane-ns"],
+        "tulle-system"
+    );
+}
+
+/// Kubernetes' structural-schema rule: every node has a type, except nodes marked
+/// x-kubernetes-preserve-unknown-fields or x-kubernetes-int-or-string.
+fn assert_structural(node: &Value, path: &str) {
+    let exempt = node["x-kubernetes-preserve-unknown-fields"] == true
+        || node["x-kubernetes-int-or-string"] == true;
+    assert!(
+        exempt || node["type"].is_string(),
+        "{path}: no type in {node}"
+    );
+    if let Some(props) = node["properties"].as_object() {
+        assert_eq!(node["type"], "object", "{path}: properties on a non-object");
+        for (k, v) in props {
+            assert_structural(v, &format!("{path}.{k}"));
+        }
+        if let Some(req) = node["required"].as_array() {
+            for r in req {
+                assert!(
+                    props.contains_key(r.as_str().unwrap()),
+                    "{path}: required {r} not a property"
+                );
+            }
+        }
+    }
+    if node["type"] == "array" {
+        assert_structural(&node["items"], &format!("{path}[]"));
+    }
+    for forbidden in ["oneOf", "anyOf", "allOf", "$ref", "additionalProperties"] {
+        assert!(
+            node.get(forbidden).is_none(),
+            "{path}: {forbidden} is not used in our schemas"
+        );
+    }
+}
+
+#[test]
+fn crd_schemas_are_structural_and_versions_consistent() {
+    for crd in generated()
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+    {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        let versions = crd["spec"]["versions"].as_array().unwrap();
+        assert_eq!(
+            versions.iter().filter(|v| v["storage"] == true).count(),
+            1,
+            "{name}: exactly one storage version"
+        );
+        let first = &versions[0]["schema"]["openAPIV3Schema"];
+        for v in versions {
+            assert_eq!(v["served"], true);
+            let schema = &v["schema"]["openAPIV3Schema"];
+            // strategy None is only correct when every served version has the same schema
+            assert_eq!(
+                schema, first,
+                "{name}: versions differ but there is no conversion"
+            );
+            assert_structural(schema, &format!("{name}/{}", v["name"]));
+            assert_eq!(schema["properties"]["spec"]["type"], "object");
+        }
+    }
+}
+
+#[test]
+fn smi_versions_served() {
+    let objs = generated();
+    let served = |crd: &str| -> Vec<String> {
+        let o = objs.iter().find(|o| o["metadata"]["name"] == crd).unwrap();
+        o["spec"]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        served("trafficsplits.split.smi-spec.io"),
+        ["v1alpha4", "v1alpha3", "v1alpha2"]
+    );
+    assert_eq!(served("traffictargets.access.smi-spec.io"), ["v1alpha3"]);
+    assert_eq!(
+        served("httproutegroups.specs.smi-spec.io"),
+        ["v1alpha4", "v1alpha3"]
+    );
+    assert_eq!(served("tcproutes.specs.smi-spec.io"), ["v1alpha4"]);
+    assert_eq!(served("udproutes.specs.smi-spec.io"), ["v1alpha4"]);
+}
+
+#[test]
+fn control_plane_pods_are_locked_down() {
+    let objs = generated();
+    let deployments: Vec<_> = objs.iter().filter(|o| o["kind"] == "Deployment").collect();
+    assert_eq!(deployments.len(), 2);
+    for d in deployments {
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        let labels = &d["spec"]["template"]["metadata"]["labels"];
+        assert!(labels["tulle.io/control-plane-component"].is_string());
+        for c in pod["containers"].as_array().unwrap() {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["readOnlyRootFilesystem"], true);
+            assert_eq!(sc["allowPrivilegeEscalation"], false);
+            assert_eq!(sc["runAsNonRoot"], true);
+            assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+            assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+            assert!(c["resources"]["requests"]["memory"].is_string());
+            assert!(c["resources"]["limits"]["memory"].is_string());
+            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+            assert_eq!(c["readinessProbe"]["httpGet"]["port"], 9990);
+            assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/live");
+            assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+            let image = c["image"].as_str().unwrap();
+            assert!(
+                image.starts_with("localhost/tulle/")
+                    && image.ends_with(concat!(":", env!("CARGO_PKG_VERSION"))),
+                "{image}"
+            );
+        }
+    }
+}
+
+#[test]
+fn flags_reach_the_manifests() {
+    let objs = docs(
+        &install(&[
+            "--registry",
+            "r.example/x",
+            "--tag",
+            "t1",
+            "--webhook-failure-policy",
+            "Fail",
+            "--controller-replicas",
+            "3",
+            "--default-inbound-policy",
+            "deny",
+            "--proxy-log-level",
+            "trace",
+            "--trust-domain",
+            "example.org",
+        ])
+        .unwrap(),
+    );
+    let ctl = objs
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "tulle-controller")
+        .unwrap();
+    assert_eq!(ctl["spec"]["replicas"], 3);
+    assert_eq!(ctl["metadata"]["labels"]["app.kubernetes.io/version"], "t1");
+    let c = &ctl["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "r.example/x/controller:t1");
+    let env = |name: &str| {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()["value"]
+            .clone()
+    };
+    assert_eq!(env("TULLE_CONTROLLER_DEFAULT_POLICY"), "deny");
+    assert_eq!(env("TULLE_CONTROLLER_PROXY_IMAGE"), "r.example/x/proxy:t1");
+    assert_eq!(env("TULLE_CONTROLLER_PROXY_VERSION"), "t1");
+    assert_eq!(env("TULLE_CONTROLLER_PROXY_LOG_LEVEL"), "trace");
+    assert_eq!(
+        env("TULLE_CONTROLLER_IDENTITY_SERVER_NAME"),
+        "tulle-identity.tulle-system.serviceaccount.identity.tulle.example.org"
+    );
+    let hook = objs
+        .iter()
+        .find(|o| o["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    assert_eq!(hook["webhooks"][0]["failurePolicy"], "Fail");
+    assert!(
+        hook["webhooks"][0]["clientConfig"]
+            .get("caBundle")
+            .is_none()
+    );
+}
+
+#[test]
+fn bad_values_are_input_errors() {
+    for args in [
+        ["--tag", "a b"],
+        ["--trust-domain", "bad..domain"],
+        ["--registry", " "],
+    ] {
+        let e = install(&args).unwrap_err();
+        assert_eq!(e.exit_code(), tulle_cli::exit::CONFIG, "{e}");
+    }
+}
+
+#[test]
+fn uninstall_covers_everything_install_creates() {
+    let installed: BTreeSet<_> = generated().iter().map(key).collect();
+    let removed_docs =
+        docs(&tulle_cli::manifest::uninstall(tulle_cli::args::Output::Yaml).unwrap());
+    let removed: BTreeSet<_> = removed_docs.iter().map(key).collect();
+    assert_eq!(installed, removed);
+    // bare references: nothing secret in the uninstall output
+    for d in &removed_docs {
+        assert!(d.get("data").is_none() && d.get("spec").is_none(), "{d}");
+    }
+    let cluster_scoped: Vec<_> = removed
+        .iter()
+        .filter(|k| k.1.is_empty())
+        .map(|k| k.0.as_str())
+        .collect();
+    for kind in [
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
+        "Namespace",
+    ] {
+        assert!(
+            cluster_scoped.contains(&kind),
+            "{kind} missing from uninstall"
+        );
+    }
+}
