@@ -12,6 +12,7 @@
 pub mod kubectl;
 pub mod mesh;
 mod namespace;
+pub mod traffic;
 pub mod wait;
 
 pub use namespace::TestNamespace;

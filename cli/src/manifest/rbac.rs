@@ -94,7 +94,7 @@ pub fn objects(v: &Values) -> Vec<Value> {
             rule(
                 &["admissionregistration.k8s.io"],
                 &["mutatingwebhookconfigurations"],
-                &["get", "patch"],
+                &["get", "patch", "list", "watch"],
             ),
             &[WEBHOOK_CONFIG],
         ),

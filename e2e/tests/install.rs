@@ -1,0 +1,287 @@
+//! The one-command install on the real cluster: from empty, `tulle install | kubectl apply -f -`
+//! brings the control plane up; an annotated namespace gets its pods injected automatically
+//! (init step + native sidecar) and their traffic is mTLS with the right identities; a Job
+//! with an injected pod completes; `tulle uninstall | kubectl delete -f -` leaves nothing of the
+//! mesh. The Helm charts do the same.
+//!
+//! Needs the images of `cluster/load-tulle`, `cluster/image testapp`, the `tulle` binary
+//! (`$TULLE_BIN`) and helm (`$TULLE_HELM`); cluster/e2e provides all of them.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tulle_e2e::mesh::identity_name;
+use tulle_e2e::traffic::{
+    WEB_SERVICE, has_mtls_request, load, load_env, pods, proxy_metrics, until_answering, workload,
+};
+use tulle_e2e::{TestNamespace, kubectl, wait};
+
+const STEP: Duration = Duration::from_secs(180);
+const CP: &str = "tulle-system";
+
+fn bin(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("${var} is not set: run the e2e tests with cluster/e2e"))
+}
+
+/// Runs a command, returns its stdout; panics with its stderr on failure.
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tulle(args: &[&str]) -> String {
+    run(&bin("TULLE_BIN"), args)
+}
+
+fn helm(args: &[&str]) -> String {
+    run(&bin("TULLE_HELM"), args)
+}
+
+/// What `tulle uninstall` names and must be gone afterwards: the namespace, CRDs, cluster
+/// RBAC and the webhook configuration.
+fn leftovers() -> Vec<String> {
+    let mut left = Vec::new();
+    for (kind, filter) in [
+        ("namespace", CP),
+        ("crd", "smi-spec.io"),
+        ("clusterrole", "tulle-"),
+        ("clusterrolebinding", "tulle-"),
+        ("mutatingwebhookconfiguration", "tulle-"),
+    ] {
+        let out = kubectl::run(&["get", kind, "-o", "name"]).unwrap_or_default();
+        left.extend(out.lines().filter(|l| l.contains(filter)).map(String::from));
+    }
+    left
+}
+
+/// Removes any mesh left by an earlier failed run (and by this one when dropped).
+struct Uninstall;
+
+impl Uninstall {
+    fn now() {
+        if let Ok(yaml) = Command::new(bin("TULLE_BIN")).arg("uninstall").output() {
+            let _ = kubectl::run_stdin(
+                &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
+                &String::from_utf8_lossy(&yaml.stdout),
+            );
+        }
+        let _ = Command::new(bin("TULLE_HELM"))
+            .args(["uninstall", "tulle", "-n", CP, "--ignore-not-found"])
+            .output();
+        let _ = Command::new(bin("TULLE_HELM"))
+            .args(["uninstall", "tulle-crds", "--ignore-not-found"])
+            .output();
+    }
+}
+
+impl Drop for Uninstall {
+    fn drop(&mut self) {
+        if std::env::var_os("TULLE_E2E_KEEP").is_none() {
+            Uninstall::now();
+        }
+    }
+}
+
+async fn wait_gone() {
+    wait::until(
+        "nothing of the mesh left",
+        STEP,
+        || async { leftovers().is_empty().then_some(()) },
+        || async { format!("left: {:?}", leftovers()) },
+    )
+    .await
+    .expect("uninstall leaves nothing");
+}
+
+async fn control_plane_ready(client: &kube::Client) {
+    for c in ["identity", "controller"] {
+        wait::pods_ready(
+            client,
+            CP,
+            &format!("tulle.io/control-plane-component={c}"),
+            1,
+            STEP,
+        )
+        .await
+        .expect(c);
+    }
+    // The controller put its webhook CA into the configuration.
+    wait::until(
+        "the injector's caBundle",
+        STEP,
+        || async {
+            let ca = kubectl::run(&[
+                "get",
+                "mutatingwebhookconfiguration",
+                "tulle-proxy-injector",
+                "-o",
+                "jsonpath={.webhooks[0].clientConfig.caBundle}",
+            ])
+            .ok()?;
+            (!ca.trim().is_empty()).then_some(())
+        },
+        || async { String::new() },
+    )
+    .await
+    .expect("caBundle");
+}
+
+/// An annotated namespace with web + client (no sidecars in the YAML): both are injected and
+/// talk mTLS with their own identities; a Job with an injected pod completes.
+async fn injected_app_talks_mtls() {
+    let ns = TestNamespace::new("inject").await.expect("namespace");
+    let n = ns.name.clone();
+    kubectl::run(&["annotate", "namespace", &n, "tulle.io/inject=enabled"]).unwrap();
+    ns.apply(&format!("{}{WEB_SERVICE}", workload("web", 2, "", "")))
+        .expect("apply web");
+    wait::pods_ready(&ns.client, &n, "app=web", 2, STEP)
+        .await
+        .expect("web");
+    ns.apply(&workload("client", 1, "", &load_env(&n)))
+        .expect("apply client");
+    wait::pods_ready(&ns.client, &n, "app=client", 1, STEP)
+        .await
+        .expect("client");
+
+    for pod in pods(&n, "app in (web,client)") {
+        let spec = kubectl::run(&[
+            "get",
+            "pod",
+            "-n",
+            &n,
+            &pod,
+            "-o",
+            "jsonpath={.spec.initContainers[*].name} {.metadata.annotations.tulle\\.io/injected}",
+        ])
+        .unwrap();
+        assert_eq!(spec.trim(), "tulle-init tulle-proxy true", "pod {pod}");
+    }
+    let client = pods(&n, "app=client").remove(0);
+    let (set, took) = until_answering(&n, &client, 2, STEP).await;
+    eprintln!("injected: both web pods answer ({set:?}) after {took:?}");
+    let l = load(&n, &client);
+    assert_eq!(l.failed, 0, "failed requests: {}", l.raw);
+    let (client_id, web_id) = (identity_name("client", &n), identity_name("web", &n));
+    let m = proxy_metrics(&n, &client);
+    assert!(
+        has_mtls_request(&m, "outbound", &web_id),
+        "no outbound mTLS request to {web_id}:\n{m}"
+    );
+    for web in pods(&n, "app=web") {
+        let m = proxy_metrics(&n, &web);
+        assert!(
+            has_mtls_request(&m, "inbound", &client_id),
+            "no inbound mTLS request from {client_id} in {web}:\n{m}"
+        );
+    }
+
+    // A Job whose pod is injected completes: the native sidecar stops after the main container.
+    ns.apply(&format!(
+        r#"apiVersion: batch/v1
+kind: Job
+metadata: {{name: once}}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: app
+        image: {testapp}
+        imagePullPolicy: Never
+        args: [get, "http://web.{n}.svc.cluster.local/"]
+        securityContext: {{runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
+"#,
+        testapp = tulle_e2e::testapp_image()
+    ))
+    .expect("apply the Job");
+    kubectl::run(&[
+        "wait",
+        "-n",
+        &n,
+        "--for=condition=complete",
+        "job/once",
+        "--timeout=180s",
+    ])
+    .unwrap_or_else(|e| {
+        panic!(
+            "the injected Job did not complete: {e}\n{}",
+            kubectl::run(&["describe", "pod", "-n", &n, "-l", "job-name=once"]).unwrap_or_default()
+        )
+    });
+    let init = kubectl::run(&[
+        "get",
+        "pod",
+        "-n",
+        &n,
+        "-l",
+        "job-name=once",
+        "-o",
+        "jsonpath={.items[0].spec.initContainers[*].name}",
+    ])
+    .unwrap();
+    assert_eq!(init.trim(), "tulle-init tulle-proxy");
+}
+
+#[tokio::test]
+#[ignore = "needs the cluster: run with cluster/e2e"]
+async fn install_inject_uninstall_with_the_cli() {
+    let client = tulle_e2e::client().await.expect("cluster");
+    Uninstall::now();
+    wait_gone().await;
+    let _guard = Uninstall;
+
+    let manifests = tulle(&["install"]);
+    kubectl::run_stdin(&["apply", "-f", "-"], &manifests)
+        .expect("tulle install | kubectl apply -f -");
+    control_plane_ready(&client).await;
+    let version = tulle(&["version"]);
+    assert!(
+        version.contains(&format!("Server version: {}", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+
+    injected_app_talks_mtls().await;
+
+    let refs = tulle(&["uninstall"]);
+    kubectl::run_stdin(&["delete", "-f", "-"], &refs)
+        .expect("tulle uninstall | kubectl delete -f -");
+    wait_gone().await;
+}
+
+#[tokio::test]
+#[ignore = "needs the cluster: run with cluster/e2e"]
+async fn install_inject_uninstall_with_helm() {
+    let client = tulle_e2e::client().await.expect("cluster");
+    Uninstall::now();
+    wait_gone().await;
+    let _guard = Uninstall;
+
+    let charts = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts");
+    helm(&[
+        "install",
+        "tulle-crds",
+        &format!("{charts}/tulle-crds"),
+        "--wait",
+    ]);
+    helm(&["install", "tulle", &format!("{charts}/tulle"), "-n", CP]);
+    control_plane_ready(&client).await;
+
+    injected_app_talks_mtls().await;
+
+    helm(&["uninstall", "tulle", "-n", CP, "--wait"]);
+    helm(&["uninstall", "tulle-crds", "--wait"]);
+    wait_gone().await;
+}
