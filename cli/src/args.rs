@@ -59,6 +59,8 @@ pub enum Command {
     Uninstall(UninstallArgs),
     /// Print the client and control-plane versions.
     Version(VersionArgs),
+    /// Mesh the workloads of YAML from files or stdin: `tulle inject app.yaml | kubectl apply -f -`.
+    Inject(InjectArgs),
 }
 
 /// Output format of manifests.
@@ -176,6 +178,36 @@ pub struct VersionArgs {
     /// Seconds to wait for the cluster before reporting the server version unavailable.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
+}
+
+/// `tulle inject`.
+#[derive(Clone, Debug, Args)]
+pub struct InjectArgs {
+    /// YAML or JSON files with Kubernetes objects; `-` (the default) reads stdin.
+    #[arg(value_name = "FILE", default_value = "-")]
+    pub files: Vec<PathBuf>,
+    /// Add the init step and the proxy sidecar to the pod templates instead of the
+    /// `tulle.io/inject: enabled` annotation (for clusters without the injector webhook).
+    #[arg(long)]
+    pub manual: bool,
+    /// With --manual: PEM trust anchors (default: read from the installed mesh).
+    #[arg(long, value_name = "FILE")]
+    pub identity_trust_anchors_file: Option<PathBuf>,
+    /// With --manual: image registry of the proxy image.
+    #[arg(long, default_value = "localhost/tulle")]
+    pub registry: String,
+    /// With --manual: proxy image tag (default: this CLI's version).
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    pub tag: String,
+    /// With --manual: the identity trust domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// With --manual: log level (tracing filter) of the proxies.
+    #[arg(long, default_value = "warn,tulle_proxy=info")]
+    pub proxy_log_level: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: Output,
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //!   anchor and the issuer are generated ([`pki`]) unless the user supplies them.
 //! - `tulle uninstall` prints every object `install` creates, for `kubectl delete -f -`.
 //! - `tulle version` prints the client version and the control plane's.
+//! - `tulle inject` meshes the workloads of a YAML stream ([`inject`]): the annotation, or with
+//!   `--manual` the sidecar itself.
 //!
 //! The manifests are built from typed k8s-openapi objects ([`manifest`]), so the output is
 //! well-formed by construction. Exit codes are stable: see [`exit`].
@@ -15,6 +17,7 @@
 
 pub mod args;
 pub mod error;
+pub mod inject;
 pub mod kubeconfig;
 pub mod manifest;
 pub mod pki;
@@ -38,6 +41,13 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Uninstall(args) => {
             let out = manifest::uninstall(args.output)?;
+            write_stdout(&out)
+        }
+        Command::Inject(args) => {
+            let (out, report) = inject::run(&global, &args)?;
+            for line in report {
+                eprintln!("{line}");
+            }
             write_stdout(&out)
         }
         Command::Version(args) => {

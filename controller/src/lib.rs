@@ -7,14 +7,15 @@
 //! - [`grpc`]: the `tulle.destination.Destination` tonic service over [`core::Discover`].
 //! - [`k8s`]: kube-rs watchers on Services, EndpointSlices, Pods and SMI TrafficSplits that
 //!   convert objects into core inputs and feed the index.
-//! - [`inject`]: the sidecar injection decision and JSON patch (pure, k8s-openapi types).
+//! - [`inject`]: the sidecar injection decision and JSON patch (crate `tulle-inject`, pure,
+//!   shared with `tulle inject --manual`).
 //! - [`webhook`]: the injector's HTTPS admission server, its self-managed certificate and the
 //!   webhook configuration's `caBundle`.
 //! - [`runtime`]: flags, wiring, the admin server.
 
 pub mod core;
 pub mod grpc;
-pub mod inject;
+pub use tulle_inject as inject;
 pub mod k8s;
 pub mod runtime;
 pub mod scale;

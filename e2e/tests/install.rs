@@ -1,7 +1,7 @@
 //! The one-command install on the real cluster: from empty, `tulle install | kubectl apply -f -`
 //! brings the control plane up; an annotated namespace gets its pods injected automatically
 //! (init step + native sidecar) and their traffic is mTLS with the right identities; a Job
-//! with an injected pod completes; `tulle uninstall | kubectl delete -f -` leaves nothing of the
+//! meshed by `tulle inject --manual` in another namespace calls them over mTLS and completes; `tulle uninstall | kubectl delete -f -` leaves nothing of the
 //! mesh. The Helm charts do the same.
 //!
 //! Needs the images of `cluster/load-tulle`, `cluster/image testapp`, the `tulle` binary
@@ -31,6 +31,33 @@ fn run(cmd: &str, args: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {} failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command with `input` on stdin, returns its stdout; panics with its stderr on failure.
+fn run_stdin(cmd: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{cmd} {} failed ({}): {}",
@@ -187,8 +214,12 @@ async fn injected_app_talks_mtls() {
         );
     }
 
-    // A Job whose pod is injected completes: the native sidecar stops after the main container.
-    ns.apply(&format!(
+    // `tulle inject --manual` meshes a Job in a namespace without the annotation (the anchors
+    // come from the installed mesh); its pod calls web across namespaces over mTLS and the Job
+    // completes: the native sidecar stops after the main container.
+    let other = TestNamespace::new("manual").await.expect("namespace");
+    let m = other.name.clone();
+    let job = format!(
         r#"apiVersion: batch/v1
 kind: Job
 metadata: {{name: once}}
@@ -205,12 +236,19 @@ spec:
         securityContext: {{runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
 "#,
         testapp = tulle_e2e::testapp_image()
-    ))
-    .expect("apply the Job");
+    );
+    let meshed = run_stdin(
+        &bin("TULLE_BIN"),
+        &["inject", "--manual", "-n", &m, "-"],
+        &job,
+    );
+    other
+        .apply(&meshed)
+        .expect("apply the manually injected Job");
     kubectl::run(&[
         "wait",
         "-n",
-        &n,
+        &m,
         "--for=condition=complete",
         "job/once",
         "--timeout=180s",
@@ -218,21 +256,29 @@ spec:
     .unwrap_or_else(|e| {
         panic!(
             "the injected Job did not complete: {e}\n{}",
-            kubectl::run(&["describe", "pod", "-n", &n, "-l", "job-name=once"]).unwrap_or_default()
+            kubectl::run(&["describe", "pod", "-n", &m, "-l", "job-name=once"]).unwrap_or_default()
         )
     });
+    let job_pod = pods(&m, "job-name=once").remove(0);
     let init = kubectl::run(&[
         "get",
         "pod",
         "-n",
-        &n,
-        "-l",
-        "job-name=once",
+        &m,
+        &job_pod,
         "-o",
-        "jsonpath={.items[0].spec.initContainers[*].name}",
+        "jsonpath={.spec.initContainers[*].name}",
     ])
     .unwrap();
     assert_eq!(init.trim(), "tulle-init tulle-proxy");
+    let logs = kubectl::logs(&m, &job_pod, Some("app")).unwrap_or_default();
+    assert!(logs.starts_with("200"), "the Job's GET: {logs}");
+    // The server saw the Job's identity.
+    let job_id = identity_name("default", &m);
+    let seen = pods(&n, "app=web")
+        .iter()
+        .any(|w| has_mtls_request(&proxy_metrics(&n, w), "inbound", &job_id));
+    assert!(seen, "no web proxy saw an mTLS request from {job_id}");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! The sidecar injector's decision, with no I/O: given a Pod being created, the annotations of
+//! tulle-inject: the sidecar injector's decision, with no I/O (used by the controller's
+//! admission webhook and by `tulle inject --manual`): given a Pod being created, the annotations of
 //! its Namespace and the injector [`Config`], either inject (a JSON patch adding the init step
 //! `tulle-init`, the native sidecar `tulle-proxy`, their volumes, annotations and label) or skip
 //! with a [`Skip`] reason.
