@@ -79,12 +79,13 @@ pub fn proxy_ready(p: &Pod) -> bool {
 
 /// The checks of the category from the meshed pods and the control plane's version.
 pub fn data_plane_checks(pods: &[Pod], control_plane_version: Option<&str>) -> Vec<CheckResult> {
-    // Pods that are done (Jobs) have no running proxy by design.
+    // Pods that are done (Jobs) or going away have no running proxy by design.
     let live: Vec<&Pod> = pods
         .iter()
         .filter(|p| {
             let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
             !matches!(phase, Some("Succeeded") | Some("Failed"))
+                && p.metadata.deletion_timestamp.is_none()
         })
         .collect();
     let name = "data-plane proxies are ready";

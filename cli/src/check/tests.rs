@@ -308,6 +308,21 @@ async fn data_plane_lists_meshed_pods_in_all_namespaces() {
 }
 
 #[test]
+fn finished_and_terminating_pods_are_not_counted() {
+    let mut done: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod("job-1", "0.0.1", false)).unwrap();
+    done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+    let mut going: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod("old-1", "0.0.1", false)).unwrap();
+    going.metadata.deletion_timestamp =
+        Some(serde_json::from_value(json!("2026-11-30T06:00:00Z")).unwrap());
+    let r = data_plane::data_plane_checks(&[done, going], Some("0.1.0"));
+    assert_eq!(r[0].status, Status::Ok);
+    assert_eq!(r[0].message, "0 meshed pod(s)");
+    assert_eq!(r[1].status, Status::Ok);
+}
+
+#[test]
 fn kubernetes_versions() {
     use kubernetes::version_check;
     assert_eq!(version_check("n", "1", "33").status, Status::Ok);
