@@ -340,3 +340,63 @@ fn control_plane_version_mismatch_warns() {
     assert_eq!(version_check(Some("0.0.9"), "0.1.0").status, Status::Warn);
     assert_eq!(version_check(None, "0.1.0").status, Status::Warn);
 }
+
+#[test]
+fn smi_crds_of_another_mesh() {
+    let ours = crate::manifest::crds("0.1.0")
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some("trafficsplits.split.smi-spec.io"))
+        .unwrap();
+    // tulle's own (a previous install): fine.
+    assert_eq!(pre::smi_conflict(&ours, &ours), None);
+    // Another mesh's, serving a subset of tulle's versions: fine.
+    let mut theirs = ours.clone();
+    theirs.metadata.labels = None;
+    theirs.spec.versions.retain(|v| v.name == "v1alpha2");
+    assert_eq!(pre::smi_conflict(&ours, &theirs), None);
+    // Another mesh's, serving and storing v1alpha1, which tulle does not serve: a warning.
+    let mut old = theirs.clone();
+    old.spec.versions[0].name = "v1alpha1".into();
+    old.status = Some(serde_json::from_value(json!({"storedVersions": ["v1alpha1"]})).unwrap());
+    let why = pre::smi_conflict(&ours, &old).unwrap();
+    assert!(
+        why.starts_with(
+            "trafficsplits.split.smi-spec.io from another install serves or stores v1alpha1"
+        ),
+        "{why}"
+    );
+}
+
+#[test]
+fn webhook_without_ca_bundle_or_secret_fails() {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let config: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "tulle-proxy-injector"},
+        "webhooks": [{"name": "inject.tulle.io", "clientConfig": {}, "sideEffects": "None",
+                      "admissionReviewVersions": ["v1"]}]
+    }))
+    .unwrap();
+    let now = SystemTime::now();
+    let th = Duration::from_secs(30 * 86_400);
+    let r = webhook::webhook_checks(Ok(Some(config)), Ok(None), now, th);
+    let st: Vec<_> = r.iter().map(|c| c.status).collect();
+    assert_eq!(st, [Status::Ok, Status::Fail, Status::Fail], "{r:#?}");
+    assert!(
+        r[1].hint
+            .as_deref()
+            .unwrap()
+            .contains("rollout restart deploy/tulle-controller")
+    );
+    assert_eq!(
+        r[2].message,
+        "secret tulle-system/tulle-webhook-tls or its tls.crt not found"
+    );
+    let r = webhook::webhook_checks(Ok(None), Ok(None), now, th);
+    assert_eq!(r.len(), 1);
+    assert!(
+        r[0].hint
+            .as_deref()
+            .unwrap()
+            .contains("tulle install | kubectl apply -f -")
+    );
+}
