@@ -83,11 +83,23 @@ async fn crds_established(client: &kube::Client) -> CheckResult {
 }
 
 async fn namespace(client: &kube::Client) -> CheckResult {
+    namespace_check(
+        Api::<Namespace>::all(client.clone())
+            .get_opt(NAMESPACE)
+            .await,
+    )
+}
+
+/// `control plane namespace tulle-system exists` (and is not being deleted); fatal.
+pub fn namespace_check(ns: Result<Option<Namespace>, kube::Error>) -> CheckResult {
     let name = format!("control plane namespace {NAMESPACE} exists");
-    match Api::<Namespace>::all(client.clone())
-        .get_opt(NAMESPACE)
-        .await
-    {
+    match ns {
+        Ok(Some(ns)) if ns.metadata.deletion_timestamp.is_some() => CheckResult::fail(
+            name,
+            format!("namespace {NAMESPACE} is being deleted"),
+            format!("wait until `kubectl get namespace {NAMESPACE}` finds nothing, then {INSTALL}"),
+        )
+        .fatal(),
         Ok(Some(_)) => CheckResult::ok(name, ""),
         Ok(None) => {
             CheckResult::fail(name, format!("namespace {NAMESPACE} not found"), INSTALL).fatal()

@@ -139,6 +139,13 @@ async fn namespace_free(client: &kube::Client) -> CheckResult {
     let ns: Api<Namespace> = Api::all(client.clone());
     match ns.get_opt(NAMESPACE).await {
         Ok(None) => CheckResult::ok(name, ""),
+        Ok(Some(ns)) if ns.metadata.deletion_timestamp.is_some() => CheckResult::fail(
+            name,
+            format!("namespace {NAMESPACE} is being deleted"),
+            format!(
+                "wait until `kubectl get namespace {NAMESPACE}` finds nothing (or use `tulle check --pre --wait 2m`)"
+            ),
+        ),
         Ok(Some(_)) => {
             let lp = ListParams::default().limit(1);
             let deployments = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)

@@ -400,3 +400,20 @@ fn webhook_without_ca_bundle_or_secret_fails() {
             .contains("tulle install | kubectl apply -f -")
     );
 }
+
+#[test]
+fn a_missing_or_terminating_namespace_is_fatal() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let r = existence::namespace_check(Ok(None));
+    assert!(r.status == Status::Fail && r.fatal);
+    let mut ns = Namespace::default();
+    assert_eq!(
+        existence::namespace_check(Ok(Some(ns.clone()))).status,
+        Status::Ok
+    );
+    ns.metadata.deletion_timestamp =
+        Some(serde_json::from_value(json!("2026-11-30T06:00:00Z")).unwrap());
+    let r = existence::namespace_check(Ok(Some(ns)));
+    assert!(r.status == Status::Fail && r.fatal);
+    assert_eq!(r.message, "namespace tulle-system is being deleted");
+}
