@@ -55,6 +55,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Print the manifests of the whole mesh: `tulle install | kubectl apply -f -`.
     Install(InstallArgs),
+    /// Check the cluster before install (`--pre`) or the installed mesh.
+    Check(CheckArgs),
     /// Print every object `install` creates: `tulle uninstall | kubectl delete -f -`.
     Uninstall(UninstallArgs),
     /// Print the client and control-plane versions.
@@ -169,6 +171,67 @@ pub struct UninstallArgs {
     pub output: Output,
 }
 
+/// Output format of `tulle check`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum CheckOutput {
+    /// Categories with one line per check.
+    #[default]
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// `tulle check`.
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
+    /// Check that the cluster is ready for `tulle install` instead of checking the mesh.
+    #[arg(long)]
+    pub pre: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: CheckOutput,
+    /// Certificates (trust anchors, issuer, webhook) expiring within this many days fail.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3650))]
+    pub expiry_warning_days: u32,
+    /// Retry failing checks until they pass or this time runs out (e.g. `90s`, `5m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Option<std::time::Duration>,
+}
+
+/// Parses `300ms`, `90s`, `5m`, `1h`, `1m30s` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let err = || format!("invalid duration {s:?}: use e.g. 90s, 5m, 1h or 1m30s");
+    if s.is_empty() {
+        return Err(err());
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(n));
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => std::time::Duration::from_millis(n),
+            "s" => std::time::Duration::from_secs(n),
+            "m" => std::time::Duration::from_secs(n * 60),
+            "h" => std::time::Duration::from_secs(n * 3600),
+            _ => return Err(err()),
+        };
+        total += unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
 /// `tulle version`.
 #[derive(Clone, Debug, Args)]
 pub struct VersionArgs {
@@ -243,6 +306,53 @@ mod tests {
         assert_eq!(a.default_inbound_policy, InboundPolicy::Allow);
         assert_eq!(a.identity_validity_days, 365);
         assert_eq!(a.output, Output::Yaml);
+    }
+
+    #[test]
+    fn check_flags() {
+        let Command::Check(a) = Cli::try_parse_from(["tulle", "check"]).unwrap().command else {
+            panic!("not check")
+        };
+        assert!(!a.pre);
+        assert_eq!(a.output, CheckOutput::Table);
+        assert_eq!(a.expiry_warning_days, 30);
+        assert_eq!(a.wait, None);
+        let cli = Cli::try_parse_from([
+            "tulle",
+            "check",
+            "--pre",
+            "-o",
+            "json",
+            "--wait",
+            "1m30s",
+            "--kubeconfig",
+            "k",
+            "--expiry-warning-days",
+            "60",
+        ])
+        .unwrap();
+        let Command::Check(a) = cli.command else {
+            panic!("not check")
+        };
+        assert!(a.pre);
+        assert_eq!(a.output, CheckOutput::Json);
+        assert_eq!(a.wait, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(a.expiry_warning_days, 60);
+        assert_eq!(cli.global.kubeconfig, Some(PathBuf::from("k")));
+        let e = Cli::try_parse_from(["tulle", "check", "--wait", "soon"]).unwrap_err();
+        assert_eq!(e.exit_code(), i32::from(crate::exit::USAGE));
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
+        for bad in ["", "m", "5x", "1.5m", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

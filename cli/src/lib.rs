@@ -4,6 +4,7 @@
 //!   controller, the injector webhook configuration, the trust anchors and the issuer) as one
 //!   multi-document YAML stream, in an order `kubectl apply -f -` accepts in one pass. The trust
 //!   anchor and the issuer are generated ([`pki`]) unless the user supplies them.
+//! - `tulle check` checks the cluster before install (`--pre`) or the installed mesh ([`check`]).
 //! - `tulle uninstall` prints every object `install` creates, for `kubectl delete -f -`.
 //! - `tulle version` prints the client version and the control plane's.
 //! - `tulle inject` meshes the workloads of a YAML stream ([`inject`]): the annotation, or with
@@ -16,6 +17,7 @@
 //! `kubectl-tulle` on the `PATH` and run `kubectl tulle ...`.
 
 pub mod args;
+pub mod check;
 pub mod error;
 pub mod inject;
 pub mod kubeconfig;
@@ -31,13 +33,20 @@ use args::Command;
 use std::io::Write;
 
 /// Runs one command; returns the exit code to use on success paths (`0`, or `1` when
-/// `version` could not reach the control plane).
+/// `version` could not reach the control plane or a `check` failed).
 pub fn run(cli: Cli) -> Result<u8, Error> {
     let Cli { global, command } = cli;
     match command {
         Command::Install(args) => {
             let out = manifest::install(&args, std::time::SystemTime::now())?;
             write_stdout(&out)
+        }
+        Command::Check(args) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::Runtime)?;
+            rt.block_on(check::run(&global, &args))
         }
         Command::Uninstall(args) => {
             let out = manifest::uninstall(args.output)?;

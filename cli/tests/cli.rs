@@ -158,3 +158,45 @@ fn works_as_kubectl_plugin() {
     let usage = text(&tulle(&["--help"]).stdout);
     assert!(usage.contains("Usage: tulle [OPTIONS]"), "{usage}");
 }
+
+#[test]
+fn check_without_a_cluster_fails_with_a_hint_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-kubeconfig");
+    let missing = missing.to_str().unwrap();
+    let out = tulle(&["check", "--kubeconfig", missing]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("kubernetes-api\n--------------\n× can initialize the client\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("    hint: pass a valid --kubeconfig FILE"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("Status check results are ×\n"), "{stdout}");
+
+    let out = tulle(&["check", "--pre", "-o", "json", "--kubeconfig", missing]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["success"], false);
+    assert_eq!(v["categories"][0]["checks"][0]["status"], "fail");
+    assert_eq!(
+        v["categories"].as_array().unwrap().len(),
+        1,
+        "fatal: the run stops"
+    );
+}
+
+#[test]
+fn check_usage_errors_exit_2() {
+    for args in [
+        &["check", "--wait", "soon"][..],
+        &["check", "-o", "yaml"],
+        &["check", "--expiry-warning-days", "-1"],
+    ] {
+        let out = tulle(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}

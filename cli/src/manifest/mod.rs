@@ -12,6 +12,7 @@ mod webhook;
 mod workloads;
 
 pub use crds::{crd_names, crds};
+pub use rbac::WEBHOOK_TLS_SECRET;
 
 use crate::{
     Error,
