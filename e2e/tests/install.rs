@@ -1,5 +1,5 @@
-//! The one-command install on the real cluster: from empty, `tulle install | kubectl apply -f -`
-//! brings the control plane up; an annotated namespace gets its pods injected automatically
+//! The one-command install on the real cluster: from empty (`tulle check --pre` passes),
+//! `tulle install | kubectl apply -f -` brings the control plane up and `tulle check` passes; an annotated namespace gets its pods injected automatically
 //! (init step + native sidecar) and their traffic is mTLS with the right identities; a Job
 //! meshed by `tulle inject --manual` in another namespace calls them over mTLS and completes; `tulle uninstall | kubectl delete -f -` leaves nothing of the
 //! mesh. The Helm charts do the same.
@@ -74,6 +74,27 @@ fn tulle(args: &[&str]) -> String {
 
 fn helm(args: &[&str]) -> String {
     run(&bin("TULLE_HELM"), args)
+}
+
+/// `tulle check [args] -o json`: whether it passed, and the document (for the failure message).
+fn check(args: &[&str]) -> (bool, String) {
+    let mut argv = vec!["check"];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["-o", "json"]);
+    let out = Command::new(bin("TULLE_BIN"))
+        .args(&argv)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running tulle check");
+    let doc = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&doc)
+        .unwrap_or_else(|e| panic!("tulle check -o json is not JSON ({e}): {doc}"));
+    assert_eq!(
+        out.status.success(),
+        v["success"] == serde_json::Value::Bool(true),
+        "exit code and success disagree: {doc}"
+    );
+    (out.status.success(), doc)
 }
 
 /// What `tulle uninstall` names and must be gone afterwards: the namespace, CRDs, cluster
@@ -289,9 +310,18 @@ async fn install_inject_uninstall_with_the_cli() {
     wait_gone().await;
     let _guard = Uninstall;
 
+    let (ok, doc) = check(&["--pre"]);
+    assert!(ok, "tulle check --pre fails on an empty cluster: {doc}");
     let manifests = tulle(&["install"]);
     kubectl::run_stdin(&["apply", "-f", "-"], &manifests)
         .expect("tulle install | kubectl apply -f -");
+    let (ok, doc) = check(&["--wait", "3m"]);
+    assert!(ok, "tulle check --wait 3m after install: {doc}");
+    let (ok, doc) = check(&["--pre"]);
+    assert!(
+        !ok,
+        "tulle check --pre passes with the mesh installed: {doc}"
+    );
     control_plane_ready(&client).await;
     let version = tulle(&["version"]);
     assert!(
@@ -300,6 +330,8 @@ async fn install_inject_uninstall_with_the_cli() {
     );
 
     injected_app_talks_mtls().await;
+    let (ok, doc) = check(&[]);
+    assert!(ok, "tulle check after the app ran: {doc}");
 
     let refs = tulle(&["uninstall"]);
     kubectl::run_stdin(&["delete", "-f", "-"], &refs)
@@ -323,6 +355,8 @@ async fn install_inject_uninstall_with_helm() {
         "--wait",
     ]);
     helm(&["install", "tulle", &format!("{charts}/tulle"), "-n", CP]);
+    let (ok, doc) = check(&["--wait", "3m"]);
+    assert!(ok, "tulle check --wait 3m after helm install: {doc}");
     control_plane_ready(&client).await;
 
     injected_app_talks_mtls().await;
