@@ -8,7 +8,12 @@ use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
     registry::Registry,
 };
-use std::{collections::BTreeMap, net::SocketAddr, pin::Pin, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Weak},
+};
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 use tulle_api::destination::{
@@ -44,6 +49,7 @@ impl GrpcMetrics {
 pub struct DestinationService<D> {
     discover: Arc<D>,
     metrics: GrpcMetrics,
+    shared: std::sync::Mutex<HashMap<core::Target, Weak<SharedDiff>>>,
 }
 
 impl<D> std::fmt::Debug for DestinationService<D> {
@@ -55,7 +61,23 @@ impl<D> std::fmt::Debug for DestinationService<D> {
 impl<D: Discover> DestinationService<D> {
     /// A service over `discover`.
     pub fn new(discover: Arc<D>, metrics: GrpcMetrics) -> Self {
-        Self { discover, metrics }
+        Self {
+            discover,
+            metrics,
+            shared: Default::default(),
+        }
+    }
+
+    /// The diff memo of `target`, shared by all of its streams.
+    fn shared_diff(&self, target: &core::Target) -> Arc<SharedDiff> {
+        let mut map = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(target).and_then(Weak::upgrade) {
+            return s;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let s = Arc::new(SharedDiff::default());
+        map.insert(target.clone(), Arc::downgrade(&s));
+        s
     }
 
     /// The tonic server.
@@ -91,13 +113,14 @@ impl<D: Discover> destination_server::Destination for DestinationService<D> {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         tracing::debug!(path = %req.path, context = %req.context_token, "Get");
         let rx = self.discover.watch(&target);
+        let shared = self.shared_diff(&target);
         let (tx, out) = mpsc::channel(4);
         self.metrics.active_streams.inc();
         let guard = StreamGuard(self.metrics.active_streams.clone());
         let sent = self.metrics.updates_sent.clone();
         tokio::spawn(async move {
             let _guard = guard;
-            stream_updates(rx, tx, sent).await;
+            stream_updates(rx, tx, sent, shared).await;
         });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(out),
@@ -136,17 +159,67 @@ impl<D: Discover> destination_server::Destination for DestinationService<D> {
     }
 }
 
+/// The updates of the last transition of one target, computed once and reused by every stream
+/// of that target making the same transition (the common case: all follow the same watch
+/// channel, so with 500 watchers a change is diffed once instead of 500 times over thousands of
+/// endpoints). It holds the two states it was computed for, so their identity (`Arc`
+/// pointers) cannot be reused by other states while it is cached.
+#[derive(Default)]
+struct SharedDiff {
+    last: std::sync::Mutex<Option<Transition>>,
+}
+
+struct Transition {
+    prev: Option<Resolution>,
+    cur: Resolution,
+    updates: Arc<Vec<Update>>,
+}
+
+/// Whether two states are the same published value (not merely equal).
+fn same(a: &Resolution, b: &Resolution) -> bool {
+    match (a, b) {
+        (Resolution::Unknown, Resolution::Unknown) => true,
+        (Resolution::Endpoints(x), Resolution::Endpoints(y)) => Arc::ptr_eq(x, y),
+        _ => false,
+    }
+}
+
+impl SharedDiff {
+    fn updates(&self, prev: Option<&Resolution>, cur: &Resolution) -> Arc<Vec<Update>> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = last.as_ref() {
+            let same_prev = match (&t.prev, prev) {
+                (None, None) => true,
+                (Some(a), Some(b)) => same(a, b),
+                _ => false,
+            };
+            if same_prev && same(&t.cur, cur) {
+                return t.updates.clone();
+            }
+        }
+        let updates = Arc::new(diff(prev, cur));
+        *last = Some(Transition {
+            prev: prev.cloned(),
+            cur: cur.clone(),
+            updates: updates.clone(),
+        });
+        updates
+    }
+}
+
 async fn stream_updates(
     mut rx: watch::Receiver<Resolution>,
     tx: mpsc::Sender<Result<Update, Status>>,
     sent: Counter,
+    shared: Arc<SharedDiff>,
 ) {
     // None: nothing sent yet.
     let mut prev: Option<Resolution> = None;
     loop {
         let cur = rx.borrow_and_update().clone();
-        for u in diff(prev.as_ref(), &cur) {
-            if tx.send(Ok(u)).await.is_err() {
+        let updates = shared.updates(prev.as_ref(), &cur);
+        for u in updates.iter() {
+            if tx.send(Ok(u.clone())).await.is_err() {
                 return;
             }
             sent.inc();
@@ -251,5 +324,49 @@ fn to_profile(p: &core::Profile) -> DestinationProfile {
             })
             .collect(),
         opaque_protocol: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ProtocolHint;
+
+    fn state(ports: &[u16]) -> Resolution {
+        Resolution::Endpoints(Arc::new(
+            ports
+                .iter()
+                .map(|p| {
+                    let addr = SocketAddr::from(([10, 0, 0, 1], *p));
+                    let e = Endpoint {
+                        addr,
+                        weight: core::DEFAULT_WEIGHT,
+                        identity: None,
+                        hint: ProtocolHint::Unknown,
+                        labels: Default::default(),
+                    };
+                    (addr, e)
+                })
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn a_transition_is_diffed_once_for_all_streams() {
+        let shared = SharedDiff::default();
+        let (a, b) = (state(&[1, 2]), state(&[1, 3]));
+        let first = shared.updates(Some(&a), &b);
+        let again = shared.updates(Some(&a), &b);
+        assert!(Arc::ptr_eq(&first, &again), "the same transition is reused");
+        assert_eq!(*first, diff(Some(&a), &b));
+        // An equal but distinct state is another transition (identity, not equality).
+        let a2 = state(&[1, 2]);
+        let other = shared.updates(Some(&a2), &b);
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(*other, *first);
+        // A fresh stream gets the full state.
+        let fresh = shared.updates(None, &b);
+        assert_eq!(*fresh, diff(None, &b));
+        assert_eq!(shared.updates(None, &Resolution::Unknown).len(), 1);
     }
 }
