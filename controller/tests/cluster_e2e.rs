@@ -289,6 +289,11 @@ async fn identity_and_destination_on_the_cluster() {
         .with_client_auth_cert(chain, key)
         .unwrap(),
     );
+    // kubectl port-forward gives up after a connection the pod reset (the refused handshake):
+    // a fresh one for the authenticated client.
+    drop(pf);
+    let pf = kubectl::PortForward::start(&n, "deploy/tulle-controller", 8086)
+        .expect("port-forward controller");
     let channel =
         tulle_api::tls::channel(&pf.local.to_string(), &controller.dns_name(), cfg).unwrap();
     let mut dst = DestinationClient::new(channel);
