@@ -43,3 +43,19 @@ impl Error {
         }
     }
 }
+
+/// `a: b: c` from an error and its sources, skipping a source whose text repeats its parent's
+/// (how `version` and `check` report a cluster that cannot be reached).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}

@@ -1,6 +1,7 @@
 //! `tulle version`: the client version, and the control plane's from the
 //! `app.kubernetes.io/version` label of the tulle-controller Deployment.
 
+use crate::error::error_chain;
 use crate::{
     args::{GlobalArgs, VersionArgs},
     exit, kubeconfig,
@@ -79,19 +80,4 @@ async fn server_version(g: &GlobalArgs, timeout: Duration) -> Result<String, Str
         .ok_or_else(|| {
             format!("deployment {NAMESPACE}/{CONTROLLER} has no app.kubernetes.io/version label")
         })
-}
-
-/// An error and its sources, `a: b: c`, skipping a source whose text repeats its parent's.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
 }

@@ -26,19 +26,7 @@ fn bin(var: &str) -> String {
 
 /// Runs a command, returns its stdout; panics with its stderr on failure.
 fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {} failed ({}): {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_stdin(cmd, args, "")
 }
 
 /// Runs a command with `input` on stdin, returns its stdout; panics with its stderr on failure.

@@ -303,20 +303,7 @@ pub(crate) fn now() -> SystemTime {
     SystemTime::now()
 }
 
-/// `a: b: c` from an error and its sources, skipping repeats.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
+pub(crate) use crate::error::error_chain;
 
 /// A kube error as a short message (`NotFound: ...` for API statuses).
 pub(crate) fn kube_error(e: &kube::Error) -> String {
