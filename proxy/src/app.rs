@@ -91,10 +91,11 @@ impl Proxy {
                     let _ = s.set_nodelay(true);
                     let cfg = rt.config.clone();
                     let drain = rt.drain.clone();
-                    crate::http::serve(s, false, &cfg, &drain, move |req| {
-                        crate::admin::handle(rt.clone(), req)
-                    })
-                    .await
+                    let svc = tower::service_fn(move |req| {
+                        let rt = rt.clone();
+                        async move { Ok(crate::admin::handle(rt, req).await) }
+                    });
+                    crate::http::serve(s, false, &cfg, &drain, svc).await
                 })
             }),
         ];

@@ -3,15 +3,26 @@
 //! A [`Balancer`] follows a discovery watch. When the endpoint set changes, endpoints that
 //! stay keep their connection and load estimate; removed endpoints are dropped from the
 //! set but in-flight requests hold their own reference and complete normally.
+//! [`Balance`] is the balancer as a tower service over the endpoints' own services.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::future::{Either, Ready, ready};
+use http::Response;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tower::Service;
+use tower::util::Oneshot;
 
 use crate::discovery::{Destination, Endpoint};
+use crate::error::{Body, ProxyError};
 
 /// Peak-EWMA latency estimate with a count of pending requests.
 #[derive(Debug)]
@@ -95,6 +106,85 @@ impl Drop for Pending {
 /// Something balanced over: built once per endpoint and kept while the endpoint stays.
 pub trait Balanced: Send + Sync + 'static {
     fn load(&self) -> &Arc<PeakEwma>;
+}
+
+/// A balanced endpoint that serves requests of type `R` (errors already answered).
+pub trait Serve<R>: Balanced {
+    type Service: Service<R, Response = Response<Body>, Error = Infallible>;
+    fn service(&self) -> Self::Service;
+}
+
+/// The balancer as a tower service: each request goes to the endpoint [`Balancer::pick`]
+/// chooses, and its latency to the first response byte feeds that endpoint's estimate.
+/// No endpoint is a 503 (`ProxyError::NoEndpoints`).
+pub struct Balance<E> {
+    balancer: Arc<Balancer<E>>,
+}
+
+impl<E> Balance<E> {
+    pub fn new(balancer: Arc<Balancer<E>>) -> Self {
+        Balance { balancer }
+    }
+}
+
+impl<E> Clone for Balance<E> {
+    fn clone(&self) -> Self {
+        Balance {
+            balancer: self.balancer.clone(),
+        }
+    }
+}
+
+impl<E> std::fmt::Debug for Balance<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balance").finish_non_exhaustive()
+    }
+}
+
+impl<E: Serve<R>, R> Service<R> for Balance<E> {
+    type Response = Response<Body>;
+    type Error = ProxyError;
+    type Future = Either<Ready<Result<Response<Body>, ProxyError>>, BalanceFuture<E::Service, R>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        // Endpoints are always ready: their clients connect (or fail) per request.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        match self.balancer.pick() {
+            None => Either::Left(ready(Err(ProxyError::NoEndpoints))),
+            Some((_, ep)) => Either::Right(BalanceFuture {
+                pending: Some(ep.load().start()),
+                inner: Oneshot::new(ep.service(), req),
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of [`Balance`]: completes the endpoint's pending request at the headers.
+    pub struct BalanceFuture<S: Service<R>, R> {
+        #[pin]
+        inner: Oneshot<S, R>,
+        pending: Option<Pending>,
+    }
+}
+
+impl<S, R> Future for BalanceFuture<S, R>
+where
+    S: Service<R, Response = Response<Body>, Error = Infallible>,
+{
+    type Output = Result<Response<Body>, ProxyError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(resp) = std::task::ready!(this.inner.poll(cx));
+        if let Some(p) = this.pending.take() {
+            p.complete();
+        }
+        Poll::Ready(Ok(resp))
+    }
 }
 
 /// Builds the per-endpoint state of a balancer.

@@ -51,6 +51,24 @@ pub enum ProxyError {
         "original destination port unknown; set TULLE_PROXY_INBOUND_PORT_FALLBACK or use iptables redirection"
     )]
     NoOrigPort,
+    #[error("internal proxy error: {0}")]
+    Internal(String),
+}
+
+/// The error type of tower's generic layers (timeout, load shedding).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl ProxyError {
+    /// Recovers a [`ProxyError`] from a tower layer's boxed error: a proxy error passed
+    /// through, a timeout (`tower::timeout`) or an overload (`tower::load_shed`).
+    pub fn from_boxed(e: BoxError) -> ProxyError {
+        match e.downcast::<ProxyError>() {
+            Ok(e) => *e,
+            Err(e) if e.is::<tower::timeout::error::Elapsed>() => ProxyError::ResponseTimeout,
+            Err(e) if e.is::<tower::load_shed::error::Overloaded>() => ProxyError::FailFast,
+            Err(e) => ProxyError::Internal(e.to_string()),
+        }
+    }
 }
 
 impl ProxyError {
@@ -72,6 +90,7 @@ impl ProxyError {
             ProxyError::FailFast => (StatusCode::SERVICE_UNAVAILABLE, "fail fast"),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad request"),
             ProxyError::NoOrigPort => (StatusCode::BAD_GATEWAY, "no original port"),
+            ProxyError::Internal(_) => (StatusCode::BAD_GATEWAY, "internal error"),
         }
     }
 

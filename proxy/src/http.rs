@@ -2,14 +2,14 @@
 //! graceful shutdown, hop-by-hop headers, upgrades, classification.
 
 use std::convert::Infallible;
-use std::future::Future;
 
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tower::Service;
 
 use crate::config::Config;
 use crate::error::Body;
@@ -22,18 +22,20 @@ pub const ORIG_PORT: HeaderName = HeaderName::from_static("tulle-orig-port");
 /// Header added by the inbound proxy: the client's mesh identity.
 pub const CLIENT_ID: HeaderName = HeaderName::from_static("tulle-client-id");
 
-/// Serves one HTTP connection (`h2` or HTTP/1.1 with upgrades) until it ends, or until
-/// shutdown begins, then closes it gracefully.
-pub async fn serve<I, F, Fut>(io: I, h2: bool, config: &Config, drain: &Drain, handler: F)
+/// Serves one HTTP connection (`h2` or HTTP/1.1 with upgrades) with a tower service
+/// (cloned for each request) until it ends, or until shutdown begins, then closes it
+/// gracefully.
+pub async fn serve<I, S>(io: I, h2: bool, config: &Config, drain: &Drain, svc: S)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
 {
-    let svc = service_fn(move |req| {
-        let fut = handler(req);
-        async move { Ok::<_, Infallible>(fut.await) }
-    });
+    let svc = TowerToHyperService::new(svc);
     let io = TokioIo::new(io);
     let mut signal = drain.signal();
     if h2 {

@@ -7,7 +7,8 @@
 //! [`config`] (env vars), [`control`] (identity and destination service clients),
 //! [`identity`] (certificates, TLS), [`discovery`] (targets → endpoints), [`detect`]
 //! (protocol detection), [`balance`] (p2c over peak-EWMA), [`routes`] (outbound route cache),
-//! [`client`] (connections to endpoints), [`outbound`] / [`inbound`] (the two pipelines),
+//! [`client`] (connections to endpoints), [`svc`] (the tower layers of the request path),
+//! [`outbound`] / [`inbound`] (the two pipelines),
 //! [`metrics`] and [`admin`] (observability), [`runtime`] (shared handles, drain),
 //! [`app`] (wiring), [`init`] (iptables rules), [`devcerts`] (development certificates).
 
@@ -31,3 +32,4 @@ pub mod metrics;
 pub mod outbound;
 pub mod routes;
 pub mod runtime;
+pub mod svc;

@@ -5,29 +5,35 @@
 //! (mesh h2 over mTLS, or plain) with in-flight limit and response timeout; opaque: route
 //! by original destination → endpoint (mesh mTLS with a transport header, or plain).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 
-use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::uri::Authority;
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::sync::watch;
+use tower::{Layer, Service, ServiceExt};
 
-use crate::balance::{Balanced, Balancer, MakeEndpoint, PeakEwma};
-use crate::client::{H2Client, MeshTls, upgrade};
+use crate::balance::{Balance, Balanced, Balancer, MakeEndpoint, PeakEwma, Serve};
+use crate::client::{EndpointClient, H2Client, MeshTls, PlainH1};
 use crate::detect::{Protocol, detect};
-use crate::discovery::{Endpoint, Resolution, Target, normalize_authority};
-use crate::error::{Body, ProxyError, count_response, proxied};
-use crate::http::{ORIG_PORT, ORIG_PROTO, is_upgrade, serve, strip_hop_by_hop};
-use crate::identity::{ALPN_H2, ALPN_TCP, server_name};
+use crate::discovery::{Destination, Endpoint, Resolution, Target, normalize_authority};
+use crate::error::{Body, ProxyError};
+use crate::http::serve;
+use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, server_name};
 use crate::io::{CountingIo, PrefixedIo, connect, original_dst, write_header};
 use crate::metrics::{Direction, HttpMetrics, TcpMetrics, TlsStatus, labels};
 use crate::routes::{Cached, RouteCache};
 use crate::runtime::Runtime;
+use crate::svc::{
+    BoxResponse, ErrorResponse, ErrorResponseLayer, FailFast, FailFastLayer, OrigProto,
+    OrigProtoLayer, RecordHttp, RecordHttpLayer, ResponseTimeout, ResponseTimeoutLayer,
+};
 
 const MAX_ROUTES: usize = 10_000;
 /// How long a route forwarding to the original destination is kept before the target is
@@ -35,16 +41,20 @@ const MAX_ROUTES: usize = 10_000;
 pub const PASSTHROUGH_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 const NO_TLS_PLAIN: &str = "not_provided_by_service_discovery";
 
-/// Per-endpoint state: connection, load, metrics.
+/// The request stack of one endpoint.
+type EndpointStack =
+    RecordHttp<ErrorResponse<ResponseTimeout<OrigProto<EndpointClient>>>, Arc<HttpMetrics>>;
+
+/// The request stack of one route (a service, or an original destination outside the mesh).
+type RouteStack = ErrorResponse<FailFast<Balance<OutEndpoint>>>;
+
+/// Per-endpoint state: load, request stack, and what opaque connections need.
 #[derive(Debug)]
 pub struct OutEndpoint {
     ewma: Arc<PeakEwma>,
-    h2: H2Client,
+    http: EndpointStack,
     tls: Option<MeshTls>,
-    http: Arc<HttpMetrics>,
     tcp: TcpMetrics,
-    /// `tulle-orig-port` value, computed once.
-    port_header: HeaderValue,
 }
 
 impl Balanced for OutEndpoint {
@@ -53,31 +63,62 @@ impl Balanced for OutEndpoint {
     }
 }
 
-#[allow(clippy::large_enum_variant)]
-enum RouteKind {
-    Balanced(Balancer<OutEndpoint>),
-    Passthrough {
-        addr: SocketAddr,
-        h2: H2Client,
-        http: Arc<HttpMetrics>,
-    },
+impl Serve<Request<Incoming>> for OutEndpoint {
+    type Service = EndpointStack;
+    fn service(&self) -> EndpointStack {
+        self.http.clone()
+    }
 }
 
+/// A cached route.
 struct Route {
-    kind: RouteKind,
-    in_flight: AtomicUsize,
+    stack: RouteStack,
 }
 
 /// The outbound proxy.
 pub struct Outbound {
     rt: Arc<Runtime>,
     routes: RouteCache<Route>,
-    h1: Client<HttpConnector, Incoming>,
+    h1: PlainH1,
 }
 
 impl std::fmt::Debug for Outbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbound").finish_non_exhaustive()
+    }
+}
+
+/// The HTTP service of one outbound connection: routes each request by its authority (or
+/// the connection's original destination) to its route's stack.
+#[derive(Debug, Clone)]
+struct OutboundHttp {
+    outbound: Arc<Outbound>,
+    orig: SocketAddr,
+}
+
+impl Service<Request<Incoming>> for OutboundHttp {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxResponse<Infallible>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let raw = match req.version() {
+                Version::HTTP_2 => req.uri().authority().map(Authority::as_str),
+                _ => req
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok()),
+            }
+            .unwrap_or("");
+            let stack = this.outbound.route(raw, this.orig).await.stack.clone();
+            stack.oneshot(req).await
+        })
     }
 }
 
@@ -136,12 +177,11 @@ impl Outbound {
         let io = PrefixedIo::new(buf, io);
         match proto {
             Protocol::Http1 | Protocol::Http2 => {
-                let this = self.clone();
-                let h2 = proto == Protocol::Http2;
-                serve(io, h2, cfg, &self.rt.drain, move |req| {
-                    this.clone().handle(req, orig)
-                })
-                .await;
+                let svc = OutboundHttp {
+                    outbound: self.clone(),
+                    orig,
+                };
+                serve(io, proto == Protocol::Http2, cfg, &self.rt.drain, svc).await;
             }
             _ => self.opaque(io, orig).await,
         }
@@ -228,14 +268,18 @@ impl Outbound {
 
     fn make_endpoint(&self, authority: Option<String>) -> MakeEndpoint<OutEndpoint> {
         let rt = self.rt.clone();
+        let h1 = self.h1.clone();
         Box::new(move |ep: &Endpoint| {
-            let tls = ep.identity.as_ref().and_then(|id| {
+            let cfg = &rt.config;
+            let mesh = |alpn| {
+                let id = ep.identity.as_ref()?;
                 Some(MeshTls {
-                    config: rt.tls.client(ALPN_H2),
+                    config: rt.tls.client(alpn),
                     name: server_name(id)?,
                     identity: id.clone(),
                 })
-            });
+            };
+            let tls = mesh(ALPN_H2);
             let status = match &ep.identity {
                 Some(id) => TlsStatus::Mesh(id.clone()),
                 None => TlsStatus::NoIdentity(NO_TLS_PLAIN),
@@ -248,21 +292,25 @@ impl Outbound {
                 Some(&ep.labels),
             );
             let tcp = rt.metrics.tcp(l.clone(), "dst");
+            let h2 = H2Client::new(ep.addr, tls.clone(), cfg.connect_timeout, Some(tcp.clone()));
+            let client =
+                EndpointClient::new(ep.addr, h2, mesh(ALPN_H1), h1.clone(), cfg.connect_timeout);
+            let http = RecordHttpLayer::new(Arc::new(rt.metrics.http(l))).layer(
+                ErrorResponseLayer.layer(
+                    ResponseTimeoutLayer {
+                        timeout: cfg.response_timeout,
+                    }
+                    .layer(OrigProtoLayer::new(ep.addr.port(), tls.is_some()).layer(client)),
+                ),
+            );
             Arc::new(OutEndpoint {
                 ewma: Arc::new(PeakEwma::new(
                     std::time::Duration::from_millis(30),
                     std::time::Duration::from_secs(10),
                 )),
-                h2: H2Client::new(
-                    ep.addr,
-                    tls.clone(),
-                    rt.config.connect_timeout,
-                    Some(tcp.clone()),
-                ),
+                http,
                 tls,
-                http: Arc::new(rt.metrics.http(l)),
                 tcp,
-                port_header: HeaderValue::from(ep.addr.port()),
             })
         })
     }
@@ -279,186 +327,32 @@ impl Outbound {
         if matches!(res, Resolution::NotFound) {
             res = self.rt.discovery.resolve(Target::Addr(orig)).await;
         }
-        let kind = match res {
+        let (rx, label, ttl) = match res {
             Resolution::Found(rx) => {
                 let label = rx.borrow().authority.clone().or(authority);
-                RouteKind::Balanced(Balancer::new(rx, self.make_endpoint(label)))
+                (rx, label, None)
             }
+            // Outside the mesh: the original destination is the only endpoint, in plain text.
             Resolution::NotFound => {
-                let l = labels(
-                    Direction::Outbound,
-                    authority.as_deref(),
-                    &orig.to_string(),
-                    &TlsStatus::NoIdentity(NO_TLS_PLAIN),
-                    None,
-                );
-                RouteKind::Passthrough {
-                    addr: orig,
-                    h2: H2Client::new(orig, None, self.rt.config.connect_timeout, None),
-                    http: Arc::new(self.rt.metrics.http(l)),
-                }
+                let only = Destination {
+                    authority: None,
+                    endpoints: vec![Endpoint {
+                        addr: orig,
+                        identity: None,
+                        labels: Default::default(),
+                    }],
+                };
+                let (_, rx) = watch::channel(Arc::new(only));
+                (rx, authority, Some(PASSTHROUGH_TTL))
             }
         };
-        let ttl = matches!(kind, RouteKind::Passthrough { .. }).then_some(PASSTHROUGH_TTL);
+        let balance = Balance::new(Arc::new(Balancer::new(rx, self.make_endpoint(label))));
+        let fail_fast = FailFastLayer {
+            max_in_flight: self.rt.config.max_in_flight,
+        };
         let route = Route {
-            kind,
-            in_flight: AtomicUsize::new(0),
+            stack: ErrorResponseLayer.layer(fail_fast.layer(balance)),
         };
         self.routes.insert(orig, raw, route, ttl)
     }
-
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, orig: SocketAddr) -> Response<Body> {
-        let raw = match req.version() {
-            Version::HTTP_2 => req.uri().authority().map(Authority::as_str),
-            _ => req
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok()),
-        }
-        .unwrap_or("");
-        let route = self.route(raw, orig).await;
-        let n = route.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _dec = Dec(&route.in_flight);
-        if n >= self.rt.config.max_in_flight {
-            return ProxyError::FailFast.to_response();
-        }
-        let start = Instant::now();
-        let done = |http: &Arc<HttpMetrics>, resp: Result<Response<Body>, ProxyError>| {
-            let mut resp = resp.unwrap_or_else(|e| {
-                tracing::debug!(%orig, "request failed: {e}");
-                e.to_response()
-            });
-            http.latency(start.elapsed());
-            count_response(http, &mut resp);
-            resp
-        };
-        match &route.kind {
-            RouteKind::Balanced(b) => match b.pick() {
-                None => ProxyError::NoEndpoints.to_response(),
-                Some((ep, svc)) => {
-                    svc.http.request();
-                    let pending = svc.ewma.start();
-                    let r = self.timed(self.to_endpoint(&ep, &svc, req)).await;
-                    pending.complete();
-                    done(&svc.http, r)
-                }
-            },
-            RouteKind::Passthrough { addr, h2, http } => {
-                http.request();
-                done(http, self.timed(self.to_plain(*addr, h2, req)).await)
-            }
-        }
-    }
-
-    async fn timed(
-        &self,
-        f: impl std::future::Future<Output = Result<Response<Body>, ProxyError>>,
-    ) -> Result<Response<Body>, ProxyError> {
-        tokio::time::timeout(self.rt.config.response_timeout, f)
-            .await
-            .unwrap_or(Err(ProxyError::ResponseTimeout))
-    }
-
-    async fn to_endpoint(
-        &self,
-        ep: &Endpoint,
-        svc: &OutEndpoint,
-        mut req: Request<Incoming>,
-    ) -> Result<Response<Body>, ProxyError> {
-        let Some(tls) = &svc.tls else {
-            return self.to_plain(ep.addr, &svc.h2, req).await;
-        };
-        if ep.identity.is_some() && is_upgrade(&req) {
-            let tls = MeshTls {
-                config: self.rt.tls.client(crate::identity::ALPN_H1),
-                ..tls.clone()
-            };
-            return upgrade(
-                ep.addr,
-                Some((tls, ep.addr.port())),
-                self.rt.config.connect_timeout,
-                req,
-            )
-            .await;
-        }
-        if req.version() != Version::HTTP_2 {
-            req.headers_mut()
-                .insert(ORIG_PROTO, HeaderValue::from_static("HTTP/1.1"));
-            absolute_uri(&mut req)?;
-            strip_hop_by_hop(req.headers_mut());
-            *req.version_mut() = Version::HTTP_2;
-        }
-        req.headers_mut().insert(ORIG_PORT, svc.port_header.clone());
-        Ok(proxied(svc.h2.send(req).await?))
-    }
-
-    async fn to_plain(
-        &self,
-        addr: SocketAddr,
-        h2: &H2Client,
-        mut req: Request<Incoming>,
-    ) -> Result<Response<Body>, ProxyError> {
-        if is_upgrade(&req) {
-            return upgrade(addr, None, self.rt.config.connect_timeout, req).await;
-        }
-        if req.version() == Version::HTTP_2 {
-            return Ok(proxied(h2.send(req).await?));
-        }
-        set_uri_addr(&mut req, addr)?;
-        self.h1
-            .request(req)
-            .await
-            .map(proxied)
-            .map_err(|e| ProxyError::Client(addr, e.to_string(), e.is_connect()))
-    }
-}
-
-struct Dec<'a>(&'a AtomicUsize);
-impl Drop for Dec<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Makes the URI absolute (`http://host/path`) from the Host header, for HTTP/2.
-fn absolute_uri<B>(req: &mut Request<B>) -> Result<(), ProxyError> {
-    if req.uri().authority().is_some() {
-        return Ok(());
-    }
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-        .ok_or(ProxyError::BadRequest("missing or invalid Host header"))?;
-    let mut parts = std::mem::take(req.uri_mut()).into_parts();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(host);
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    }
-    *req.uri_mut() =
-        Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
-    Ok(())
-}
-
-/// Points the URI at `addr` (the connection target), keeping the Host header.
-pub fn set_uri_addr<B>(req: &mut Request<B>, addr: SocketAddr) -> Result<(), ProxyError> {
-    if !req.headers().contains_key(http::header::HOST)
-        && let Some(a) = req.uri().authority()
-        && let Ok(v) = HeaderValue::from_str(a.as_str())
-    {
-        req.headers_mut().insert(http::header::HOST, v);
-    }
-    let mut parts = std::mem::take(req.uri_mut()).into_parts();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(
-        Authority::try_from(addr.to_string())
-            .map_err(|_| ProxyError::BadRequest("invalid address"))?,
-    );
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    }
-    *req.uri_mut() =
-        Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
-    Ok(())
 }

@@ -1,0 +1,31 @@
+//! The HTTP request path as a stack of tower layers, one concern each.
+//!
+//! Outbound, per route: [`ErrorResponseLayer`] → [`FailFastLayer`] (bounded in-flight
+//! requests, no queue) → [`crate::balance::Balance`] (p2c over peak-EWMA) → per endpoint:
+//! [`RecordHttpLayer`] (request/response metrics) → [`ErrorResponseLayer`] →
+//! [`ResponseTimeoutLayer`] → [`OrigProtoLayer`] (HTTP/1 carried as HTTP/2 between proxies)
+//! → [`crate::client::EndpointClient`].
+//!
+//! Inbound, per connection: [`ErrorResponseLayer`] → [`MeshHeadersLayer`] (trusted
+//! per-request headers from the client proxy, client identity) → [`RecordHttpLayer`] →
+//! [`ErrorResponseLayer`] → [`ResponseTimeoutLayer`] → [`DowngradeLayer`] (the client's
+//! original HTTP version restored) → [`crate::client::AppClient`].
+//!
+//! Services are cheap to clone (handles to shared state): hyper clones the connection's
+//! stack for each request.
+
+mod errors;
+mod limits;
+mod mesh_headers;
+mod orig_proto;
+mod record;
+
+pub use errors::{ErrorResponse, ErrorResponseLayer};
+pub use limits::{FailFast, FailFastLayer, ProxyErrors, ResponseTimeout, ResponseTimeoutLayer};
+pub use mesh_headers::{AppTarget, InboundConn, MeshHeaders, MeshHeadersLayer};
+pub use orig_proto::{Downgrade, DowngradeLayer, OrigProto, OrigProtoLayer};
+pub use record::{PickMetrics, RecordHttp, RecordHttpLayer};
+
+/// A boxed response future of the proxy's services.
+pub type BoxResponse<E> =
+    futures::future::BoxFuture<'static, Result<http::Response<crate::error::Body>, E>>;
