@@ -19,13 +19,14 @@ use crate::detect::{Protocol, detect};
 use crate::error::ProxyError;
 use crate::http::serve;
 use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, peer_identity};
-use crate::io::{CountingIo, PrefixedIo, connect, original_dst, read_header};
+use crate::io::{CountingIo, PrefixedIo, original_dst, read_header};
 use crate::metrics::{Direction, HttpMetrics, TlsStatus, labels};
 use crate::runtime::Runtime;
 use crate::svc::{
     AppTarget, DowngradeLayer, ErrorResponseLayer, InboundConn, MeshHeadersLayer, PickMetrics,
     RecordHttpLayer, ResponseTimeoutLayer,
 };
+use crate::tcp::{self, TcpTarget};
 
 const MAX_LABEL_SETS: usize = 10_000;
 const NO_TLS_FROM_REMOTE: &str = "no_tls_from_remote";
@@ -189,12 +190,15 @@ impl Inbound {
             tracing::info!("{}", ProxyError::NoOrigPort);
             return;
         };
-        let addr = SocketAddr::new(self.rt.config.inbound_app_host, port);
-        match connect(addr, self.rt.config.connect_timeout).await {
-            Ok(mut up) => {
-                let _ = crate::io::splice(&mut io, &mut up, self.rt.config.idle_timeout).await;
-            }
-            Err(e) => tracing::info!("inbound opaque: {e}"),
+        let cfg = &self.rt.config;
+        let target = TcpTarget {
+            addr: SocketAddr::new(cfg.inbound_app_host, port),
+            mesh: None,
+            metrics: None,
+        };
+        let forwarded = tcp::forward(&mut io, &target, cfg.connect_timeout, cfg.idle_timeout);
+        if let Err(e) = forwarded.await {
+            tracing::info!("inbound opaque: {e}");
         }
     }
 

@@ -8,7 +8,7 @@
 //! [`identity`] (certificates, TLS), [`discovery`] (targets → endpoints), [`detect`]
 //! (protocol detection), [`balance`] (p2c over peak-EWMA), [`routes`] (outbound route cache),
 //! [`client`] (connections to endpoints), [`svc`] (the tower layers of the request path),
-//! [`outbound`] / [`inbound`] (the two pipelines),
+//! [`tcp`] (opaque forwarding), [`outbound`] / [`inbound`] (the two pipelines),
 //! [`metrics`] and [`admin`] (observability), [`runtime`] (shared handles, drain),
 //! [`app`] (wiring), [`init`] (iptables rules), [`devcerts`] (development certificates).
 
@@ -33,3 +33,4 @@ pub mod outbound;
 pub mod routes;
 pub mod runtime;
 pub mod svc;
+pub mod tcp;

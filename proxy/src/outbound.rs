@@ -23,17 +23,18 @@ use crate::balance::{Balance, Balanced, Balancer, MakeEndpoint, PeakEwma, Serve}
 use crate::client::{EndpointClient, H2Client, MeshTls, PlainH1};
 use crate::detect::{Protocol, detect};
 use crate::discovery::{Destination, Endpoint, Resolution, Target, normalize_authority};
-use crate::error::{Body, ProxyError};
+use crate::error::Body;
 use crate::http::serve;
 use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, server_name};
-use crate::io::{CountingIo, PrefixedIo, connect, original_dst, write_header};
-use crate::metrics::{Direction, HttpMetrics, TcpMetrics, TlsStatus, labels};
+use crate::io::{CountingIo, PrefixedIo, original_dst};
+use crate::metrics::{Direction, HttpMetrics, TlsStatus, labels};
 use crate::routes::{Cached, RouteCache};
 use crate::runtime::Runtime;
 use crate::svc::{
     BoxResponse, ErrorResponse, ErrorResponseLayer, FailFast, FailFastLayer, OrigProto,
     OrigProtoLayer, RecordHttp, RecordHttpLayer, ResponseTimeout, ResponseTimeoutLayer,
 };
+use crate::tcp::{self, TcpTarget};
 
 const MAX_ROUTES: usize = 10_000;
 /// How long a route forwarding to the original destination is kept before the target is
@@ -48,13 +49,12 @@ type EndpointStack =
 /// The request stack of one route (a service, or an original destination outside the mesh).
 type RouteStack = ErrorResponse<FailFast<Balance<OutEndpoint>>>;
 
-/// Per-endpoint state: load, request stack, and what opaque connections need.
+/// Per-endpoint state: load, request stack, and where opaque connections go.
 #[derive(Debug)]
 pub struct OutEndpoint {
     ewma: Arc<PeakEwma>,
     http: EndpointStack,
-    tls: Option<MeshTls>,
-    tcp: TcpMetrics,
+    tcp: TcpTarget,
 }
 
 impl Balanced for OutEndpoint {
@@ -192,76 +192,27 @@ impl Outbound {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         let cfg = &self.rt.config;
-        let pick = match self.rt.discovery.resolve(Target::Addr(orig)).await {
+        // The endpoint's load counts the connection while it lasts.
+        let (target, _pending) = match self.rt.discovery.resolve(Target::Addr(orig)).await {
             Resolution::Found(rx) => {
-                let b = Balancer::new(rx, self.make_endpoint(None));
-                match b.pick() {
-                    Some(p) => Some(p),
-                    None => {
-                        tracing::info!(%orig, "no endpoints; closing");
-                        return;
-                    }
-                }
+                let Some((_, ep)) = Balancer::new(rx, self.make_endpoint(None)).pick() else {
+                    tracing::info!(%orig, "no endpoints; closing");
+                    return;
+                };
+                (ep.tcp.clone(), Some(ep.ewma.start()))
             }
-            Resolution::NotFound => None,
-        };
-        let result = match pick {
-            Some((ep, svc)) => {
-                let _pending = svc.ewma.start();
-                let _g = svc.tcp.open();
-                match connect(ep.addr, cfg.connect_timeout).await {
-                    Err(e) => Err(e),
-                    Ok(tcp) => match &svc.tls {
-                        Some(tls) => {
-                            let connector =
-                                tokio_rustls::TlsConnector::from(self.rt.tls.client(ALPN_TCP));
-                            match connector.connect(tls.name.clone(), tcp).await {
-                                Err(source) => Err(ProxyError::Tls {
-                                    addr: ep.addr,
-                                    identity: tls.identity.clone(),
-                                    source,
-                                }),
-                                Ok(tls_io) => {
-                                    let mut up = CountingIo::new(
-                                        tls_io,
-                                        svc.tcp.read.clone(),
-                                        svc.tcp.write.clone(),
-                                    );
-                                    match write_header(&mut up, ep.addr.port()).await {
-                                        Err(e) => Err(ProxyError::Connect(ep.addr, e)),
-                                        Ok(()) => {
-                                            let _ = crate::io::splice(
-                                                &mut io,
-                                                &mut up,
-                                                self.rt.config.idle_timeout,
-                                            )
-                                            .await;
-                                            Ok(())
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        None => {
-                            let mut up =
-                                CountingIo::new(tcp, svc.tcp.read.clone(), svc.tcp.write.clone());
-                            let _ =
-                                crate::io::splice(&mut io, &mut up, self.rt.config.idle_timeout)
-                                    .await;
-                            Ok(())
-                        }
-                    },
-                }
+            // Outside the mesh: to the original destination as is.
+            Resolution::NotFound => {
+                let target = TcpTarget {
+                    addr: orig,
+                    mesh: None,
+                    metrics: None,
+                };
+                (target, None)
             }
-            None => match connect(orig, cfg.connect_timeout).await {
-                Err(e) => Err(e),
-                Ok(mut up) => {
-                    let _ = crate::io::splice(&mut io, &mut up, self.rt.config.idle_timeout).await;
-                    Ok(())
-                }
-            },
         };
-        if let Err(e) = result {
+        let forwarded = tcp::forward(&mut io, &target, cfg.connect_timeout, cfg.idle_timeout);
+        if let Err(e) = forwarded.await {
             tracing::info!(%orig, "opaque connection failed: {e}");
         }
     }
@@ -280,6 +231,7 @@ impl Outbound {
                 })
             };
             let tls = mesh(ALPN_H2);
+            let tcp_mesh = mesh(ALPN_TCP);
             let status = match &ep.identity {
                 Some(id) => TlsStatus::Mesh(id.clone()),
                 None => TlsStatus::NoIdentity(NO_TLS_PLAIN),
@@ -309,8 +261,11 @@ impl Outbound {
                     std::time::Duration::from_secs(10),
                 )),
                 http,
-                tls,
-                tcp,
+                tcp: TcpTarget {
+                    addr: ep.addr,
+                    mesh: tcp_mesh,
+                    metrics: Some(tcp),
+                },
             })
         })
     }
