@@ -1,9 +1,16 @@
 //! Protocol detection on the first bytes of a connection, with a timeout.
+//!
+//! A client silent until the timeout is either waiting for a server that speaks first
+//! (SMTP, MySQL...) or an idle pooled HTTP connection. [`first_speaker`] tells them apart
+//! once the upstream connection is open: whichever side sends first decides.
 
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The bytes a detection reads at most (then: opaque).
+pub const MAX_PEEK: usize = 1024;
 
 /// What a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +24,6 @@ pub enum Protocol {
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
-const MAX_PEEK: usize = 1024;
 
 enum Verdict {
     Done(Protocol),
@@ -72,7 +78,19 @@ pub async fn detect<I: AsyncRead + Unpin>(
     timeout: Duration,
     tls: bool,
 ) -> std::io::Result<(Protocol, BytesMut)> {
-    let mut buf = BytesMut::with_capacity(MAX_PEEK);
+    detect_from(io, BytesMut::with_capacity(MAX_PEEK), timeout, tls).await
+}
+
+/// [`detect`], continuing from bytes already read.
+async fn detect_from<I: AsyncRead + Unpin>(
+    io: &mut I,
+    mut buf: BytesMut,
+    timeout: Duration,
+    tls: bool,
+) -> std::io::Result<(Protocol, BytesMut)> {
+    if let Verdict::Done(p) = classify(&buf, tls) {
+        return Ok((p, buf));
+    }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await {
@@ -93,6 +111,44 @@ pub async fn detect<I: AsyncRead + Unpin>(
                     return Ok((Protocol::Opaque, buf));
                 }
             }
+        }
+    }
+}
+
+/// Who spoke first on a connection whose client was silent through detection.
+#[derive(Debug)]
+pub enum FirstSpeaker {
+    /// The server (a server-speaks-first protocol): its first bytes, to pass on.
+    Server(BytesMut),
+    /// The client, after all: the protocol detected on its bytes, and the bytes.
+    Client(Protocol, BytesMut),
+}
+
+/// Waits until the client or the upstream sends something (or closes). The client's
+/// bytes are then classified as by [`detect`]. No byte is lost: reads are cancel-safe.
+pub async fn first_speaker<C, U>(
+    client: &mut C,
+    upstream: &mut U,
+    timeout: Duration,
+    tls: bool,
+) -> std::io::Result<FirstSpeaker>
+where
+    C: AsyncRead + Unpin,
+    U: AsyncRead + Unpin,
+{
+    let mut from_client = BytesMut::with_capacity(MAX_PEEK);
+    let mut from_server = BytesMut::with_capacity(4096);
+    tokio::select! {
+        r = client.read_buf(&mut from_client) => {
+            if r? == 0 {
+                return Ok(FirstSpeaker::Client(Protocol::Opaque, from_client));
+            }
+            let (p, buf) = detect_from(client, from_client, timeout, tls).await?;
+            Ok(FirstSpeaker::Client(p, buf))
+        }
+        r = upstream.read_buf(&mut from_server) => {
+            r?;
+            Ok(FirstSpeaker::Server(from_server))
         }
     }
 }
@@ -145,5 +201,33 @@ mod tests {
             .unwrap();
         assert_eq!(p, Protocol::Opaque);
         assert!(buf.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod first_speaker_tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_late_http_client_is_http_and_a_banner_is_the_servers() {
+        let (mut client, mut client_peer) = tokio::io::duplex(1024);
+        let (mut upstream, _upstream_peer) = tokio::io::duplex(1024);
+        client_peer.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let who = first_speaker(&mut client, &mut upstream, Duration::from_secs(1), false)
+            .await
+            .unwrap();
+        assert!(matches!(who, FirstSpeaker::Client(Protocol::Http1, b) if b.starts_with(b"GET")));
+
+        let (mut client, _client_peer) = tokio::io::duplex(1024);
+        let (mut upstream, mut upstream_peer) = tokio::io::duplex(1024);
+        upstream_peer
+            .write_all(b"220 smtp ready\r\n")
+            .await
+            .unwrap();
+        let who = first_speaker(&mut client, &mut upstream, Duration::from_secs(1), false)
+            .await
+            .unwrap();
+        assert!(matches!(who, FirstSpeaker::Server(b) if &b[..] == b"220 smtp ready\r\n"));
     }
 }

@@ -123,6 +123,7 @@ impl Inbound {
                 return;
             }
         };
+        let silent = proto == Protocol::Opaque && buf.is_empty();
         let io = PrefixedIo::new(buf, sock);
         if proto == Protocol::Tls {
             let acceptor = tokio_rustls::TlsAcceptor::from(self.rt.tls.server.clone());
@@ -181,24 +182,53 @@ impl Inbound {
                 let conn = self.conn(status, port, false);
                 self.http(io, proto == Protocol::Http2, conn).await
             }
+            _ if silent && !opaque_port => self.silent(io, port, status).await,
             _ => self.opaque(io, port).await,
         }
     }
 
-    async fn opaque<I: AsyncRead + AsyncWrite + Unpin>(&self, mut io: I, port: Option<u16>) {
-        let Some(port) = port.filter(|p| *p != self.rt.config.inbound_addr.port()) else {
-            tracing::info!("{}", ProxyError::NoOrigPort);
-            return;
-        };
+    fn app_target(&self, port: Option<u16>) -> Option<TcpTarget> {
         let cfg = &self.rt.config;
-        let target = TcpTarget {
+        let Some(port) = port.filter(|p| *p != cfg.inbound_addr.port()) else {
+            tracing::info!("{}", ProxyError::NoOrigPort);
+            return None;
+        };
+        Some(TcpTarget {
             addr: SocketAddr::new(cfg.inbound_app_host, port),
             mesh: None,
             metrics: None,
+        })
+    }
+
+    async fn opaque<I: AsyncRead + AsyncWrite + Unpin>(&self, mut io: I, port: Option<u16>) {
+        let Some(target) = self.app_target(port) else {
+            return;
         };
+        let cfg = &self.rt.config;
         let forwarded = tcp::forward(&mut io, &target, cfg.connect_timeout, cfg.idle_timeout);
         if let Err(e) = forwarded.await {
             tracing::info!("inbound opaque: {e}");
+        }
+    }
+
+    /// A plaintext client silent through detection: as on the outbound side, whichever of
+    /// it and the application speaks first decides between opaque and HTTP.
+    async fn silent<I>(self: &Arc<Self>, io: I, port: Option<u16>, status: TlsStatus)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(target) = self.app_target(port) else {
+            return;
+        };
+        let cfg = &self.rt.config;
+        let up = match tcp::connect(&target, cfg.connect_timeout).await {
+            Ok(up) => up,
+            Err(e) => return tracing::info!("inbound opaque: {e}"),
+        };
+        let http = tcp::splice_unless_http(io, up, cfg.detect_timeout, cfg.idle_timeout).await;
+        if let Some((proto, io)) = http {
+            let conn = self.conn(status, port, false);
+            self.http(io, proto == Protocol::Http2, conn).await;
         }
     }
 

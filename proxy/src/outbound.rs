@@ -15,11 +15,12 @@ use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
-use crate::balance::{Balance, Balanced, Balancer, MakeEndpoint, PeakEwma, Serve};
+use crate::balance::{Balance, Balanced, Balancer, MakeEndpoint, PeakEwma, Pending, Serve};
 use crate::client::{EndpointClient, H2Client, MeshTls, PlainH1};
 use crate::detect::{Protocol, detect};
 use crate::discovery::{Destination, Endpoint, Resolution, Target, normalize_authority};
@@ -27,7 +28,7 @@ use crate::error::Body;
 use crate::http::serve;
 use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, server_name};
 use crate::io::{CountingIo, PrefixedIo, original_dst};
-use crate::metrics::{Direction, HttpMetrics, TlsStatus, labels};
+use crate::metrics::{Direction, HttpMetrics, Labels, TlsStatus, labels};
 use crate::routes::{Cached, RouteCache};
 use crate::runtime::Runtime;
 use crate::svc::{
@@ -49,12 +50,56 @@ type EndpointStack =
 /// The request stack of one route (a service, or an original destination outside the mesh).
 type RouteStack = ErrorResponse<FailFast<Balance<OutEndpoint>>>;
 
-/// Per-endpoint state: load, request stack, and where opaque connections go.
+/// Per-endpoint state of an HTTP route: load and request stack.
 #[derive(Debug)]
 pub struct OutEndpoint {
     ewma: Arc<PeakEwma>,
     http: EndpointStack,
-    tcp: TcpTarget,
+}
+
+/// Per-endpoint state for opaque connections: load and where they go.
+#[derive(Debug)]
+pub struct TcpEndpoint {
+    ewma: Arc<PeakEwma>,
+    target: TcpTarget,
+}
+
+impl Balanced for TcpEndpoint {
+    fn load(&self) -> &Arc<PeakEwma> {
+        &self.ewma
+    }
+}
+
+fn new_ewma() -> Arc<PeakEwma> {
+    Arc::new(PeakEwma::new(
+        std::time::Duration::from_millis(30),
+        std::time::Duration::from_secs(10),
+    ))
+}
+
+/// Mesh TLS with `alpn` to a meshed endpoint (`None`: not meshed).
+fn mesh_tls(rt: &Runtime, ep: &Endpoint, alpn: &'static [u8]) -> Option<MeshTls> {
+    let id = ep.identity.as_ref()?;
+    Some(MeshTls {
+        config: rt.tls.client(alpn),
+        name: server_name(id)?,
+        identity: id.clone(),
+    })
+}
+
+/// The metric labels of an endpoint: route authority, address, TLS, `dst_*` metadata.
+fn endpoint_labels(authority: Option<&str>, ep: &Endpoint) -> Labels {
+    let status = match &ep.identity {
+        Some(id) => TlsStatus::Mesh(id.clone()),
+        None => TlsStatus::NoIdentity(NO_TLS_PLAIN),
+    };
+    labels(
+        Direction::Outbound,
+        authority,
+        &ep.addr.to_string(),
+        &status,
+        Some(&ep.labels),
+    )
 }
 
 impl Balanced for OutEndpoint {
@@ -163,7 +208,8 @@ impl Outbound {
         );
         let _guard = src.open();
         let mut io = CountingIo::new(sock, src.read.clone(), src.write.clone());
-        let (proto, buf) = if cfg.opaque_ports.contains(&orig.port()) {
+        let opaque_port = cfg.opaque_ports.contains(&orig.port());
+        let (proto, buf) = if opaque_port {
             (Protocol::Opaque, Default::default())
         } else {
             match detect(&mut io, cfg.detect_timeout, false).await {
@@ -174,32 +220,37 @@ impl Outbound {
                 }
             }
         };
+        let silent = proto == Protocol::Opaque && buf.is_empty() && !opaque_port;
         let io = PrefixedIo::new(buf, io);
         match proto {
-            Protocol::Http1 | Protocol::Http2 => {
-                let svc = OutboundHttp {
-                    outbound: self.clone(),
-                    orig,
-                };
-                serve(io, proto == Protocol::Http2, cfg, &self.rt.drain, svc).await;
-            }
+            Protocol::Http1 | Protocol::Http2 => self.http(io, proto, orig).await,
+            _ if silent => self.silent(io, orig).await,
             _ => self.opaque(io, orig).await,
         }
     }
 
-    async fn opaque<I>(&self, mut io: I, orig: SocketAddr)
+    async fn http<I>(self: &Arc<Self>, io: I, proto: Protocol, orig: SocketAddr)
     where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let cfg = &self.rt.config;
-        // The endpoint's load counts the connection while it lasts.
-        let (target, _pending) = match self.rt.discovery.resolve(Target::Addr(orig)).await {
+        let svc = OutboundHttp {
+            outbound: self.clone(),
+            orig,
+        };
+        let h2 = proto == Protocol::Http2;
+        serve(io, h2, &self.rt.config, &self.rt.drain, svc).await;
+    }
+
+    /// Where an opaque connection to `orig` goes; the endpoint's load counts the connection
+    /// while the returned guard lives. `None`: a service without endpoints.
+    async fn tcp_target(&self, orig: SocketAddr) -> Option<(TcpTarget, Option<Pending>)> {
+        match self.rt.discovery.resolve(Target::Addr(orig)).await {
             Resolution::Found(rx) => {
-                let Some((_, ep)) = Balancer::new(rx, self.make_endpoint(None)).pick() else {
+                let Some((_, ep)) = Balancer::new(rx, self.make_tcp_endpoint()).pick() else {
                     tracing::info!(%orig, "no endpoints; closing");
-                    return;
+                    return None;
                 };
-                (ep.tcp.clone(), Some(ep.ewma.start()))
+                Some((ep.target.clone(), Some(ep.ewma.start())))
             }
             // Outside the mesh: to the original destination as is.
             Resolution::NotFound => {
@@ -208,8 +259,18 @@ impl Outbound {
                     mesh: None,
                     metrics: None,
                 };
-                (target, None)
+                Some((target, None))
             }
+        }
+    }
+
+    async fn opaque<I>(&self, mut io: I, orig: SocketAddr)
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        let cfg = &self.rt.config;
+        let Some((target, _pending)) = self.tcp_target(orig).await else {
+            return;
         };
         let forwarded = tcp::forward(&mut io, &target, cfg.connect_timeout, cfg.idle_timeout);
         if let Err(e) = forwarded.await {
@@ -217,54 +278,68 @@ impl Outbound {
         }
     }
 
+    /// A client that sent nothing within the detection timeout: a server-speaks-first
+    /// protocol, or an idle pooled HTTP connection. The upstream connection is opened and
+    /// whichever side speaks first decides: the server (opaque), or the client (detected
+    /// on its bytes; an HTTP client gets its requests routed and balanced as usual).
+    async fn silent<I>(self: &Arc<Self>, io: I, orig: SocketAddr)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let cfg = &self.rt.config;
+        let Some((target, pending)) = self.tcp_target(orig).await else {
+            return;
+        };
+        let up = match tcp::connect(&target, cfg.connect_timeout).await {
+            Ok(up) => up,
+            Err(e) => return tracing::info!(%orig, "opaque connection failed: {e}"),
+        };
+        let http = tcp::splice_unless_http(io, up, cfg.detect_timeout, cfg.idle_timeout).await;
+        if let Some((proto, io)) = http {
+            drop(pending);
+            self.http(io, proto, orig).await;
+        }
+    }
+
+    /// Builds the HTTP state of each endpoint of a route.
     fn make_endpoint(&self, authority: Option<String>) -> MakeEndpoint<OutEndpoint> {
         let rt = self.rt.clone();
         let h1 = self.h1.clone();
         Box::new(move |ep: &Endpoint| {
             let cfg = &rt.config;
-            let mesh = |alpn| {
-                let id = ep.identity.as_ref()?;
-                Some(MeshTls {
-                    config: rt.tls.client(alpn),
-                    name: server_name(id)?,
-                    identity: id.clone(),
-                })
-            };
-            let tls = mesh(ALPN_H2);
-            let tcp_mesh = mesh(ALPN_TCP);
-            let status = match &ep.identity {
-                Some(id) => TlsStatus::Mesh(id.clone()),
-                None => TlsStatus::NoIdentity(NO_TLS_PLAIN),
-            };
-            let l = labels(
-                Direction::Outbound,
-                authority.as_deref(),
-                &ep.addr.to_string(),
-                &status,
-                Some(&ep.labels),
-            );
+            let tls = mesh_tls(&rt, ep, ALPN_H2);
+            let l = endpoint_labels(authority.as_deref(), ep);
             let tcp = rt.metrics.tcp(l.clone(), "dst");
-            let h2 = H2Client::new(ep.addr, tls.clone(), cfg.connect_timeout, Some(tcp.clone()));
+            let h2 = H2Client::new(ep.addr, tls.clone(), cfg.connect_timeout, Some(tcp));
+            let upgrade_tls = mesh_tls(&rt, ep, ALPN_H1);
             let client =
-                EndpointClient::new(ep.addr, h2, mesh(ALPN_H1), h1.clone(), cfg.connect_timeout);
-            let http = RecordHttpLayer::new(Arc::new(rt.metrics.http(l))).layer(
-                ErrorResponseLayer.layer(
-                    ResponseTimeoutLayer {
-                        timeout: cfg.response_timeout,
-                    }
-                    .layer(OrigProtoLayer::new(ep.addr.port(), tls.is_some()).layer(client)),
-                ),
-            );
+                EndpointClient::new(ep.addr, h2, upgrade_tls, h1.clone(), cfg.connect_timeout);
+            let http = ServiceBuilder::new()
+                .layer(RecordHttpLayer::new(Arc::new(rt.metrics.http(l))))
+                .layer(ErrorResponseLayer)
+                .layer(ResponseTimeoutLayer {
+                    timeout: cfg.response_timeout,
+                })
+                .layer(OrigProtoLayer::new(ep.addr.port(), tls.is_some()))
+                .service(client);
             Arc::new(OutEndpoint {
-                ewma: Arc::new(PeakEwma::new(
-                    std::time::Duration::from_millis(30),
-                    std::time::Duration::from_secs(10),
-                )),
+                ewma: new_ewma(),
                 http,
-                tcp: TcpTarget {
+            })
+        })
+    }
+
+    /// Builds the opaque-TCP state of each endpoint of a destination.
+    fn make_tcp_endpoint(&self) -> MakeEndpoint<TcpEndpoint> {
+        let rt = self.rt.clone();
+        Box::new(move |ep: &Endpoint| {
+            let l = endpoint_labels(None, ep);
+            Arc::new(TcpEndpoint {
+                ewma: new_ewma(),
+                target: TcpTarget {
                     addr: ep.addr,
-                    mesh: tcp_mesh,
-                    metrics: Some(tcp),
+                    mesh: mesh_tls(&rt, ep, ALPN_TCP),
+                    metrics: Some(rt.metrics.tcp(l, "dst")),
                 },
             })
         })

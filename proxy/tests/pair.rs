@@ -245,6 +245,59 @@ async fn opaque_tcp_with_half_close() {
 }
 
 #[tokio::test]
+async fn a_client_silent_past_detection_is_told_apart_from_a_server_speaking_first() {
+    init();
+    bounded(async {
+        let pki = Pki::new();
+        let detect = [("TULLE_PROXY_DETECT_TIMEOUT", "200ms".to_string())];
+
+        // An idle pooled HTTP connection: nothing for longer than the detection timeout,
+        // then a request. It is still routed as HTTP (counted in the HTTP metrics).
+        let (app, _) = app("web").await;
+        let pair = Pair::start(&pki, app, SERVER_ID, &detect).await;
+        let mut c = h1_client(pair.client.outbound_addr).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let req = Request::get("/late")
+            .header("host", AUTHORITY)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = c.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).starts_with("web HTTP/1.1 GET /late"));
+        let out = metrics(&pair.client).await;
+        let http = [
+            "direction=\"outbound\"",
+            "tls=\"true\"",
+            "dst_pod=\"web-0\"",
+        ];
+        assert_eq!(sample(&out, "request_total", &http), 1.0);
+
+        // A server-speaks-first protocol on a port not listed as opaque: its banner reaches
+        // the silent client through both proxies, then bytes flow both ways.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let banner_app = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.write_all(b"220 banner\r\n").await.unwrap();
+            let mut line = [0u8; 5];
+            s.read_exact(&mut line).await.unwrap();
+            s.write_all(&line).await.unwrap();
+        });
+        let pair = Pair::start(&pki, banner_app, SERVER_ID, &detect).await;
+        let mut s = TcpStream::connect(pair.client.outbound_addr).await.unwrap();
+        let mut banner = [0u8; 12];
+        s.read_exact(&mut banner).await.unwrap();
+        assert_eq!(&banner, b"220 banner\r\n");
+        s.write_all(b"HELO\n").await.unwrap();
+        let mut echo = [0u8; 5];
+        s.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"HELO\n");
+    })
+    .await
+}
+
+#[tokio::test]
 async fn wrong_server_identity_is_refused() {
     init();
     bounded(async {
