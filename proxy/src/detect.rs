@@ -115,6 +115,45 @@ async fn detect_from<I: AsyncRead + Unpin>(
     }
 }
 
+/// The largest ClientHello read for its SNI: one full TLS record.
+const MAX_CLIENT_HELLO: usize = 5 + 16 * 1024;
+
+/// The server name (SNI) of the TLS ClientHello at the start of `buf`, reading more from
+/// `io` into `buf` as needed: every byte stays in `buf` to be replayed. `None` when the
+/// ClientHello names no server, is invalid, or is not complete within `timeout`. Parsing
+/// is rustls's own ([`rustls::server::Acceptor`]) on a copy of the bytes.
+pub async fn client_hello_sni<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> std::io::Result<Option<String>> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut fed = 0;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        while fed < buf.len() {
+            let n = acceptor.read_tls(&mut &buf[fed..])?;
+            if n == 0 {
+                break;
+            }
+            fed += n;
+        }
+        match acceptor.accept() {
+            Ok(Some(hello)) => return Ok(hello.client_hello().server_name().map(str::to_owned)),
+            Ok(None) => {}
+            Err(_) => return Ok(None),
+        }
+        if buf.len() >= MAX_CLIENT_HELLO {
+            return Ok(None);
+        }
+        match tokio::time::timeout_at(deadline, io.read_buf(buf)).await {
+            Err(_) | Ok(Ok(0)) => return Ok(None),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
 /// Who spoke first on a connection whose client was silent through detection.
 #[derive(Debug)]
 pub enum FirstSpeaker {
@@ -229,5 +268,51 @@ mod first_speaker_tests {
             .await
             .unwrap();
         assert!(matches!(who, FirstSpeaker::Server(b) if &b[..] == b"220 smtp ready\r\n"));
+    }
+}
+
+#[cfg(test)]
+mod sni_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn client_hello(sni: &str) -> Vec<u8> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from(sni.to_string()).unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut out = Vec::new();
+        conn.write_tls(&mut out).unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn reads_the_sni_across_reads_and_keeps_every_byte() {
+        let hello = client_hello("web.ns.serviceaccount.identity.tulle.cluster.local");
+        let (first, rest) = hello.split_at(20);
+        let mut buf = BytesMut::from(first);
+        let mut io = std::io::Cursor::new(rest.to_vec());
+        let sni = client_hello_sni(&mut io, &mut buf, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            sni.as_deref(),
+            Some("web.ns.serviceaccount.identity.tulle.cluster.local")
+        );
+        assert_eq!(&buf[..], &hello[..]);
+
+        let mut buf = BytesMut::from(&b"\x16\x03\x01\x00\x05hello"[..]);
+        let sni = client_hello_sni(
+            &mut std::io::Cursor::new(Vec::new()),
+            &mut buf,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(sni, None);
     }
 }

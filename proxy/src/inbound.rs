@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tower::ServiceBuilder;
 
 use crate::client::AppClient;
-use crate::detect::{Protocol, detect};
+use crate::detect::{Protocol, client_hello_sni, detect};
 use crate::error::ProxyError;
 use crate::http::serve;
 use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, peer_identity};
@@ -30,6 +30,8 @@ use crate::tcp::{self, TcpTarget};
 
 const MAX_LABEL_SETS: usize = 10_000;
 const NO_TLS_FROM_REMOTE: &str = "no_tls_from_remote";
+/// TLS whose server name is not this proxy's identity: the application's own TLS.
+const NO_TLS_NOT_MESH: &str = "tls_not_for_mesh";
 
 /// The inbound proxy.
 pub struct Inbound {
@@ -116,13 +118,28 @@ impl Inbound {
         let mut sock = sock;
         let opaque_port =
             port.is_some_and(|p| cfg.opaque_ports.contains(&p)) && orig_port.is_some();
-        let (proto, buf) = match detect(&mut sock, cfg.detect_timeout, true).await {
+        let (mut proto, mut buf) = match detect(&mut sock, cfg.detect_timeout, true).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(%peer, "reading: {e}");
                 return;
             }
         };
+        let mut no_tls = NO_TLS_FROM_REMOTE;
+        if proto == Protocol::Tls {
+            // Mesh TLS names this proxy's identity; other TLS (the application's own, from
+            // outside the mesh) passes through to the application untouched.
+            let sni = client_hello_sni(&mut sock, &mut buf, cfg.header_read_timeout).await;
+            let own = self.rt.tls.store.name();
+            if !sni
+                .ok()
+                .flatten()
+                .is_some_and(|n| n.eq_ignore_ascii_case(own))
+            {
+                proto = Protocol::Opaque;
+                no_tls = NO_TLS_NOT_MESH;
+            }
+        }
         let silent = proto == Protocol::Opaque && buf.is_empty();
         let io = PrefixedIo::new(buf, sock);
         if proto == Protocol::Tls {
@@ -170,7 +187,7 @@ impl Inbound {
             }
             return;
         }
-        let status = TlsStatus::NoIdentity(NO_TLS_FROM_REMOTE);
+        let status = TlsStatus::NoIdentity(no_tls);
         let m = self.rt.metrics.tcp(
             labels(Direction::Inbound, None, &target(&cfg, port), &status, None),
             "src",

@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -340,6 +341,42 @@ async fn plaintext_client_to_inbound_is_accepted_and_labelled() {
             "no_tls_reason=\"no_tls_from_remote\"",
         ];
         assert_eq!(sample(&inb, "request_total", &l), 1.0);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn application_tls_from_outside_the_mesh_passes_through_the_inbound_proxy() {
+    init();
+    bounded(async {
+        let pki = Pki::new();
+        let app = tcp_app().await;
+        let pair = Pair::start(&pki, app, SERVER_ID, &[]).await;
+        // A ClientHello for the application's own name, not the proxy's identity.
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from("shop.example.com").unwrap();
+        let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut hello = Vec::new();
+        tls.write_tls(&mut hello).unwrap();
+
+        let mut s = TcpStream::connect(pair.server.inbound_addr).await.unwrap();
+        s.write_all(&hello).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        // The application received the ClientHello byte for byte.
+        let mut want = format!("got {}: ", hello.len()).into_bytes();
+        want.extend_from_slice(&hello);
+        assert_eq!(got, want);
+        let inb = metrics(&pair.server).await;
+        let passthrough = ["peer=\"src\"", "no_tls_reason=\"tls_not_for_mesh\""];
+        assert_eq!(sample(&inb, "tcp_open_total", &passthrough), 1.0);
     })
     .await
 }
