@@ -154,7 +154,7 @@ impl<E: Serve<R>, R> Service<R> for Balance<E> {
     fn call(&mut self, req: R) -> Self::Future {
         match self.balancer.pick() {
             None => Either::Left(ready(Err(ProxyError::NoEndpoints))),
-            Some((_, ep)) => Either::Right(BalanceFuture {
+            Some(ep) => Either::Right(BalanceFuture {
                 pending: Some(ep.load().start()),
                 inner: Oneshot::new(ep.service(), req),
             }),
@@ -246,12 +246,13 @@ impl<E: Balanced> Balancer<E> {
         self.refresh()
     }
 
-    /// Picks an endpoint: the less loaded of two chosen at random.
-    pub fn pick(&self) -> Option<(Endpoint, Arc<E>)> {
+    /// Picks an endpoint's state: the less loaded of two chosen at random. (On the request
+    /// path: only an `Arc` is cloned, never the endpoint's metadata.)
+    pub fn pick(&self) -> Option<Arc<E>> {
         let set = self.refresh();
         match set.len() {
             0 => None,
-            1 => Some(set[0].clone()),
+            1 => Some(set[0].1.clone()),
             n => {
                 use rand::Rng;
                 let mut rng = rand::rng();
@@ -262,9 +263,9 @@ impl<E: Balanced> Balancer<E> {
                 }
                 let (ea, eb) = (&set[a], &set[b]);
                 Some(if ea.1.load().load() <= eb.1.load().load() {
-                    ea.clone()
+                    ea.1.clone()
                 } else {
-                    eb.clone()
+                    eb.1.clone()
                 })
             }
         }
@@ -310,7 +311,7 @@ mod tests {
         let (tx, rx) = watch::channel(dest(&[1, 2]));
         let b = Balancer::new(rx, ep());
         // Load endpoint 1 heavily: with two endpoints p2c always compares both.
-        let (e1, s1) = b
+        let (_, s1) = b
             .endpoints()
             .iter()
             .find(|(e, _)| e.addr.port() == 1)
@@ -318,7 +319,7 @@ mod tests {
             .unwrap();
         let _pending: Vec<_> = (0..10).map(|_| s1.load().start()).collect();
         for _ in 0..50 {
-            assert_ne!(b.pick().unwrap().0, e1);
+            assert!(!Arc::ptr_eq(&b.pick().unwrap(), &s1));
         }
         let kept = b
             .endpoints()
@@ -354,14 +355,14 @@ mod tests {
         slow.1.load().observe(Duration::from_millis(500));
         // Fast responses keep endpoint 2's estimate low and fresh; endpoint 1 is not picked.
         for _ in 0..10 {
-            assert_eq!(b.pick().unwrap().0, fast.0);
+            assert!(Arc::ptr_eq(&b.pick().unwrap(), &fast.1));
             fast.1.load().observe(Duration::from_millis(5));
             tokio::time::advance(Duration::from_secs(1)).await;
         }
         // Left idle, endpoint 1's peak decays below endpoint 2's steady 5 ms.
         let mut picked_slow = false;
         for _ in 0..60 {
-            if b.pick().unwrap().0 == slow.0 {
+            if Arc::ptr_eq(&b.pick().unwrap(), &slow.1) {
                 picked_slow = true;
                 break;
             }

@@ -246,7 +246,7 @@ impl Outbound {
     async fn tcp_target(&self, orig: SocketAddr) -> Option<(TcpTarget, Option<Pending>)> {
         match self.rt.discovery.resolve(Target::Addr(orig)).await {
             Resolution::Found(rx) => {
-                let Some((_, ep)) = Balancer::new(rx, self.make_tcp_endpoint()).pick() else {
+                let Some(ep) = Balancer::new(rx, self.make_tcp_endpoint()).pick() else {
                     tracing::info!(%orig, "no endpoints; closing");
                     return None;
                 };
