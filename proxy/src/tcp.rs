@@ -13,7 +13,7 @@ use tokio_rustls::client::TlsStream;
 use crate::client::{EitherIo, MeshTls};
 use crate::detect::{FirstSpeaker, Protocol, first_speaker};
 use crate::error::ProxyError;
-use crate::io::{CountingIo, PrefixedIo, write_header};
+use crate::io::{CountingIo, PrefixedIo};
 use crate::metrics::{TcpGuard, TcpMetrics};
 
 /// Where an opaque connection goes.
@@ -45,22 +45,10 @@ pub async fn connect(target: &TcpTarget, timeout: Duration) -> Result<Upstream, 
     let tcp = crate::io::connect(target.addr, timeout).await?;
     let io = match &target.mesh {
         None => Either::Right(tcp),
-        Some(tls) => {
-            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-            let handshake = connector.connect(tls.name.clone(), tcp);
-            let mut io = tokio::time::timeout(timeout, handshake)
-                .await
-                .map_err(|_| ProxyError::ConnectTimeout(target.addr))?
-                .map_err(|source| ProxyError::Tls {
-                    addr: target.addr,
-                    identity: tls.identity.clone(),
-                    source,
-                })?;
-            write_header(&mut io, target.addr.port())
-                .await
-                .map_err(|e| ProxyError::Connect(target.addr, e))?;
-            Either::Left(io)
-        }
+        Some(tls) => Either::Left(
+            tls.handshake_with_header(target.addr, tcp, timeout, target.addr.port())
+                .await?,
+        ),
     };
     // Unregistered counters when the target has no metrics (outside the mesh).
     let (read, write) = match &target.metrics {

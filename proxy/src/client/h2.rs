@@ -66,18 +66,7 @@ impl H2Client {
         let tcp = connect(self.addr, self.connect_timeout).await?;
         match &self.tls {
             Some(tls) => {
-                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-                let io = tokio::time::timeout(
-                    self.connect_timeout,
-                    connector.connect(tls.name.clone(), tcp),
-                )
-                .await
-                .map_err(|_| ProxyError::ConnectTimeout(self.addr))?
-                .map_err(|source| ProxyError::Tls {
-                    addr: self.addr,
-                    identity: tls.identity.clone(),
-                    source,
-                })?;
+                let io = tls.handshake(self.addr, tcp, self.connect_timeout).await?;
                 self.handshake(io).await
             }
             None => self.handshake(tcp).await,

@@ -26,6 +26,8 @@ use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use crate::error::{Body, ProxyError};
 use crate::io::{connect, write_header};
@@ -36,6 +38,43 @@ pub struct MeshTls {
     pub config: Arc<ClientConfig>,
     pub name: ServerName<'static>,
     pub identity: String,
+}
+
+impl MeshTls {
+    /// The mesh TLS handshake with `addr` over `tcp` within `timeout`; the peer must prove
+    /// the expected identity.
+    pub async fn handshake(
+        &self,
+        addr: SocketAddr,
+        tcp: TcpStream,
+        timeout: Duration,
+    ) -> Result<TlsStream<TcpStream>, ProxyError> {
+        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
+        tokio::time::timeout(timeout, connector.connect(self.name.clone(), tcp))
+            .await
+            .map_err(|_| ProxyError::ConnectTimeout(addr))?
+            .map_err(|source| ProxyError::Tls {
+                addr,
+                identity: self.identity.clone(),
+                source,
+            })
+    }
+
+    /// [`MeshTls::handshake`], then the transport header carrying the target `port` (the
+    /// ALPNs `tulle.tcp` and `tulle.h1`).
+    pub async fn handshake_with_header(
+        &self,
+        addr: SocketAddr,
+        tcp: TcpStream,
+        timeout: Duration,
+        port: u16,
+    ) -> Result<TlsStream<TcpStream>, ProxyError> {
+        let mut io = self.handshake(addr, tcp, timeout).await?;
+        write_header(&mut io, port)
+            .await
+            .map_err(|e| ProxyError::Connect(addr, e))?;
+        Ok(io)
+    }
 }
 
 /// Forwards an HTTP/1.1 upgrade request on a dedicated connection (with mesh TLS and a
@@ -49,21 +88,10 @@ pub async fn upgrade(
     let client_upgrade = hyper::upgrade::on(&mut req);
     let tcp = connect(addr, connect_timeout).await?;
     let io = match tls {
-        Some((tls, port)) => {
-            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-            let mut io = connector
-                .connect(tls.name.clone(), tcp)
-                .await
-                .map_err(|source| ProxyError::Tls {
-                    addr,
-                    identity: tls.identity.clone(),
-                    source,
-                })?;
-            write_header(&mut io, port)
-                .await
-                .map_err(|e| ProxyError::Connect(addr, e))?;
-            Either::Left(io)
-        }
+        Some((tls, port)) => Either::Left(
+            tls.handshake_with_header(addr, tcp, connect_timeout, port)
+                .await?,
+        ),
         None => Either::Right(tcp),
     };
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(EitherIo(io)))
