@@ -90,6 +90,11 @@ pub struct DataPlaneArgs {
     /// Fixed rates to measure, in requests per second.
     #[arg(long, value_delimiter = ',', default_values_t = [1000u64, 10000])]
     pub rates: Vec<u64>,
+    /// Rounds: every path is measured this many times, interleaved (round 1 of every path,
+    /// then round 2...), and each figure is the median over the rounds. Use 3 or more on a
+    /// noisy machine.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub rounds: u32,
     /// Use this tulle-proxy binary instead of building it with `cargo build --release -p tulle-proxy`.
     #[arg(long)]
     pub proxy_bin: Option<PathBuf>,

@@ -56,20 +56,38 @@ pub fn run(args: &DataPlaneArgs) -> anyhow::Result<()> {
         tulle_threads: args.proxy_threads,
     };
     let secs = |s: f64| Duration::from_secs_f64(s);
-    let mut rows = Vec::new();
-    for kind in kinds {
-        signals::check()?;
-        eprintln!("tulle-bench: path {}", kind.name());
-        match measure_path(kind, &ctx, &mut backend, args, secs(warmup), secs(duration)) {
-            Ok(r) => rows.extend(r),
-            Err(e) if e.is::<Interrupted>() => return Err(e),
-            Err(e) => {
-                eprintln!("tulle-bench: {} path failed: {e:#}", kind.name());
-                notes.push(format!("{} path not measured: {e:#}", kind.name()));
+    let mut rounds: Vec<Vec<Row>> = Vec::new();
+    for round in 1..=args.rounds {
+        let mut rows = Vec::new();
+        for &kind in &kinds {
+            signals::check()?;
+            eprintln!(
+                "tulle-bench: path {} (round {round}/{})",
+                kind.name(),
+                args.rounds
+            );
+            match measure_path(kind, &ctx, &mut backend, args, secs(warmup), secs(duration)) {
+                Ok(r) => rows.extend(r),
+                Err(e) if e.is::<Interrupted>() => return Err(e),
+                Err(e) => {
+                    eprintln!("tulle-bench: {} path failed: {e:#}", kind.name());
+                    notes.push(format!(
+                        "{} path not measured in round {round}: {e:#}",
+                        kind.name()
+                    ));
+                }
             }
         }
+        rounds.push(rows);
     }
     drop(backend);
+    let rows = report::median_rows(&rounds);
+    if args.rounds > 1 {
+        notes.push(format!(
+            "{} interleaved rounds; every figure is the median over the rounds (errors: the sum).",
+            args.rounds
+        ));
+    }
     notes.push(format!(
         "Load generator: built in (one thread, timerfd-paced, {} connections for fixed rates, {} for max); backend: nginx `return 200`, 1 worker; every proxy: 1 worker (tulle: TULLE_PROXY_WORKER_THREADS={}); no CPU pinning.",
         args.connections, args.max_connections, args.proxy_threads

@@ -47,6 +47,65 @@ pub struct Results {
     pub notes: Vec<String>,
 }
 
+/// One row per (path, load) from several rounds: each figure is the median over the rounds
+/// that measured it, errors are summed, per-proxy vectors come from the median-rps round.
+pub fn median_rows(rounds: &[Vec<Row>]) -> Vec<Row> {
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    if rounds.len() == 1 {
+        return first.clone();
+    }
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in rounds.iter().flatten() {
+        let key = (r.path.clone(), r.load.clone());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.into_iter()
+        .map(|(path, load)| {
+            let same: Vec<&Row> = rounds
+                .iter()
+                .flatten()
+                .filter(|r| r.path == path && r.load == load)
+                .collect();
+            let med = |f: fn(&Row) -> Option<f64>| median(same.iter().filter_map(|r| f(r)));
+            let mut by_rps = same.clone();
+            by_rps.sort_by(|a, b| a.rps.unwrap_or(0.0).total_cmp(&b.rps.unwrap_or(0.0)));
+            let mut row = by_rps[by_rps.len() / 2].clone();
+            row.p50_us = med(|r| r.p50_us);
+            row.p90_us = med(|r| r.p90_us);
+            row.p99_us = med(|r| r.p99_us);
+            row.p999_us = med(|r| r.p999_us);
+            row.max_us = med(|r| r.max_us);
+            row.rps = med(|r| r.rps);
+            row.cpu_us_per_req_per_proxy = med(|r| r.cpu_us_per_req_per_proxy);
+            row.rss_kb_per_proxy = med(|r| r.rss_kb_per_proxy);
+            row.rss_kb_idle_per_proxy = med(|r| r.rss_kb_idle_per_proxy);
+            row.client_cpu_us_per_req = med(|r| r.client_cpu_us_per_req);
+            row.backend_cpu_us_per_req = med(|r| r.backend_cpu_us_per_req);
+            row.send_lag_p99_us = med(|r| r.send_lag_p99_us);
+            row.errors = Some(same.iter().filter_map(|r| r.errors).sum());
+            row
+        })
+        .collect()
+}
+
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
 /// Writes both files into `dir`.
 pub fn write(dir: &Path, results: &Results) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -235,4 +294,60 @@ pub fn targets(r: &Results) -> Vec<Target> {
         t.zip(h).map(|(t, h)| t < h),
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(path: &str, load: &str, p50: f64, rps: f64, errors: u64) -> Row {
+        Row {
+            path: path.into(),
+            load: load.into(),
+            p50_us: Some(p50),
+            p90_us: None,
+            p99_us: Some(p50 * 2.0),
+            rps: Some(rps),
+            cpu_us_per_req_per_proxy: None,
+            rss_kb_per_proxy: None,
+            rss_kb_idle_per_proxy: None,
+            p999_us: None,
+            max_us: None,
+            errors: Some(errors),
+            connections: 16,
+            cpu_us_per_req_each: vec![rps],
+            rss_kb_each: vec![],
+            client_cpu_us_per_req: None,
+            backend_cpu_us_per_req: None,
+            send_lag_p99_us: None,
+        }
+    }
+
+    #[test]
+    fn rounds_merge_into_medians_per_path_and_load() {
+        let rounds = vec![
+            vec![
+                row("tulle", "max", 300.0, 10.0, 1),
+                row("direct", "max", 100.0, 50.0, 0),
+            ],
+            vec![
+                row("tulle", "max", 100.0, 30.0, 0),
+                row("direct", "max", 120.0, 40.0, 0),
+            ],
+            vec![row("tulle", "max", 200.0, 20.0, 2)],
+        ];
+        let rows = median_rows(&rounds);
+        assert_eq!(rows.len(), 2);
+        let tulle = &rows[0];
+        assert_eq!(
+            (tulle.path.as_str(), tulle.p50_us, tulle.p99_us),
+            ("tulle", Some(200.0), Some(400.0))
+        );
+        assert_eq!((tulle.rps, tulle.errors), (Some(20.0), Some(3)));
+        // Per-proxy vectors come from the median-rps round.
+        assert_eq!(tulle.cpu_us_per_req_each, vec![20.0]);
+        // Two rounds: the mean of the middle two.
+        assert_eq!(rows[1].p50_us, Some(110.0));
+        assert_eq!(median_rows(&rounds[..1]).len(), 2);
+    }
 }
