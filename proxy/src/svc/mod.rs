@@ -6,8 +6,8 @@
 //! [`ResponseTimeoutLayer`] → [`OrigProtoLayer`] (HTTP/1 carried as HTTP/2 between proxies)
 //! → [`crate::client::EndpointClient`].
 //!
-//! Inbound, per connection: [`ErrorResponseLayer`] → [`MeshHeadersLayer`] (trusted
-//! per-request headers from the client proxy, client identity) → [`RecordHttpLayer`] →
+//! Inbound, per connection: [`MeshHeadersLayer`] (trusted per-request headers from the
+//! client proxy, client identity) → [`RecordHttpLayer`] →
 //! [`ErrorResponseLayer`] → [`ResponseTimeoutLayer`] → [`DowngradeLayer`] (the client's
 //! original HTTP version restored) → [`crate::client::AppClient`].
 //!
