@@ -17,6 +17,7 @@
 //! A pod skipped for any reason but "not enabled" (and "already injected") gets the annotation
 //! `tulle.io/inject-skipped: <reason>`; the webhook also records an Event for it.
 
+pub mod builders;
 mod overrides;
 mod patch;
 mod sidecar;

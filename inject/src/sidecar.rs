@@ -4,12 +4,12 @@
 //! filesystem and no capabilities.
 
 use super::{Config, Overrides, Resources};
+use crate::builders::{container_port, env_field, env_value};
 use k8s_openapi::{
     api::core::v1::{
-        Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-        HTTPGetAction, ObjectFieldSelector, Pod, Probe, ProjectedVolumeSource,
-        ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccountTokenProjection,
-        Volume, VolumeMount, VolumeProjection,
+        Capabilities, Container, EmptyDirVolumeSource, HTTPGetAction, Pod, Probe,
+        ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext,
+        ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
     },
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
@@ -151,25 +151,25 @@ fn proxy_container(
     let identity =
         tulle_api::ServiceAccountIdentity::new(service_account(pod), namespace, &cfg.trust_domain);
     let mut env = vec![
-        value(
+        env_value(
             "TULLE_PROXY_LOG",
             o.log_level.as_ref().unwrap_or(&cfg.log_level),
         ),
-        value("TULLE_PROXY_IDENTITY_NAME", &identity.dns_name()),
-        value("TULLE_PROXY_IDENTITY_SVC_ADDR", &cfg.identity_addr),
-        value("TULLE_PROXY_IDENTITY_SVC_NAME", &cfg.identity_name),
-        value(
+        env_value("TULLE_PROXY_IDENTITY_NAME", identity.dns_name()),
+        env_value("TULLE_PROXY_IDENTITY_SVC_ADDR", &cfg.identity_addr),
+        env_value("TULLE_PROXY_IDENTITY_SVC_NAME", &cfg.identity_name),
+        env_value(
             "TULLE_PROXY_IDENTITY_TOKEN_FILE",
-            &format!("{TOKEN_DIR}/token"),
+            format!("{TOKEN_DIR}/token"),
         ),
-        value("TULLE_PROXY_IDENTITY_TRUST_ANCHORS_PEM", anchors),
-        value("TULLE_PROXY_DESTINATION_SVC_ADDR", &cfg.destination_addr),
-        value("TULLE_PROXY_DESTINATION_SVC_NAME", &cfg.destination_name),
-        field("TULLE_PROXY_POD_NAMESPACE", "metadata.namespace"),
-        field("TULLE_PROXY_POD_NAME", "metadata.name"),
+        env_value("TULLE_PROXY_IDENTITY_TRUST_ANCHORS_PEM", anchors),
+        env_value("TULLE_PROXY_DESTINATION_SVC_ADDR", &cfg.destination_addr),
+        env_value("TULLE_PROXY_DESTINATION_SVC_NAME", &cfg.destination_name),
+        env_field("TULLE_PROXY_POD_NAMESPACE", "metadata.namespace"),
+        env_field("TULLE_PROXY_POD_NAME", "metadata.name"),
     ];
     if let Some(p) = &o.opaque_ports {
-        env.push(value("TULLE_PROXY_OPAQUE_PORTS", p));
+        env.push(env_value("TULLE_PROXY_OPAQUE_PORTS", p));
     }
     let probe = |path: &str, period, failures| Probe {
         http_get: Some(HTTPGetAction {
@@ -189,8 +189,8 @@ fn proxy_container(
         restart_policy: Some("Always".into()),
         env: Some(env),
         ports: Some(vec![
-            port("tulle-proxy", INBOUND_PORT),
-            port("tulle-admin", ADMIN_PORT),
+            container_port("tulle-proxy", INBOUND_PORT),
+            container_port("tulle-admin", ADMIN_PORT),
         ]),
         // Up to 2 minutes to get the first certificate; the app starts only after this.
         startup_probe: Some(probe("/ready", 1, 120)),
@@ -240,37 +240,6 @@ fn requirements(r: &Resources) -> ResourceRequirements {
     ResourceRequirements {
         requests: map(&r.cpu_request, &r.memory_request),
         limits: map(&r.cpu_limit, &r.memory_limit),
-        ..Default::default()
-    }
-}
-
-fn value(name: &str, v: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(v.into()),
-        value_from: None,
-    }
-}
-
-fn field(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                api_version: None,
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
-fn port(name: &str, p: i32) -> ContainerPort {
-    ContainerPort {
-        name: Some(name.into()),
-        container_port: p,
-        protocol: Some("TCP".into()),
         ..Default::default()
     }
 }

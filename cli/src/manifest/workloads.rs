@@ -11,9 +11,9 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec},
         core::v1::{
             Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
-            EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec,
-            PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
-            Secret, SecretVolumeSource, SecurityContext, Service, ServiceAccount,
+            HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+            ProjectedVolumeSource, ResourceRequirements, SeccompProfile, Secret,
+            SecretVolumeSource, SecurityContext, Service, ServiceAccount,
             ServiceAccountTokenProjection, ServicePort, ServiceSpec, Volume, VolumeMount,
             VolumeProjection,
         },
@@ -24,6 +24,7 @@ use k8s_openapi::{
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
+use tulle_inject::builders::{container_port, env_field, env_value};
 
 /// The admin port (/ready, /live, /metrics) of identity and controller.
 pub const ADMIN_PORT: i32 = 9990;
@@ -119,42 +120,11 @@ pub fn services(v: &Values) -> Vec<Value> {
     ]
 }
 
-fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..Default::default()
-    }
-}
-
-fn env_field(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),
         read_only: Some(true),
-        ..Default::default()
-    }
-}
-
-fn container_port(name: &str, port: i32) -> ContainerPort {
-    ContainerPort {
-        name: Some(name.into()),
-        container_port: port,
-        protocol: Some("TCP".into()),
         ..Default::default()
     }
 }
@@ -283,10 +253,10 @@ pub fn deployments(v: &Values) -> Vec<Value> {
         component: "identity",
         replicas: 1,
         env: vec![
-            env("TULLE_IDENTITY_ISSUER_DIR", ISSUER_DIR),
-            env("TULLE_IDENTITY_TRUST_DOMAIN", &v.trust_domain),
-            env("TULLE_IDENTITY_TOKEN_AUDIENCE", TOKEN_AUDIENCE),
-            env("TULLE_IDENTITY_SERVICE_ACCOUNT", IDENTITY),
+            env_value("TULLE_IDENTITY_ISSUER_DIR", ISSUER_DIR),
+            env_value("TULLE_IDENTITY_TRUST_DOMAIN", &v.trust_domain),
+            env_value("TULLE_IDENTITY_TOKEN_AUDIENCE", TOKEN_AUDIENCE),
+            env_value("TULLE_IDENTITY_SERVICE_ACCOUNT", IDENTITY),
             env_field("TULLE_IDENTITY_NAMESPACE", "metadata.namespace"),
             env_field("TULLE_IDENTITY_POD_NAME", "metadata.name"),
         ],
@@ -312,28 +282,28 @@ pub fn deployments(v: &Values) -> Vec<Value> {
         replicas: v.controller_replicas,
         env: vec![
             env_field("TULLE_CONTROLLER_NAMESPACE", "metadata.namespace"),
-            env("TULLE_CONTROLLER_SERVICE_ACCOUNT", CONTROLLER),
-            env("TULLE_CONTROLLER_TRUST_DOMAIN", &v.trust_domain),
-            env(
+            env_value("TULLE_CONTROLLER_SERVICE_ACCOUNT", CONTROLLER),
+            env_value("TULLE_CONTROLLER_TRUST_DOMAIN", &v.trust_domain),
+            env_value(
                 "TULLE_CONTROLLER_IDENTITY_ADDR",
                 format!("{IDENTITY}.{NAMESPACE}.svc.cluster.local:8080"),
             ),
-            env(
+            env_value(
                 "TULLE_CONTROLLER_IDENTITY_SERVER_NAME",
                 identity_name(IDENTITY),
             ),
-            env(
+            env_value(
                 "TULLE_CONTROLLER_TRUST_ANCHORS",
                 format!("{ANCHORS_DIR}/{TRUST_ANCHORS_KEY}"),
             ),
-            env("TULLE_CONTROLLER_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
-            env("TULLE_CONTROLLER_WEBHOOK_ADDR", "0.0.0.0:9443"),
-            env("TULLE_CONTROLLER_WEBHOOK_CONFIG_NAME", WEBHOOK_CONFIG),
-            env("TULLE_CONTROLLER_WEBHOOK_SERVICE_NAME", CONTROLLER),
-            env("TULLE_CONTROLLER_PROXY_IMAGE", v.image("proxy")),
-            env("TULLE_CONTROLLER_PROXY_VERSION", &v.tag),
-            env("TULLE_CONTROLLER_PROXY_LOG_LEVEL", &v.proxy_log_level),
-            env(
+            env_value("TULLE_CONTROLLER_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
+            env_value("TULLE_CONTROLLER_WEBHOOK_ADDR", "0.0.0.0:9443"),
+            env_value("TULLE_CONTROLLER_WEBHOOK_CONFIG_NAME", WEBHOOK_CONFIG),
+            env_value("TULLE_CONTROLLER_WEBHOOK_SERVICE_NAME", CONTROLLER),
+            env_value("TULLE_CONTROLLER_PROXY_IMAGE", v.image("proxy")),
+            env_value("TULLE_CONTROLLER_PROXY_VERSION", &v.tag),
+            env_value("TULLE_CONTROLLER_PROXY_LOG_LEVEL", &v.proxy_log_level),
+            env_value(
                 "TULLE_CONTROLLER_DEFAULT_POLICY",
                 v.default_inbound_policy.as_str(),
             ),
