@@ -324,6 +324,7 @@ fn to_profile(p: &core::Profile) -> DestinationProfile {
             })
             .collect(),
         opaque_protocol: false,
+        ..Default::default()
     }
 }
 

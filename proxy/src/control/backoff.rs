@@ -41,8 +41,11 @@ mod tests {
     fn doubles_up_to_the_cap_and_resets() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
         let ds: Vec<_> = (0..4).map(|_| b.next_delay()).collect();
+        // Jitter adds up to 25 % of the base exactly: compare in the same units, without
+        // rounding the bound down (437 ms for 350 would reject a legal 437.31 ms).
         let within = |d: Duration, base: u64| {
-            d >= Duration::from_millis(base) && d <= Duration::from_millis(base * 5 / 4)
+            let base = Duration::from_millis(base);
+            d >= base && d <= base + base / 4
         };
         assert!(within(ds[0], 100) && within(ds[1], 200), "{ds:?}");
         assert!(within(ds[2], 350) && within(ds[3], 350), "{ds:?}");
