@@ -6,6 +6,9 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
+/// A compared figure: its name, how to read it from a row, and whether higher is better.
+type Figure = (&'static str, fn(&Row) -> Option<f64>, bool);
+
 /// One path at one load.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -261,7 +264,7 @@ pub fn targets(r: &Results) -> Vec<Target> {
     );
     // Beat the haproxy pair on every figure (lower is better except rps).
     for load in ["1000", "10000", "max"] {
-        let figures: [(&str, fn(&Row) -> Option<f64>, bool); 6] = [
+        let figures: [Figure; 6] = [
             ("p50", |x| x.p50_us, false),
             ("p90", |x| x.p90_us, false),
             ("p99", |x| x.p99_us, false),

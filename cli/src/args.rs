@@ -4,7 +4,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
 /// Parses the process arguments. The program name in help and errors is `tulle`, or
-/// `kubectl tulle` when run as the kubectl plugin `kubectl-tulle` (argv[0] is otherwise
+/// `kubectl tulle` when run as the kubectl plugin `kubectl-tulle` (`argv[0]` is otherwise
 /// ignored). Usage errors exit with code 2.
 pub fn parse() -> Cli {
     let plugin = std::env::args_os()

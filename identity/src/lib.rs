@@ -5,7 +5,7 @@
 //! requested identity and the CSR ([`csr`]), and signs a short-lived leaf with the issuer
 //! loaded and hot-reloaded from mounted files ([`issuer`]). It serves over TLS with a
 //! certificate it issues to itself ([`serving`]), exports metrics ([`metrics`]) on the
-//! admin port ([`admin`]) and reports failures as Kubernetes Events ([`events`]).
+//! admin port (`tulle_admin`) and reports failures as Kubernetes Events ([`events`]).
 
 pub mod config;
 pub mod csr;

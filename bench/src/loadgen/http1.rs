@@ -39,10 +39,10 @@ pub async fn exchange(
     stream.write_all(req).await?;
     buf.clear();
     loop {
-        if let Some((resp, total)) = parse_response(buf)? {
-            if buf.len() >= total {
-                return Ok(resp);
-            }
+        if let Some((resp, total)) = parse_response(buf)?
+            && buf.len() >= total
+        {
+            return Ok(resp);
         }
         buf.reserve(4096);
         if stream.read_buf(buf).await? == 0 {

@@ -68,13 +68,13 @@ pub struct WebhookArgs {
     /// Default log filter of injected proxies.
     #[arg(long, env = "TULLE_CONTROLLER_PROXY_LOG_LEVEL", default_value = "info")]
     pub proxy_log_level: String,
-    /// tulle-identity's address for proxies [default: tulle-identity.<namespace>.svc.<cluster-domain>:8080].
+    /// tulle-identity's address for proxies [default: tulle-identity.NAMESPACE.svc.CLUSTER_DOMAIN:8080].
     #[arg(long, env = "TULLE_CONTROLLER_PROXY_IDENTITY_SVC_ADDR")]
     pub proxy_identity_svc_addr: Option<String>,
-    /// The controller's destination address for proxies [default: <webhook-service-name>.<namespace>.svc.<cluster-domain>:<destination port>].
+    /// The controller's destination address for proxies [default: WEBHOOK_SERVICE_NAME.NAMESPACE.svc.CLUSTER_DOMAIN:DESTINATION_PORT].
     #[arg(long, env = "TULLE_CONTROLLER_PROXY_DESTINATION_SVC_ADDR")]
     pub proxy_destination_svc_addr: Option<String>,
-    /// The controller's identity for proxies [default: <service-account>.<namespace>.serviceaccount.identity.tulle.<trust-domain>].
+    /// The controller's identity for proxies [default: SERVICE_ACCOUNT.NAMESPACE.serviceaccount.identity.tulle.TRUST_DOMAIN].
     #[arg(long, env = "TULLE_CONTROLLER_PROXY_DESTINATION_SVC_NAME")]
     pub proxy_destination_svc_name: Option<String>,
     /// This controller's pod name (the reporting instance of its Events).
