@@ -2,8 +2,9 @@
 //!
 //! [`Discover`] turns a target (an HTTP authority or an original destination address) into a
 //! watch of its endpoints, or a distinct [`Resolution::NotFound`] on which the proxy forwards
-//! to the original destination. [`StaticDiscovery`] reads a JSON file; the controller's gRPC
-//! stream implements the same trait later.
+//! to the original destination, and into a watch of its [`Profile`] (the TrafficSplit in
+//! force). [`StaticDiscovery`] reads a JSON file; [`crate::control::destination`] implements
+//! the same trait over the controller's gRPC streams.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -14,6 +15,8 @@ use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 use tokio::sync::watch;
+
+use crate::split::{Backend, HttpMatch, Profile, RuleError, Split};
 
 /// How to talk to an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -74,10 +77,24 @@ pub enum Target<'a> {
 /// A future resolving a target.
 pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Resolution> + Send + 'a>>;
 
+/// A future resolving the profile of a target.
+pub type ProfileFuture<'a> =
+    Pin<Box<dyn Future<Output = watch::Receiver<Arc<Profile>>> + Send + 'a>>;
+
 /// Resolves targets. Implementations must be cheap to call repeatedly; the proxy caches
 /// resolutions per target.
 pub trait Discover: Send + Sync + 'static {
     fn resolve<'a>(&'a self, target: Target<'a>) -> ResolveFuture<'a>;
+
+    /// The profile of a target, kept current (no split when nothing is known).
+    fn profile<'a>(&'a self, _target: Target<'a>) -> ProfileFuture<'a> {
+        Box::pin(std::future::ready(no_profile()))
+    }
+}
+
+/// A receiver that holds an empty profile forever.
+pub fn no_profile() -> watch::Receiver<Arc<Profile>> {
+    watch::channel(Arc::new(Profile::default())).1
 }
 
 /// The static configuration file (`TULLE_PROXY_STATIC_CONFIG`).
@@ -86,6 +103,76 @@ pub trait Discover: Send + Sync + 'static {
 pub struct StaticFile {
     #[serde(default)]
     pub destinations: Vec<StaticDestination>,
+    /// TrafficSplits by apex.
+    #[serde(default)]
+    pub splits: Vec<StaticSplit>,
+}
+
+/// A TrafficSplit of the static file, for the apex `authority` (and `addrs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticSplit {
+    /// The apex, `host:port`.
+    pub authority: String,
+    #[serde(default)]
+    pub addrs: Vec<SocketAddr>,
+    /// `namespace/name`, for logs and errors.
+    pub name: String,
+    pub backends: Vec<StaticBackend>,
+    #[serde(default)]
+    pub matches: Vec<StaticMatch>,
+}
+
+/// A backend of a [`StaticSplit`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticBackend {
+    pub authority: String,
+    pub weight: u32,
+}
+
+/// A route match of a [`StaticSplit`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticMatch {
+    #[serde(default)]
+    pub path_regex: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl StaticSplit {
+    fn to_split(&self) -> Result<Split, StaticError> {
+        let matches = self
+            .matches
+            .iter()
+            .map(|m| {
+                let headers: Vec<(String, String)> = m.headers.clone().into_iter().collect();
+                HttpMatch::new(&self.name, &m.path_regex, &m.methods, &headers)
+            })
+            .collect::<Result<_, RuleError>>()?;
+        let backends = self
+            .backends
+            .iter()
+            .map(|b| {
+                Ok(Backend {
+                    authority: normalize_authority(&b.authority, None)
+                        .ok_or_else(|| StaticError::Authority(b.authority.clone()))?,
+                    weight: b.weight,
+                })
+            })
+            .collect::<Result<_, StaticError>>()?;
+        let apex = normalize_authority(&self.authority, None)
+            .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_string()));
+        Ok(Split {
+            name: self.name.clone(),
+            apex,
+            backends,
+            matches,
+        })
+    }
 }
 
 /// One destination of the static file.
@@ -128,6 +215,8 @@ pub enum StaticError {
     },
     #[error("destination {0:?}: an authority must be host:port")]
     Authority(String),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
 }
 
 impl StaticFile {
@@ -145,6 +234,8 @@ impl StaticFile {
 struct Index {
     by_authority: HashMap<String, watch::Sender<Arc<Destination>>>,
     by_addr: HashMap<SocketAddr, watch::Sender<Arc<Destination>>>,
+    /// Profiles by apex authority and address; a profile stays (empty) once watched.
+    profiles: HashMap<String, watch::Sender<Arc<Profile>>>,
 }
 
 /// Discovery from a [`StaticFile`], replaceable at runtime ([`StaticDiscovery::replace`]):
@@ -202,6 +293,27 @@ impl StaticDiscovery {
                 next.by_addr.insert(a, tx.clone());
             }
         }
+        let mut splits: HashMap<String, Arc<Profile>> = HashMap::new();
+        for sp in &file.splits {
+            let apex = normalize_authority(&sp.authority, None)
+                .ok_or_else(|| StaticError::Authority(sp.authority.clone()))?;
+            let profile = Arc::new(Profile {
+                split: Some(Arc::new(sp.to_split()?)),
+            });
+            for key in std::iter::once(apex).chain(sp.addrs.iter().map(|a| a.to_string())) {
+                splits.insert(key, profile.clone());
+            }
+        }
+        next.profiles = std::mem::take(&mut index.profiles);
+        for (key, tx) in &next.profiles {
+            let p = splits.get(key).cloned().unwrap_or_default();
+            tx.send_replace(p);
+        }
+        for (key, p) in splits {
+            next.profiles
+                .entry(key)
+                .or_insert_with(|| watch::channel(p).0);
+        }
         // Destinations that disappeared keep their watchers but lose their endpoints.
         for (a, tx) in index.by_authority.iter() {
             if !next.by_authority.contains_key(a) {
@@ -213,6 +325,19 @@ impl StaticDiscovery {
         }
         *index = next;
         Ok(())
+    }
+
+    fn lookup_profile(&self, target: Target<'_>) -> watch::Receiver<Arc<Profile>> {
+        let key = match target {
+            Target::Authority(a) => a.to_string(),
+            Target::Addr(a) => a.to_string(),
+        };
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        index
+            .profiles
+            .entry(key)
+            .or_insert_with(|| watch::channel(Arc::default()).0)
+            .subscribe()
     }
 
     fn lookup(&self, target: Target<'_>) -> Resolution {
@@ -232,6 +357,10 @@ impl Discover for StaticDiscovery {
     fn resolve<'a>(&'a self, target: Target<'a>) -> ResolveFuture<'a> {
         let r = self.lookup(target);
         Box::pin(std::future::ready(r))
+    }
+
+    fn profile<'a>(&'a self, target: Target<'a>) -> ProfileFuture<'a> {
+        Box::pin(std::future::ready(self.lookup_profile(target)))
     }
 }
 

@@ -43,6 +43,10 @@ pub enum ProxyError {
     ResponseTimeout,
     #[error("no endpoints available")]
     NoEndpoints,
+    #[error(
+        "TrafficSplit {0} leaves no backend to send to (every weight is 0, or no backend Service exists); give a backend a weight above 0"
+    )]
+    NoSplitBackends(String),
     #[error("too many requests in flight; failing fast")]
     FailFast,
     #[error("bad request: {0}")]
@@ -87,6 +91,9 @@ impl ProxyError {
             ProxyError::ConnectTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "connect timeout"),
             ProxyError::ResponseTimeout => (StatusCode::GATEWAY_TIMEOUT, "response timeout"),
             ProxyError::NoEndpoints => (StatusCode::SERVICE_UNAVAILABLE, "no endpoints"),
+            ProxyError::NoSplitBackends(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "no traffic split backend")
+            }
             ProxyError::FailFast => (StatusCode::SERVICE_UNAVAILABLE, "fail fast"),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad request"),
             ProxyError::NoOrigPort => (StatusCode::BAD_GATEWAY, "no original port"),

@@ -7,6 +7,7 @@
 //! [`config`] (env vars), [`control`] (identity and destination service clients),
 //! [`identity`] (certificates, TLS), [`discovery`] (targets → endpoints), [`detect`]
 //! (protocol detection), [`balance`] (p2c over peak-EWMA), [`routes`] (outbound route cache),
+//! [`split`] (TrafficSplit matching and weighted choice),
 //! [`client`] (connections to endpoints), [`svc`] (the tower layers of the request path),
 //! [`tcp`] (opaque forwarding), [`outbound`] / [`inbound`] (the two pipelines),
 //! [`metrics`] and [`admin`] (observability), [`runtime`] (shared handles, drain),
@@ -32,5 +33,6 @@ pub mod metrics;
 pub mod outbound;
 pub mod routes;
 pub mod runtime;
+pub mod split;
 pub mod svc;
 pub mod tcp;

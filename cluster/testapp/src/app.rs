@@ -18,6 +18,8 @@ pub struct Config {
     pub pod: String,
     pub namespace: String,
     pub group: String,
+    /// `$TCP_PORT`: also serve the speaks-first TCP protocol of [`crate::burst`].
+    pub tcp_port: Option<u16>,
 }
 
 impl Config {
@@ -40,6 +42,12 @@ impl Config {
             pod: env("POD_NAME").unwrap_or_else(|| "unknown".into()),
             namespace: env("POD_NAMESPACE").unwrap_or_else(|| "unknown".into()),
             group: env("APISERVICE_GROUP").unwrap_or_else(|| "testapp.tulle.io".into()),
+            tcp_port: env("TCP_PORT")
+                .map(|v| {
+                    v.parse()
+                        .with_context(|| format!("TCP_PORT={v:?} is not a port number"))
+                })
+                .transpose()?,
         })
     }
 }
@@ -90,6 +98,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.pod,
         cfg.namespace
     );
+    if let Some(port) = cfg.tcp_port {
+        let pod = cfg.pod.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::burst::serve_tcp(port, pod).await {
+                eprintln!("TCP server failed: {e:#}");
+                std::process::exit(1);
+            }
+        });
+    }
     let http = async {
         axum::serve(listener, plain)
             .await

@@ -12,10 +12,13 @@
 //! (`/apis/<$APISERVICE_GROUP>/v1alpha1`).
 //!
 //! Client modes, for `kubectl exec` in images without a shell:
-//! `tulle-testapp get URL` prints the status and body of a GET; `tulle-testapp cat FILE` prints a file.
+//! `tulle-testapp get URL` prints the status and body of a GET; `tulle-testapp cat FILE` prints a file;
+//! `burst URL N [--h2] [-H name:value]...` and `tcp-burst HOST:PORT N` count N answers by pod
+//! (see [`burst`]). With `$TCP_PORT` the app also serves a speaks-first TCP protocol there.
 
 mod admission;
 mod app;
+mod burst;
 mod client;
 mod load;
 mod tls;
@@ -42,11 +45,15 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ["burst", rest @ ..] => burst::http(rest).await,
+        ["tcp-burst", rest @ ..] => burst::tcp(rest).await,
         ["cat", path] => {
             let data = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
             print!("{data}");
             Ok(())
         }
-        _ => anyhow::bail!("usage: tulle-testapp [serve | get URL | cat FILE]"),
+        _ => anyhow::bail!(
+            "usage: tulle-testapp [serve | get URL | cat FILE | burst URL N [--h2] [-H name:value]... | tcp-burst HOST:PORT N]"
+        ),
     }
 }

@@ -20,7 +20,10 @@ use tulle_api::destination::{GetDestination, WeightedAddr, protocol_hint};
 
 use crate::config::DestinationConfig;
 use crate::control::backoff::Backoff;
-use crate::discovery::{Destination, Discover, Endpoint, Resolution, ResolveFuture, Target};
+use crate::control::profile::Profiles;
+use crate::discovery::{
+    Destination, Discover, Endpoint, ProfileFuture, Resolution, ResolveFuture, Target,
+};
 
 /// Timeouts of the destination client.
 #[derive(Debug, Clone)]
@@ -71,6 +74,7 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct DestinationDiscovery {
     inner: Arc<Inner>,
+    profiles: Profiles,
 }
 
 /// The destination client could not be set up.
@@ -93,9 +97,11 @@ impl DestinationDiscovery {
             pod: config.pod.clone(),
         }
         .encode();
+        let client = DestinationClient::new(channel);
         Ok(DestinationDiscovery {
+            profiles: Profiles::new(client.clone(), context.clone(), timing.clone()),
             inner: Arc::new(Inner {
-                client: DestinationClient::new(channel),
+                client,
                 context,
                 timing,
                 cache: Mutex::default(),
@@ -157,6 +163,16 @@ impl Discover for DestinationDiscovery {
                     Resolution::NotFound
                 }
             }
+        })
+    }
+
+    fn profile<'a>(&'a self, target: Target<'a>) -> ProfileFuture<'a> {
+        Box::pin(async move {
+            let key = match target {
+                Target::Authority(a) => a.to_string(),
+                Target::Addr(a) => a.to_string(),
+            };
+            self.profiles.get(&key).await
         })
     }
 }

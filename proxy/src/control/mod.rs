@@ -1,6 +1,8 @@
 //! Clients of the control plane: certificates from tulle-identity ([`identity`]) and
-//! endpoints from tulle-controller's destination service ([`destination`]).
+//! endpoints and profiles (TrafficSplits) from tulle-controller's destination service
+//! ([`destination`], [`profile`]).
 
 pub mod backoff;
 pub mod destination;
 pub mod identity;
+pub mod profile;

@@ -1,9 +1,12 @@
 //! The outbound side: connections from the local application to other services.
 //!
 //! Pipeline per connection: original destination → protocol detection (skipped for opaque
-//! ports) → HTTP: route by authority (or original destination) → balancer → endpoint
-//! (mesh h2 over mTLS, or plain) with in-flight limit and response timeout; opaque: route
-//! by original destination → endpoint (mesh mTLS with a transport header, or plain).
+//! ports) → HTTP: route by authority (or original destination) → TrafficSplit (the apex or
+//! a backend service by weight, module `split`) → balancer → endpoint (mesh h2 over mTLS, or
+//! plain) with in-flight limit and response timeout; opaque: route by original destination
+//! → TrafficSplit per connection → endpoint (mesh mTLS with a transport header, or plain).
+
+mod split;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,8 +37,10 @@ use crate::runtime::Runtime;
 use crate::svc::{
     BoxResponse, ErrorResponse, ErrorResponseLayer, FailFast, FailFastLayer, OrigProto,
     OrigProtoLayer, RecordHttp, RecordHttpLayer, ResponseTimeout, ResponseTimeoutLayer,
+    SplitRouter, SplitState,
 };
 use crate::tcp::{self, TcpTarget};
+use split::{Concrete, Logical};
 
 const MAX_ROUTES: usize = 10_000;
 /// How long a route forwarding to the original destination is kept before the target is
@@ -47,8 +52,31 @@ const NO_TLS_PLAIN: &str = "not_provided_by_service_discovery";
 type EndpointStack =
     RecordHttp<ErrorResponse<ResponseTimeout<OrigProto<EndpointClient>>>, Arc<HttpMetrics>>;
 
-/// The request stack of one route (a service, or an original destination outside the mesh).
-type RouteStack = ErrorResponse<FailFast<Balance<OutEndpoint>>>;
+/// The request stack of one route (a service, or an original destination outside the mesh):
+/// the split between the apex and its backends, each a [`BackendStack`].
+type RouteStack = ErrorResponse<SplitRouter<BackendStack>>;
+
+/// The request stack of one backend service: fail-fast, then the balancer over its
+/// endpoints.
+#[derive(Clone, Debug)]
+pub struct BackendStack {
+    balancer: Arc<Balancer<OutEndpoint>>,
+    svc: FailFast<Balance<OutEndpoint>>,
+}
+
+impl Service<Request<Incoming>> for BackendStack {
+    type Response = Response<Body>;
+    type Error = crate::error::ProxyError;
+    type Future = <FailFast<Balance<OutEndpoint>> as Service<Request<Incoming>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.svc.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        self.svc.call(req)
+    }
+}
 
 /// Per-endpoint state of an HTTP route: load and request stack.
 #[derive(Debug)]
@@ -87,18 +115,29 @@ fn mesh_tls(rt: &Runtime, ep: &Endpoint, alpn: &'static [u8]) -> Option<MeshTls>
     })
 }
 
-/// The metric labels of an endpoint: route authority, address, TLS, `dst_*` metadata.
-fn endpoint_labels(authority: Option<&str>, ep: &Endpoint) -> Labels {
+/// The metric labels of an endpoint: route authority, address, TLS, `dst_*` metadata
+/// (with `dst_service`, the concrete backend service, when known).
+fn endpoint_labels(authority: Option<&str>, service: Option<&str>, ep: &Endpoint) -> Labels {
     let status = match &ep.identity {
         Some(id) => TlsStatus::Mesh(id.clone()),
         None => TlsStatus::NoIdentity(NO_TLS_PLAIN),
+    };
+    let with_service;
+    let dst = match service {
+        Some(svc) if !ep.labels.contains_key("service") => {
+            let mut l = ep.labels.clone();
+            l.insert("service".to_string(), svc.to_string());
+            with_service = l;
+            &with_service
+        }
+        _ => &ep.labels,
     };
     labels(
         Direction::Outbound,
         authority,
         &ep.addr.to_string(),
         &status,
-        Some(&ep.labels),
+        Some(dst),
     )
 }
 
@@ -161,7 +200,13 @@ impl Service<Request<Incoming>> for OutboundHttp {
                     .and_then(|h| h.to_str().ok()),
             }
             .unwrap_or("");
-            let stack = this.outbound.route(raw, this.orig).await.stack.clone();
+            let stack = this
+                .outbound
+                .clone()
+                .route(raw, this.orig)
+                .await
+                .stack
+                .clone();
             stack.oneshot(req).await
         })
     }
@@ -244,7 +289,13 @@ impl Outbound {
     /// Where an opaque connection to `orig` goes; the endpoint's load counts the connection
     /// while the returned guard lives. `None`: a service without endpoints.
     async fn tcp_target(&self, orig: SocketAddr) -> Option<(TcpTarget, Option<Pending>)> {
-        match self.rt.discovery.resolve(Target::Addr(orig)).await {
+        let mut res = self.rt.discovery.resolve(Target::Addr(orig)).await;
+        if let Resolution::Found(_) = res {
+            let profile = self.rt.discovery.profile(Target::Addr(orig)).await;
+            let profile = profile.borrow().clone();
+            res = split::tcp_backend(self, &profile, res).await?;
+        }
+        match res {
             Resolution::Found(rx) => {
                 let Some(ep) = Balancer::new(rx, self.make_tcp_endpoint()).pick() else {
                     tracing::info!(%orig, "no endpoints; closing");
@@ -301,14 +352,19 @@ impl Outbound {
         }
     }
 
-    /// Builds the HTTP state of each endpoint of a route.
-    fn make_endpoint(&self, authority: Option<String>) -> MakeEndpoint<OutEndpoint> {
+    /// Builds the HTTP state of each endpoint of a backend service: metrics labelled with
+    /// the route's `authority` and the backend's `service`.
+    fn make_endpoint(
+        &self,
+        authority: Option<String>,
+        service: Option<String>,
+    ) -> MakeEndpoint<OutEndpoint> {
         let rt = self.rt.clone();
         let h1 = self.h1.clone();
         Box::new(move |ep: &Endpoint| {
             let cfg = &rt.config;
             let tls = mesh_tls(&rt, ep, ALPN_H2);
-            let l = endpoint_labels(authority.as_deref(), ep);
+            let l = endpoint_labels(authority.as_deref(), service.as_deref(), ep);
             let tcp = rt.metrics.tcp(l.clone(), "dst");
             let h2 = H2Client::new(ep.addr, tls.clone(), cfg.connect_timeout, Some(tcp));
             let upgrade_tls = mesh_tls(&rt, ep, ALPN_H1);
@@ -333,7 +389,7 @@ impl Outbound {
     fn make_tcp_endpoint(&self) -> MakeEndpoint<TcpEndpoint> {
         let rt = self.rt.clone();
         Box::new(move |ep: &Endpoint| {
-            let l = endpoint_labels(None, ep);
+            let l = endpoint_labels(None, None, ep);
             Arc::new(TcpEndpoint {
                 ewma: new_ewma(),
                 target: TcpTarget {
@@ -345,22 +401,67 @@ impl Outbound {
         })
     }
 
-    async fn route(&self, raw: &str, orig: SocketAddr) -> Arc<Cached<Route>> {
+    /// The stack of one backend service over the endpoints of `rx`.
+    fn backend_stack(
+        &self,
+        rx: watch::Receiver<Arc<Destination>>,
+        label: Option<String>,
+        service: Option<String>,
+    ) -> BackendStack {
+        let balancer = Arc::new(Balancer::new(rx, self.make_endpoint(label, service)));
+        let fail_fast = FailFastLayer {
+            max_in_flight: self.rt.config.max_in_flight,
+        };
+        BackendStack {
+            svc: fail_fast.layer(Balance::new(balancer.clone())),
+            balancer,
+        }
+    }
+
+    /// The stack of a split's concrete backend; `None` when it is not a known service.
+    async fn backend(&self, c: &Concrete) -> Option<BackendStack> {
+        match self
+            .rt
+            .discovery
+            .resolve(Target::Authority(&c.authority))
+            .await
+        {
+            Resolution::Found(rx) => {
+                Some(self.backend_stack(rx, c.apex_label.clone(), c.service().map(str::to_string)))
+            }
+            Resolution::NotFound => None,
+        }
+    }
+
+    async fn route(self: Arc<Self>, raw: &str, orig: SocketAddr) -> Arc<Cached<Route>> {
         if let Some(r) = self.routes.get(orig, raw) {
             return r;
         }
-        let authority = normalize_authority(raw, Some(orig.port()));
+        let logical = Logical {
+            authority: normalize_authority(raw, Some(orig.port())),
+            orig,
+        };
         let mut res = Resolution::NotFound;
-        if let Some(a) = &authority {
+        let mut by_authority = false;
+        if let Some(a) = &logical.authority {
             res = self.rt.discovery.resolve(Target::Authority(a)).await;
+            by_authority = matches!(res, Resolution::Found(_));
         }
-        if matches!(res, Resolution::NotFound) {
+        if !by_authority {
             res = self.rt.discovery.resolve(Target::Addr(orig)).await;
         }
-        let (rx, label, ttl) = match res {
+        let route = match res {
             Resolution::Found(rx) => {
-                let label = rx.borrow().authority.clone().or(authority);
-                (rx, label, None)
+                let label = rx.borrow().authority.clone().or(logical.authority.clone());
+                let service = label.as_deref().and_then(split::service_name);
+                let apex = self.backend_stack(rx, label.clone(), service.map(str::to_string));
+                let target = match (&logical.authority, by_authority) {
+                    (Some(a), true) => Target::Authority(a),
+                    _ => Target::Addr(logical.orig),
+                };
+                let profile = self.rt.discovery.profile(target).await;
+                let state = split::follow(self.clone(), profile, label).await;
+                (SplitRouter::new(apex, state), None)
             }
             // Outside the mesh: the original destination is the only endpoint, in plain text.
             Resolution::NotFound => {
@@ -373,15 +474,14 @@ impl Outbound {
                     }],
                 };
                 let (_, rx) = watch::channel(Arc::new(only));
-                (rx, authority, Some(PASSTHROUGH_TTL))
+                let apex = self.backend_stack(rx, logical.authority, None);
+                let (_, none) = watch::channel(Arc::new(SplitState::default()));
+                (SplitRouter::new(apex, none), Some(PASSTHROUGH_TTL))
             }
         };
-        let balance = Balance::new(Arc::new(Balancer::new(rx, self.make_endpoint(label))));
-        let fail_fast = FailFastLayer {
-            max_in_flight: self.rt.config.max_in_flight,
-        };
+        let (router, ttl) = route;
         let route = Route {
-            stack: ErrorResponseLayer.layer(fail_fast.layer(balance)),
+            stack: ErrorResponseLayer.layer(router),
         };
         self.routes.insert(orig, raw, route, ttl)
     }

@@ -1,6 +1,7 @@
 //! The HTTP request path as a stack of tower layers, one concern each.
 //!
-//! Outbound, per route: [`ErrorResponseLayer`] → [`FailFastLayer`] (bounded in-flight
+//! Outbound, per route: [`ErrorResponseLayer`] → [`SplitRouter`] (TrafficSplit: the apex
+//! or a backend by weight) → per backend service: [`FailFastLayer`] (bounded in-flight
 //! requests, no queue) → [`crate::balance::Balance`] (p2c over peak-EWMA) → per endpoint:
 //! [`RecordHttpLayer`] (request/response metrics) → [`ErrorResponseLayer`] →
 //! [`ResponseTimeoutLayer`] → [`OrigProtoLayer`] (HTTP/1 carried as HTTP/2 between proxies)
@@ -19,12 +20,14 @@ mod limits;
 mod mesh_headers;
 mod orig_proto;
 mod record;
+mod split;
 
 pub use errors::{ErrorResponse, ErrorResponseLayer};
 pub use limits::{FailFast, FailFastLayer, ProxyErrors, ResponseTimeout, ResponseTimeoutLayer};
 pub use mesh_headers::{AppTarget, InboundConn, MeshHeaders, MeshHeadersLayer};
 pub use orig_proto::{Downgrade, DowngradeLayer, OrigProto, OrigProtoLayer};
 pub use record::{PickMetrics, RecordHttp, RecordHttpLayer};
+pub use split::{BackendService, BackendSlot, SplitRouter, SplitState};
 
 /// A boxed response future of the proxy's services.
 pub type BoxResponse<E> =
