@@ -5,7 +5,9 @@
 
 use super::{
     Profile, Resolution, Target,
-    state::{AddrOwner, Key, Naming, PodInfo, ServiceInfo, SliceInfo, SplitInfo, State},
+    problems::Problems,
+    smi::{Invalid, SmiObject, SplitInfo},
+    state::{AddrOwner, Key, Naming, PodInfo, ServiceInfo, SliceInfo, State},
 };
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
@@ -13,7 +15,7 @@ use prometheus_client::{
 };
 use std::{
     collections::{HashMap, HashSet},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 use tokio::sync::watch;
 
@@ -24,6 +26,7 @@ pub struct IndexMetrics {
     slices: Gauge,
     pods: Gauge,
     splits: Gauge,
+    invalid_smi: Gauge,
     watched_targets: Gauge,
     updates: Counter,
 }
@@ -43,6 +46,11 @@ impl IndexMetrics {
             "traffic_splits",
             "TrafficSplits indexed",
             self.splits.clone(),
+        );
+        r.register(
+            "invalid_smi_objects",
+            "SMI objects that could not be read and are ignored (see their Events)",
+            self.invalid_smi.clone(),
         );
         r.register(
             "watched_targets",
@@ -66,6 +74,7 @@ struct Inner {
     state: State,
     targets: HashMap<Target, TargetWatch>,
     profiles: HashMap<Target, watch::Sender<Profile>>,
+    problems: watch::Sender<Arc<Problems>>,
 }
 
 /// What a change can affect.
@@ -101,6 +110,7 @@ impl Index {
                 state: State::default(),
                 targets: HashMap::new(),
                 profiles: HashMap::new(),
+                problems: watch::channel(Arc::new(Problems::new())).0,
             }),
             metrics: IndexMetrics::default(),
         }
@@ -269,30 +279,69 @@ impl Index {
         });
     }
 
-    // === TrafficSplits ===
+    /// The problems of the SMI objects (see [`super::Problems`]), current and future.
+    pub fn watch_problems(&self) -> watch::Receiver<Arc<Problems>> {
+        self.lock().problems.subscribe()
+    }
+
+    // === SMI objects (TrafficSplit, HTTPRouteGroup, TCPRoute) ===
+
+    /// Adds or replaces an SMI object; an `Err` (it could not be read) removes it and keeps
+    /// the reason for its Events.
+    pub fn apply_smi<T: SmiObject>(&self, ns: &str, name: &str, obj: Result<T, Invalid>) {
+        let key = (ns.to_string(), name.to_string());
+        self.update(|s, a| {
+            match obj {
+                Ok(v) => {
+                    s.invalid.remove(&(T::KIND, key.clone()));
+                    T::map(s).insert(key, v);
+                }
+                Err(inv) => {
+                    T::map(s).remove(&key);
+                    s.invalid.insert((T::KIND, key), inv);
+                }
+            }
+            a.profiles = true;
+        });
+    }
+
+    /// Removes an SMI object.
+    pub fn delete_smi<T: SmiObject>(&self, ns: &str, name: &str) {
+        let key = (ns.to_string(), name.to_string());
+        self.update(|s, a| {
+            T::map(s).remove(&key);
+            s.invalid.remove(&(T::KIND, key));
+            a.profiles = true;
+        });
+    }
+
+    /// Replaces all SMI objects of kind `T`.
+    pub fn reset_smi<T: SmiObject>(&self, all: Vec<(String, String, Result<T, Invalid>)>) {
+        self.update(|s, a| {
+            T::map(s).clear();
+            s.invalid.retain(|(k, _), _| *k != T::KIND);
+            for (ns, name, obj) in all {
+                match obj {
+                    Ok(v) => {
+                        T::map(s).insert((ns, name), v);
+                    }
+                    Err(inv) => {
+                        s.invalid.insert((T::KIND, (ns, name)), inv);
+                    }
+                }
+            }
+            a.profiles = true;
+        });
+    }
 
     /// Adds or replaces a TrafficSplit.
     pub fn apply_split(&self, ns: &str, name: &str, split: SplitInfo) {
-        self.update(|s, a| {
-            s.splits.insert((ns.to_string(), name.to_string()), split);
-            a.profiles = true;
-        });
+        self.apply_smi(ns, name, Ok(split));
     }
 
     /// Removes a TrafficSplit.
     pub fn delete_split(&self, ns: &str, name: &str) {
-        self.update(|s, a| {
-            s.splits.remove(&(ns.to_string(), name.to_string()));
-            a.profiles = true;
-        });
-    }
-
-    /// Replaces all TrafficSplits.
-    pub fn reset_splits(&self, all: Vec<(String, String, SplitInfo)>) {
-        self.update(|s, a| {
-            s.splits = all.into_iter().map(|(ns, n, sp)| ((ns, n), sp)).collect();
-            a.profiles = true;
-        });
+        self.delete_smi::<SplitInfo>(ns, name);
     }
 
     fn update(&self, f: impl FnOnce(&mut State, &mut Affected)) {
@@ -305,6 +354,18 @@ impl Index {
         m.slices.set(inner.state.slices.len() as i64);
         m.pods.set(inner.state.pods.len() as i64);
         m.splits.set(inner.state.splits.len() as i64);
+        m.invalid_smi.set(inner.state.invalid.len() as i64);
+        if affected.all || affected.profiles {
+            let problems = inner.state.problems();
+            inner.problems.send_if_modified(|cur| {
+                if **cur == problems {
+                    false
+                } else {
+                    *cur = Arc::new(problems);
+                    true
+                }
+            });
+        }
 
         let state = &inner.state;
         let naming = &self.naming;
