@@ -324,7 +324,23 @@ fn to_profile(p: &core::Profile) -> DestinationProfile {
             })
             .collect(),
         opaque_protocol: false,
-        ..Default::default()
+        split_matches: p
+            .split_matches
+            .iter()
+            .map(|r| pb::HttpMatch {
+                path_regex: r.path_regex.clone().unwrap_or_default(),
+                methods: r.methods.clone(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(name, value)| pb::HeaderMatch {
+                        name: name.clone(),
+                        value_regex: value.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        traffic_split: p.traffic_split.clone().unwrap_or_default(),
     }
 }
 
@@ -350,6 +366,39 @@ mod tests {
                 })
                 .collect(),
         ))
+    }
+
+    #[test]
+    fn profiles_carry_the_split_and_its_rules() {
+        let p = core::Profile {
+            fully_qualified_name: Some("web.shop.svc.cluster.local".into()),
+            backends: vec![core::WeightedBackend {
+                authority: "web-v2.shop.svc.cluster.local:80".into(),
+                weight: 100,
+            }],
+            split_matches: vec![core::HttpRule {
+                name: "canary".into(),
+                path_regex: Some("/api".into()),
+                methods: vec!["GET".into()],
+                headers: vec![("x-canary".into(), "true".into())],
+            }],
+            traffic_split: Some("shop/web".into()),
+        };
+        let pb = to_profile(&p);
+        assert_eq!(pb.traffic_split, "shop/web");
+        assert_eq!(pb.dst_overrides[0].weight, 100);
+        let m = &pb.split_matches[0];
+        assert_eq!(m.path_regex, "/api");
+        assert_eq!(m.methods, ["GET"]);
+        assert_eq!(
+            (
+                m.headers[0].name.as_str(),
+                m.headers[0].value_regex.as_str()
+            ),
+            ("x-canary", "true")
+        );
+        let none = to_profile(&core::Profile::default());
+        assert!(none.traffic_split.is_empty() && none.split_matches.is_empty());
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! - [`core`]: domain types (targets, endpoints, resolutions, profiles) and the
 //!   [`core::Index`] that keeps cluster state and per-target `watch` channels; no kube.
 //! - [`grpc`]: the `tulle.destination.Destination` tonic service over [`core::Discover`].
-//! - [`k8s`]: kube-rs watchers on Services, EndpointSlices, Pods and SMI TrafficSplits that
-//!   convert objects into core inputs and feed the index.
+//! - [`k8s`]: kube-rs watchers on Services, EndpointSlices, Pods and the SMI TrafficSplits,
+//!   HTTPRouteGroups and TCPRoutes (tolerant: an unreadable object never stalls a watch) that
+//!   convert objects into core inputs and feed the index; Events for SMI problems.
 //! - [`inject`]: the sidecar injection decision and JSON patch (crate `tulle-inject`, pure,
 //!   shared with `tulle inject --manual`).
-//! - [`webhook`]: the injector's HTTPS admission server, its self-managed certificate and the
-//!   webhook configuration's `caBundle`.
+//! - [`webhook`]: the injector's HTTPS admission server (also the TrafficSplit CRD conversion
+//!   webhook), its self-managed certificate and the `caBundle`s of the webhook configuration
+//!   and of the trafficsplits CRD.
 //! - [`runtime`]: flags, wiring, the admin server.
 
 pub mod core;

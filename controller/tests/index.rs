@@ -280,6 +280,7 @@ async fn reset_replaces_state() {
 async fn traffic_split_backends_reach_the_profile() {
     let ix = index();
     ix.apply_service("shop", "web", svc("10.96.0.10", 80));
+    ix.apply_service("shop", "web-v1", svc("10.96.0.11", 80));
     let mut rx = ix.watch_profile(&web_target());
     let p = rx.borrow_and_update().clone();
     assert_eq!(
@@ -293,6 +294,7 @@ async fn traffic_split_backends_reach_the_profile() {
         SplitInfo {
             apex: "web".into(),
             backends: vec![("web-v1".into(), 90), ("web-v2".into(), 10)],
+            ..Default::default()
         },
     );
     tokio::time::timeout(LIMIT, rx.changed())
@@ -309,7 +311,8 @@ async fn traffic_split_backends_reach_the_profile() {
         got,
         vec![
             ("web-v1.shop.svc.cluster.local:80".to_string(), 90),
-            ("web-v2.shop.svc.cluster.local:80".to_string(), 10)
+            // web-v2 does not exist: listed with weight 0.
+            ("web-v2.shop.svc.cluster.local:80".to_string(), 0)
         ]
     );
     ix.delete_split("shop", "web-split");

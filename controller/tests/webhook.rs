@@ -333,6 +333,46 @@ async fn skips_are_recorded_and_failures_fail_open() {
     );
 }
 
+/// The TrafficSplit conversion webhook on the same server: v1alpha1 Quantity weights come back
+/// in milli-units, a bad weight is a Failure result (not an HTTP error).
+#[tokio::test]
+async fn converts_traffic_splits_over_tls() {
+    let s = start().await;
+    let ca = &s.tls.ca_bundle;
+    let review = |weight: &str| {
+        serde_json::to_vec(&json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+            "request": {"uid": "c-1", "desiredAPIVersion": "split.smi-spec.io/v1alpha4", "objects": [{
+                "apiVersion": "split.smi-spec.io/v1alpha1", "kind": "TrafficSplit",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"service": "web", "backends": [
+                    {"service": "web-v1", "weight": "750m"}, {"service": "web-v2", "weight": weight}]}}]}
+        }))
+        .unwrap()
+    };
+    let (status, body) = send(s.addr, ca, "POST", "/convert", review("1"))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let out: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(out["response"]["uid"], "c-1");
+    assert_eq!(out["response"]["result"]["status"], "Success");
+    let obj = &out["response"]["convertedObjects"][0];
+    assert_eq!(obj["apiVersion"], "split.smi-spec.io/v1alpha4");
+    assert_eq!(obj["spec"]["backends"][0]["weight"], 750);
+    assert_eq!(obj["spec"]["backends"][1]["weight"], 1000);
+    let (status, body) = send(s.addr, ca, "POST", "/convert", review("x"))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let out: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(out["response"]["result"]["status"], "Failure");
+    let (status, _) = send(s.addr, ca, "POST", "/convert", b"{}".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
 #[tokio::test]
 async fn bad_requests() {
     let s = start().await;

@@ -15,6 +15,7 @@ mod identity;
 mod kubernetes;
 mod pre;
 pub mod render;
+pub mod smi;
 mod version;
 mod webhook;
 
@@ -205,6 +206,7 @@ pub fn categories() -> Vec<Box<dyn Category>> {
         Box::new(identity::Identity),
         Box::new(webhook::Webhook),
         Box::new(data_plane::DataPlane),
+        Box::new(smi::Smi),
         Box::new(version::ControlPlaneVersion),
     ]
 }

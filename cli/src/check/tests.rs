@@ -354,14 +354,14 @@ fn smi_crds_of_another_mesh() {
     theirs.metadata.labels = None;
     theirs.spec.versions.retain(|v| v.name == "v1alpha2");
     assert_eq!(pre::smi_conflict(&ours, &theirs), None);
-    // Another mesh's, serving and storing v1alpha1, which tulle does not serve: a warning.
+    // Another mesh's, serving and storing a version tulle does not serve: a warning.
     let mut old = theirs.clone();
-    old.spec.versions[0].name = "v1alpha1".into();
-    old.status = Some(serde_json::from_value(json!({"storedVersions": ["v1alpha1"]})).unwrap());
+    old.spec.versions[0].name = "v1beta1".into();
+    old.status = Some(serde_json::from_value(json!({"storedVersions": ["v1beta1"]})).unwrap());
     let why = pre::smi_conflict(&ours, &old).unwrap();
     assert!(
         why.starts_with(
-            "trafficsplits.split.smi-spec.io from another install serves or stores v1alpha1"
+            "trafficsplits.split.smi-spec.io from another install serves or stores v1beta1"
         ),
         "{why}"
     );

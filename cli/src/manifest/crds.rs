@@ -1,17 +1,18 @@
 //! The SMI CustomResourceDefinitions, in their latest released versions.
 //!
-//! Several versions of one CRD are served only where their schemas are identical, because
-//! without a conversion webhook the API server only rewrites `apiVersion` (strategy `None`):
-//! - TrafficSplit: v1alpha4 (storage), v1alpha3 and v1alpha2. v1alpha1 is *not* served: its
-//!   weights are `resource.Quantity` strings (`10m`) that need a real conversion.
-//! - HTTPRouteGroup: v1alpha4 (storage) and v1alpha3.
+//! - TrafficSplit: v1alpha4 (storage), v1alpha3, v1alpha2 and v1alpha1, converted by the
+//!   controller's conversion webhook (`POST /convert` on Service tulle-controller, port 443;
+//!   the controller patches in the caBundle): v1alpha1 `resource.Quantity` weights become
+//!   milli-units, v1alpha2/v1alpha1 keep `matches` in an annotation.
+//! - HTTPRouteGroup: v1alpha4 (storage) and v1alpha3, identical schemas (strategy `None`).
 //! - TrafficTarget v1alpha3, TCPRoute v1alpha4, UDPRoute v1alpha4: only these versions.
 
-use super::{meta, smi_schema};
+use super::{CONTROLLER, NAMESPACE, meta, smi_schema};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
-    CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceValidation,
-    JSONSchemaProps,
+    CustomResourceColumnDefinition, CustomResourceConversion, CustomResourceDefinition,
+    CustomResourceDefinitionNames, CustomResourceDefinitionSpec, CustomResourceDefinitionVersion,
+    CustomResourceValidation, JSONSchemaProps, ServiceReference, WebhookClientConfig,
+    WebhookConversion,
 };
 use serde_json::Value;
 
@@ -22,7 +23,10 @@ struct Crd {
     short: &'static str,
     /// Served versions, the storage version first.
     versions: &'static [&'static str],
-    schema: fn() -> Value,
+    /// The schema of a version.
+    schema: fn(&str) -> Value,
+    /// Converted by the controller's webhook (else strategy None: identical schemas).
+    webhook: bool,
     columns: &'static [(&'static str, &'static str, &'static str)],
 }
 
@@ -33,8 +37,9 @@ fn table() -> [Crd; 5] {
             kind: "TrafficSplit",
             plural: "trafficsplits",
             short: "ts",
-            versions: &["v1alpha4", "v1alpha3", "v1alpha2"],
+            versions: &["v1alpha4", "v1alpha3", "v1alpha2", "v1alpha1"],
             schema: smi_schema::traffic_split,
+            webhook: true,
             columns: &[("Service", "string", ".spec.service")],
         },
         Crd {
@@ -43,7 +48,8 @@ fn table() -> [Crd; 5] {
             plural: "traffictargets",
             short: "tt",
             versions: &["v1alpha3"],
-            schema: smi_schema::traffic_target,
+            schema: |_| smi_schema::traffic_target(),
+            webhook: false,
             columns: &[("Destination", "string", ".spec.destination.name")],
         },
         Crd {
@@ -52,7 +58,8 @@ fn table() -> [Crd; 5] {
             plural: "httproutegroups",
             short: "htr",
             versions: &["v1alpha4", "v1alpha3"],
-            schema: smi_schema::http_route_group,
+            schema: |_| smi_schema::http_route_group(),
+            webhook: false,
             columns: &[],
         },
         Crd {
@@ -61,7 +68,8 @@ fn table() -> [Crd; 5] {
             plural: "tcproutes",
             short: "tr",
             versions: &["v1alpha4"],
-            schema: || smi_schema::port_route("TCP"),
+            schema: |_| smi_schema::port_route("TCP"),
+            webhook: false,
             columns: &[],
         },
         Crd {
@@ -70,10 +78,23 @@ fn table() -> [Crd; 5] {
             plural: "udproutes",
             short: "ur",
             versions: &["v1alpha4"],
-            schema: || smi_schema::port_route("UDP"),
+            schema: |_| smi_schema::port_route("UDP"),
+            webhook: false,
             columns: &[],
         },
     ]
+}
+
+/// The path of the conversion webhook on the controller's webhook server.
+pub const CONVERSION_PATH: &str = "/convert";
+
+/// `<plural>.<group>` of the CRDs converted by the controller's webhook.
+pub fn conversion_crd_names() -> Vec<String> {
+    table()
+        .iter()
+        .filter(|c| c.webhook)
+        .map(|c| format!("{}.{}", c.plural, c.group))
+        .collect()
 }
 
 /// `<plural>.<group>` of every CRD.
@@ -90,8 +111,6 @@ pub fn crds(version: &str) -> Vec<CustomResourceDefinition> {
 }
 
 fn crd(c: &Crd, version: &str) -> CustomResourceDefinition {
-    let schema: JSONSchemaProps =
-        serde_json::from_value((c.schema)()).expect("SMI schemas are valid JSONSchemaProps");
     let mut columns: Vec<CustomResourceColumnDefinition> = c
         .columns
         .iter()
@@ -117,12 +136,31 @@ fn crd(c: &Crd, version: &str) -> CustomResourceDefinition {
             served: true,
             storage: i == 0,
             schema: Some(CustomResourceValidation {
-                open_api_v3_schema: Some(schema.clone()),
+                open_api_v3_schema: Some(
+                    serde_json::from_value::<JSONSchemaProps>((c.schema)(v))
+                        .expect("SMI schemas are valid JSONSchemaProps"),
+                ),
             }),
             additional_printer_columns: Some(columns.clone()),
             ..Default::default()
         })
         .collect();
+    // No caBundle: the controller patches it in (it makes its own webhook CA).
+    let conversion = c.webhook.then(|| CustomResourceConversion {
+        strategy: "Webhook".into(),
+        webhook: Some(WebhookConversion {
+            client_config: Some(WebhookClientConfig {
+                service: Some(ServiceReference {
+                    namespace: NAMESPACE.into(),
+                    name: CONTROLLER.into(),
+                    path: Some(CONVERSION_PATH.into()),
+                    port: Some(443),
+                }),
+                ..Default::default()
+            }),
+            conversion_review_versions: vec!["v1".into()],
+        }),
+    });
     CustomResourceDefinition {
         metadata: meta(&format!("{}.{}", c.plural, c.group), false, "crds", version),
         spec: CustomResourceDefinitionSpec {
@@ -137,6 +175,7 @@ fn crd(c: &Crd, version: &str) -> CustomResourceDefinition {
                 categories: Some(vec!["smi".into(), "tulle".into()]),
             },
             versions,
+            conversion,
             ..Default::default()
         },
         ..Default::default()

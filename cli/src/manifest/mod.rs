@@ -11,7 +11,7 @@ mod smi_schema;
 mod webhook;
 mod workloads;
 
-pub use crds::{crd_names, crds};
+pub use crds::{CONVERSION_PATH, conversion_crd_names, crd_names, crds};
 pub use rbac::WEBHOOK_TLS_SECRET;
 
 use crate::{

@@ -3,7 +3,8 @@
 //! - identity: create TokenReviews (to check proxies' tokens); create/patch Events.
 //! - controller: list/watch what discovery and policy index (Services, EndpointSlices, Pods,
 //!   Namespaces for the inject and policy annotations, the SMI resources); get/patch only the
-//!   injector webhook configuration (to keep its caBundle current); create/patch Events; and,
+//!   injector webhook configuration (to keep its caBundle current) and the CRDs it converts
+//!   (trafficsplits: the conversion webhook's caBundle); create/patch Events; and,
 //!   in tulle-system only, the Secret that persists the webhook serving certificate.
 
 use super::{CONTROLLER, IDENTITY, NAMESPACE, Values, WEBHOOK_CONFIG, meta, value};
@@ -98,6 +99,17 @@ pub fn objects(v: &Values) -> Vec<Value> {
             ),
             &[WEBHOOK_CONFIG],
         ),
+        {
+            let crds = super::conversion_crd_names();
+            named(
+                rule(
+                    &["apiextensions.k8s.io"],
+                    &["customresourcedefinitions"],
+                    &["get", "patch"],
+                ),
+                &crds.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+        },
     ];
     controller_rules.extend(events());
 

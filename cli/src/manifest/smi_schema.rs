@@ -24,55 +24,70 @@ fn top(description: &str, spec: Value) -> Value {
     })
 }
 
-/// TrafficSplit (split.smi-spec.io v1alpha2..v1alpha4 share this shape).
-pub fn traffic_split() -> Value {
-    top(
-        "TrafficSplit splits the traffic that clients send to the apex Service across backend Services, by relative weight.",
-        json!({
-            "type": "object",
-            "required": ["service", "backends"],
-            "properties": {
-                "service": name("The apex Service: the name clients use. Must be a Service in the TrafficSplit's namespace."),
-                "backends": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 64,
-                    "description": "Backend Services and their relative weights.",
-                    "x-kubernetes-list-type": "map",
-                    "x-kubernetes-list-map-keys": ["service"],
-                    "items": {
-                        "type": "object",
-                        "required": ["service", "weight"],
-                        "properties": {
-                            "service": name("A Service in the same namespace (it may not exist yet: it then gets no traffic)."),
-                            "weight": {
-                                "type": "integer",
-                                "format": "int32",
-                                "description": "Relative weight (not a percentage); 0 sends no traffic.",
-                                "x-kubernetes-validations": [{
-                                    "rule": "self >= 0",
-                                    "message": "weight must be a whole number >= 0 (weights are relative; 0 sends no traffic)",
-                                }],
-                            },
-                        },
-                    },
-                },
-                "matches": {
-                    "type": "array",
-                    "maxItems": 16,
-                    "description": "HTTPRouteGroups whose matching requests are split; other requests go to the apex Service.",
-                    "items": {
-                        "type": "object",
-                        "required": ["kind", "name"],
-                        "properties": {
-                            "kind": {"type": "string", "enum": ["HTTPRouteGroup"], "description": "Only HTTPRouteGroup."},
-                            "name": name("An HTTPRouteGroup in the same namespace."),
-                            "apiGroup": {"type": "string", "description": "Unused."},
-                        },
+/// The weight of a TrafficSplit backend in `version`.
+fn split_weight(version: &str) -> Value {
+    if version == "v1alpha1" {
+        return json!({
+            "x-kubernetes-int-or-string": true,
+                "description": "A resource.Quantity (e.g. 500m, 1, \"25\"), relative to the other weights; 0 sends no traffic. Stored as milli-units by the conversion webhook (500m -> 500, 1 -> 1000).",
+        });
+    }
+    json!({
+        "x-kubernetes-int-or-string": true,
+        "description": "Relative weight (not a percentage), a whole number; 0 sends no traffic. A numeric string (\"25\") is read as that number; any other string makes the controller ignore the TrafficSplit (with a Warning Event).",
+        "x-kubernetes-validations": [{
+            "rule": "type(self) == int ? self >= 0 : true",
+            "message": "weight must be a whole number >= 0 (weights are relative; 0 sends no traffic)",
+        }],
+    })
+}
+
+/// TrafficSplit (split.smi-spec.io) in `version`: v1alpha3 and v1alpha4 share one shape;
+/// v1alpha2 has no `matches` (the conversion webhook keeps them in the annotation
+/// `split.smi-spec.io/matches`); v1alpha1 also has Quantity weights.
+pub fn traffic_split(version: &str) -> Value {
+    let mut spec = json!({
+        "type": "object",
+        "required": ["service", "backends"],
+        "properties": {
+            "service": name("The apex Service: the name clients use. Must be a Service in the TrafficSplit's namespace."),
+            "backends": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 64,
+                "description": "Backend Services and their relative weights.",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["service"],
+                "items": {
+                    "type": "object",
+                    "required": ["service", "weight"],
+                    "properties": {
+                        "service": name("A Service in the same namespace (it may not exist yet: it then gets no traffic)."),
+                        "weight": split_weight(version),
                     },
                 },
             },
-        }),
+        },
+    });
+    if version == "v1alpha3" || version == "v1alpha4" {
+        spec["properties"]["matches"] = json!({
+            "type": "array",
+            "maxItems": 16,
+            "description": "Routes whose matching requests are split (HTTPRouteGroup), or ports whose connections are (TCPRoute); other requests go to the apex Service.",
+            "items": {
+                "type": "object",
+                "required": ["kind", "name"],
+                "properties": {
+                    "kind": {"type": "string", "enum": ["HTTPRouteGroup", "TCPRoute"], "description": "HTTPRouteGroup or TCPRoute."},
+                    "name": name("An HTTPRouteGroup or TCPRoute in the same namespace."),
+                    "apiGroup": {"type": "string", "description": "Unused."},
+                },
+            },
+        });
+    }
+    top(
+        "TrafficSplit splits the traffic that meshed clients send to the apex Service across backend Services, by relative weight.",
+        spec,
     )
 }
 

@@ -5,7 +5,8 @@
 
 use super::{
     Profile, Resolution, Target,
-    state::{AddrOwner, Key, Naming, PodInfo, ServiceInfo, SliceInfo, SplitInfo, State},
+    problems::Problems,
+    state::{AddrOwner, Key, Naming, PodInfo, ServiceInfo, SliceInfo, State},
 };
 use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
@@ -13,9 +14,11 @@ use prometheus_client::{
 };
 use std::{
     collections::{HashMap, HashSet},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 use tokio::sync::watch;
+
+mod smi;
 
 /// Index sizes and activity.
 #[derive(Clone, Debug, Default)]
@@ -24,6 +27,7 @@ pub struct IndexMetrics {
     slices: Gauge,
     pods: Gauge,
     splits: Gauge,
+    invalid_smi: Gauge,
     watched_targets: Gauge,
     updates: Counter,
 }
@@ -43,6 +47,11 @@ impl IndexMetrics {
             "traffic_splits",
             "TrafficSplits indexed",
             self.splits.clone(),
+        );
+        r.register(
+            "invalid_smi_objects",
+            "SMI objects that could not be read and are ignored (see their Events)",
+            self.invalid_smi.clone(),
         );
         r.register(
             "watched_targets",
@@ -66,6 +75,7 @@ struct Inner {
     state: State,
     targets: HashMap<Target, TargetWatch>,
     profiles: HashMap<Target, watch::Sender<Profile>>,
+    problems: watch::Sender<Arc<Problems>>,
 }
 
 /// What a change can affect.
@@ -101,6 +111,7 @@ impl Index {
                 state: State::default(),
                 targets: HashMap::new(),
                 profiles: HashMap::new(),
+                problems: watch::channel(Arc::new(Problems::new())).0,
             }),
             metrics: IndexMetrics::default(),
         }
@@ -269,32 +280,6 @@ impl Index {
         });
     }
 
-    // === TrafficSplits ===
-
-    /// Adds or replaces a TrafficSplit.
-    pub fn apply_split(&self, ns: &str, name: &str, split: SplitInfo) {
-        self.update(|s, a| {
-            s.splits.insert((ns.to_string(), name.to_string()), split);
-            a.profiles = true;
-        });
-    }
-
-    /// Removes a TrafficSplit.
-    pub fn delete_split(&self, ns: &str, name: &str) {
-        self.update(|s, a| {
-            s.splits.remove(&(ns.to_string(), name.to_string()));
-            a.profiles = true;
-        });
-    }
-
-    /// Replaces all TrafficSplits.
-    pub fn reset_splits(&self, all: Vec<(String, String, SplitInfo)>) {
-        self.update(|s, a| {
-            s.splits = all.into_iter().map(|(ns, n, sp)| ((ns, n), sp)).collect();
-            a.profiles = true;
-        });
-    }
-
     fn update(&self, f: impl FnOnce(&mut State, &mut Affected)) {
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -305,6 +290,18 @@ impl Index {
         m.slices.set(inner.state.slices.len() as i64);
         m.pods.set(inner.state.pods.len() as i64);
         m.splits.set(inner.state.splits.len() as i64);
+        m.invalid_smi.set(inner.state.invalid.len() as i64);
+        if affected.all || affected.profiles {
+            let problems = inner.state.problems();
+            inner.problems.send_if_modified(|cur| {
+                if **cur == problems {
+                    false
+                } else {
+                    *cur = Arc::new(problems);
+                    true
+                }
+            });
+        }
 
         let state = &inner.state;
         let naming = &self.naming;

@@ -2,11 +2,21 @@
 //! resolutions, profiles, and the [`Index`] that computes them from cluster state.
 
 mod index;
+mod problems;
+pub mod quantity;
+mod smi;
 mod state;
 mod target;
+#[cfg(test)]
+mod tests;
 
 pub use index::{Index, IndexMetrics};
-pub use state::{Naming, PodInfo, ServiceInfo, ServicePort, SliceEndpoint, SliceInfo, SplitInfo};
+pub use problems::{ObjectKey, Problem, ProblemSet, Problems};
+pub use smi::{
+    HttpRule, Invalid, ObjectMeta, RouteGroupInfo, RouteRef, SmiKind, SmiObject, SplitInfo,
+    TcpRouteInfo,
+};
+pub use state::{Naming, PodInfo, ServiceInfo, ServicePort, SliceEndpoint, SliceInfo};
 pub use target::{Target, TargetError};
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
@@ -63,8 +73,13 @@ pub struct WeightedBackend {
 pub struct Profile {
     /// `svc.ns.svc.<cluster-domain>` when the target is a service.
     pub fully_qualified_name: Option<String>,
-    /// TrafficSplit backends of the service; empty when there is no split.
+    /// TrafficSplit backends of the service and port, in spec order; empty when no split
+    /// applies. A backend that is missing or lacks the port has weight 0.
     pub backends: Vec<WeightedBackend>,
+    /// The split's route rules (ORed); empty: the split applies to every request.
+    pub split_matches: Vec<HttpRule>,
+    /// The TrafficSplit in force, `namespace/name`.
+    pub traffic_split: Option<String>,
 }
 
 /// What the gRPC layer needs from discovery: watches on targets.

@@ -1,7 +1,10 @@
 //! The cluster state the index keeps (in domain terms) and the pure functions that
 //! resolve a target from it.
 
-use super::{DEFAULT_WEIGHT, Endpoint, Profile, ProtocolHint, Resolution, Target, WeightedBackend};
+use super::{
+    DEFAULT_WEIGHT, Endpoint, Profile, ProtocolHint, Resolution, Target, WeightedBackend,
+    smi::{Invalid, RouteGroupInfo, Selected, SmiKind, SplitInfo, TcpRouteInfo},
+};
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     net::{IpAddr, SocketAddr},
@@ -63,25 +66,20 @@ pub struct PodInfo {
     pub owner: Option<(String, String)>,
 }
 
-/// A TrafficSplit.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SplitInfo {
-    /// The apex Service name.
-    pub apex: String,
-    /// Backend Service names with weights.
-    pub backends: Vec<(String, u32)>,
-}
-
 /// `(namespace, name)`.
 pub(crate) type Key = (String, String);
 
 /// Everything the index knows.
 #[derive(Debug, Default)]
-pub(crate) struct State {
+pub struct State {
     pub(crate) services: HashMap<Key, ServiceInfo>,
     pub(crate) slices: HashMap<Key, SliceInfo>,
     pub(crate) pods: HashMap<Key, PodInfo>,
     pub(crate) splits: HashMap<Key, SplitInfo>,
+    pub(crate) route_groups: HashMap<Key, RouteGroupInfo>,
+    pub(crate) tcp_routes: HashMap<Key, TcpRouteInfo>,
+    /// SMI objects that exist but could not be read (treated as absent).
+    pub(crate) invalid: HashMap<(SmiKind, Key), Invalid>,
     /// Service key → names of its slices.
     pub(crate) slices_by_service: HashMap<Key, HashSet<String>>,
     /// Pod key → services whose slices point at it.
@@ -185,29 +183,29 @@ impl State {
             return Profile::default();
         }
         let fqn = |svc: &str| format!("{svc}.{}.svc.{}", key.0, naming.cluster_domain);
-        // The first TrafficSplit (by name) whose apex is this service wins.
-        let mut splits: Vec<(&Key, &SplitInfo)> = self
-            .splits
-            .iter()
-            .filter(|((ns, _), s)| *ns == key.0 && s.apex == key.1)
-            .collect();
-        splits.sort_by(|a, b| a.0.cmp(b.0));
-        let backends = splits
-            .first()
-            .map(|(_, s)| {
-                s.backends
-                    .iter()
-                    .map(|(svc, w)| WeightedBackend {
-                        authority: format!("{}:{port}", fqn(svc)),
-                        weight: *w,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Profile {
+        let mut profile = Profile {
             fully_qualified_name: Some(fqn(&key.1)),
-            backends,
-        }
+            ..Profile::default()
+        };
+        let Some((split_key, split)) = self.split_for(&key.0, &key.1) else {
+            return profile;
+        };
+        let rules = match self.selected(&key.0, split, port) {
+            Selected::All => vec![],
+            Selected::Rules(r) => r,
+            Selected::Nothing => return profile,
+        };
+        profile.backends = split
+            .backends
+            .iter()
+            .map(|(svc, w)| WeightedBackend {
+                authority: format!("{}:{port}", fqn(svc)),
+                weight: self.backend_weight(&key.0, svc, port, *w),
+            })
+            .collect();
+        profile.split_matches = rules;
+        profile.traffic_split = Some(format!("{}/{}", split_key.0, split_key.1));
+        profile
     }
 }
 

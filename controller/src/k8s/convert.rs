@@ -1,7 +1,6 @@
 //! Conversions from Kubernetes objects to the core index inputs.
 
-use super::smi::TrafficSplit;
-use crate::core::{PodInfo, ServiceInfo, ServicePort, SliceEndpoint, SliceInfo, SplitInfo};
+use crate::core::{PodInfo, ServiceInfo, ServicePort, SliceEndpoint, SliceInfo};
 use k8s_openapi::api::{
     core::v1::{Pod, Service},
     discovery::v1::EndpointSlice,
@@ -160,24 +159,6 @@ fn owner(pod: &Pod) -> Option<(String, String)> {
         return Some(("deployment".into(), dep.to_string()));
     }
     Some((r.kind.to_ascii_lowercase(), r.name.clone()))
-}
-
-/// A TrafficSplit as the index sees it (negative weights count as 0).
-pub fn split(ts: &TrafficSplit) -> SplitInfo {
-    SplitInfo {
-        apex: ts.spec.service.clone(),
-        backends: ts
-            .spec
-            .backends
-            .iter()
-            .map(|b| {
-                (
-                    b.service.clone(),
-                    u32::try_from(b.weight.max(0)).unwrap_or(u32::MAX),
-                )
-            })
-            .collect(),
-    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,22 @@
-//! Kubernetes watchers feeding the [`Index`]. Access needed (RBAC): list/watch on
-//! services, endpointslices (discovery.k8s.io), pods and trafficsplits
-//! (split.smi-spec.io); nothing is written.
+//! Kubernetes watchers feeding the [`Index`], and the task that publishes the SMI objects'
+//! problems as Events. Access needed (RBAC): list/watch on services, endpointslices
+//! (discovery.k8s.io), pods, trafficsplits (split.smi-spec.io), httproutegroups and tcproutes
+//! (specs.smi-spec.io); create/patch on events (events.k8s.io).
+//!
+//! Every watch is one [`watch::handle`] loop over an [`watch::IndexResource`]. The SMI
+//! resources are watched as [`DynamicObject`]s and read by the tolerant parsers of [`smi`]:
+//! one object that cannot be read is ignored (with a log line and a Warning Event) and never
+//! stalls the watch.
 
 pub mod convert;
+pub mod events;
 pub mod smi;
+pub mod watch;
 
-use crate::core::Index;
-use futures::StreamExt;
+use crate::core::{Index, RouteGroupInfo, SplitInfo, TcpRouteInfo};
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Client, Resource,
+    core::DynamicObject,
     runtime::{WatchStreamExt, watcher},
 };
 use serde::de::DeserializeOwned;
@@ -19,6 +27,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
 };
+use watch::IndexResource;
 
 /// Which watches have completed their initial list.
 #[derive(Debug, Default)]
@@ -26,118 +35,116 @@ pub struct Synced {
     services: AtomicBool,
     slices: AtomicBool,
     pods: AtomicBool,
+    splits: AtomicBool,
+    route_groups: AtomicBool,
+    tcp_routes: AtomicBool,
 }
 
 impl Synced {
-    /// Services, EndpointSlices and Pods are all listed (TrafficSplits are optional: the
-    /// CRD may not be installed).
+    /// Services, EndpointSlices and Pods are all listed (the SMI resources are optional:
+    /// their CRDs may not be installed).
     pub fn is_ready(&self) -> bool {
         self.services.load(Ordering::Relaxed)
             && self.slices.load(Ordering::Relaxed)
             && self.pods.load(Ordering::Relaxed)
     }
+
+    /// Services and every SMI resource are listed: problems found now are real ones.
+    pub fn smi_ready(&self) -> bool {
+        self.services.load(Ordering::Relaxed)
+            && self.splits.load(Ordering::Relaxed)
+            && self.route_groups.load(Ordering::Relaxed)
+            && self.tcp_routes.load(Ordering::Relaxed)
+    }
 }
 
 /// Spawns one watch task per resource kind.
 pub fn spawn_watches(client: Client, index: Arc<Index>, synced: Arc<Synced>) {
-    let ix = index.clone();
-    let (a, b, c) = (ix.clone(), ix.clone(), ix.clone());
-    let s = synced.clone();
-    tokio::spawn(watch_kind(
-        Api::all(client.clone()),
+    use k8s_openapi::api::core::v1::{Pod, Service};
+    let c = &client;
+    spawn(
+        Api::all(c.clone()),
         "services",
-        move |o: &k8s_openapi::api::core::v1::Service| Some(convert::service(o)),
-        move |ns, n, v| a.apply_service(ns, n, v),
-        move |ns, n| b.delete_service(ns, n),
-        move |all| {
-            c.reset_services(all);
-            s.services.store(true, Ordering::Relaxed);
-        },
-    ));
-    let (a, b, c) = (ix.clone(), ix.clone(), ix.clone());
-    let s = synced.clone();
-    tokio::spawn(watch_kind(
-        Api::all(client.clone()),
+        |o: &Service| Some(convert::service(o)),
+        &index,
+        &synced,
+        |s| &s.services,
+    );
+    spawn(
+        Api::all(c.clone()),
         "endpointslices",
         convert::slice,
-        move |ns, n, v| a.apply_slice(ns, n, v),
-        move |ns, n| b.delete_slice(ns, n),
-        move |all| {
-            c.reset_slices(all);
-            s.slices.store(true, Ordering::Relaxed);
-        },
-    ));
-    let (a, b, c) = (ix.clone(), ix.clone(), ix.clone());
-    let s = synced;
-    tokio::spawn(watch_kind(
-        Api::all(client.clone()),
+        &index,
+        &synced,
+        |s| &s.slices,
+    );
+    spawn(
+        Api::all(c.clone()),
         "pods",
-        move |o: &k8s_openapi::api::core::v1::Pod| Some(convert::pod(o)),
-        move |ns, n, v| a.apply_pod(ns, n, v),
-        move |ns, n| b.delete_pod(ns, n),
-        move |all| {
-            c.reset_pods(all);
-            s.pods.store(true, Ordering::Relaxed);
-        },
-    ));
-    let (a, b, c) = (ix.clone(), ix.clone(), ix);
-    tokio::spawn(watch_kind(
-        Api::<smi::TrafficSplit>::all(client),
+        |o: &Pod| Some(convert::pod(o)),
+        &index,
+        &synced,
+        |s| &s.pods,
+    );
+    spawn_smi::<SplitInfo>(
+        c,
+        smi::traffic_split_resource(),
         "trafficsplits",
-        |o: &smi::TrafficSplit| Some(convert::split(o)),
-        move |ns, n, v| a.apply_split(ns, n, v),
-        move |ns, n| b.delete_split(ns, n),
-        move |all| c.reset_splits(all),
-    ));
+        smi::traffic_split,
+        &index,
+        &synced,
+        |s| &s.splits,
+    );
+    spawn_smi::<RouteGroupInfo>(
+        c,
+        smi::http_route_group_resource(),
+        "httproutegroups",
+        smi::http_route_group,
+        &index,
+        &synced,
+        |s| &s.route_groups,
+    );
+    spawn_smi::<TcpRouteInfo>(
+        c,
+        smi::tcp_route_resource(),
+        "tcproutes",
+        smi::tcp_route,
+        &index,
+        &synced,
+        |s| &s.tcp_routes,
+    );
 }
 
-/// Runs a watch on `api` forever (with backoff on errors), mapping events to index calls.
-/// `convert` returning None treats the object as absent.
-async fn watch_kind<K, T>(
+/// Watches `api` forever (with backoff on errors) into the index.
+fn spawn<K, T>(
     api: Api<K>,
     what: &'static str,
-    convert: impl Fn(&K) -> Option<T> + Send + 'static,
-    apply: impl Fn(&str, &str, T) + Send + 'static,
-    delete: impl Fn(&str, &str) + Send + 'static,
-    reset: impl Fn(Vec<(String, String, T)>) + Send + 'static,
+    convert: impl FnMut(&K) -> Option<T> + Send + 'static,
+    index: &Arc<Index>,
+    synced: &Arc<Synced>,
+    flag: fn(&Synced) -> &AtomicBool,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     T: Send + 'static,
+    Index: IndexResource<T>,
 {
-    let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-    let mut initial: Vec<(String, String, T)> = Vec::new();
-    let mut last_error: Option<String> = None;
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(watcher::Event::Apply(o)) => {
-                let (ns, name) = (o.namespace().unwrap_or_default(), o.name_any());
-                match convert(&o) {
-                    Some(v) => apply(&ns, &name, v),
-                    None => delete(&ns, &name),
-                }
-            }
-            Ok(watcher::Event::Delete(o)) => {
-                delete(&o.namespace().unwrap_or_default(), &o.name_any())
-            }
-            Ok(watcher::Event::Init) => initial.clear(),
-            Ok(watcher::Event::InitApply(o)) => {
-                if let Some(v) = convert(&o) {
-                    initial.push((o.namespace().unwrap_or_default(), o.name_any(), v));
-                }
-            }
-            Ok(watcher::Event::InitDone) => {
-                let n = initial.len();
-                reset(std::mem::take(&mut initial));
-                last_error = None;
-                tracing::info!(resource = what, count = n, "initial list indexed");
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                if last_error.as_deref() != Some(&msg) {
-                    tracing::warn!(resource = what, error = %msg, "watch failed; retrying with backoff (check RBAC and that the CRD is installed)");
-                    last_error = Some(msg);
-                }
-            }
-        }
-    }
+    let (index, synced) = (index.clone(), synced.clone());
+    tokio::spawn(async move {
+        let events = watcher(api, watcher::Config::default()).default_backoff();
+        watch::handle(events, what, convert, &*index, flag(&synced)).await;
+    });
+}
+
+/// Watches an SMI resource as [`DynamicObject`]s read by `parse`.
+fn spawn_smi<T: crate::core::SmiObject>(
+    client: &Client,
+    resource: kube::core::ApiResource,
+    what: &'static str,
+    parse: fn(&DynamicObject) -> Result<T, smi::ParseError>,
+    index: &Arc<Index>,
+    synced: &Arc<Synced>,
+    flag: fn(&Synced) -> &AtomicBool,
+) {
+    let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+    spawn(api, what, watch::tolerant(what, parse), index, synced, flag);
 }

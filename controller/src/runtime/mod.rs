@@ -13,6 +13,9 @@ use crate::{
 };
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
+/// How long Events wait for the SMI lists when a CRD is missing.
+const SMI_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// tulle-controller: the destination API and proxy injector of the tulle control plane.
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "tulle-controller", version)]
@@ -126,6 +129,20 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
     let synced = Arc::new(k8s::Synced::default());
     k8s::spawn_watches(client.clone(), index.clone(), synced.clone());
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "tulle-controller".into(),
+            instance: args.webhook.pod_name.clone(),
+        },
+    );
+    let (s, started) = (synced.clone(), std::time::Instant::now());
+    tokio::spawn(k8s::events::publish(
+        recorder,
+        index.watch_problems(),
+        // An SMI CRD that is not installed never lists: go ahead after a minute.
+        move || s.smi_ready() || (s.is_ready() && started.elapsed() > SMI_SYNC_WAIT),
+    ));
     let injector = webhook::start(&args, client, &mut registry).await?;
     let injector_cert = injector.as_ref().map(|w| w.cert.clone());
 

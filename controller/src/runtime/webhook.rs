@@ -7,7 +7,7 @@ use crate::{
     webhook::{
         self, AnchorsFile, Injector, Metrics, ca_bundle, certs,
         cluster::KubeCluster,
-        server,
+        crd_bundle, server,
         store::{self, SecretStore},
     },
 };
@@ -152,8 +152,9 @@ pub(super) async fn start(
     tokio::spawn(ca_bundle::maintain(
         Api::all(client.clone()),
         w.webhook_config_name.clone(),
-        bundle_rx,
+        bundle_rx.clone(),
     ));
+    tokio::spawn(crd_bundle::maintain(Api::all(client.clone()), bundle_rx));
     let config = inject_config(args);
     tracing::info!(?config, "proxy injector configured");
     let injector = Arc::new(Injector {
@@ -165,7 +166,7 @@ pub(super) async fn start(
     let tls =
         webhook::server::server_config(cert.clone()).map_err(|e| RunError::Tls(e.to_string()))?;
     let listener = bind(w.webhook_addr).await?;
-    tracing::info!(addr = %w.webhook_addr, "serving the proxy injector webhook (HTTPS, POST /inject)");
+    tracing::info!(addr = %w.webhook_addr, "serving the proxy injector and TrafficSplit conversion webhooks (HTTPS, POST /inject, POST /convert)");
     let server = tokio::spawn(server::serve(listener, tls, injector));
     Ok(Some(Webhook { cert, server }))
 }

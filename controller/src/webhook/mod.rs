@@ -2,16 +2,20 @@
 //! [`crate::inject`] to pods being created, with its own serving certificate.
 //!
 //! - [`admission`]: AdmissionReview in, AdmissionReview out (fail-open on internal errors);
+//! - [`conversion`]: the TrafficSplit CRD conversion webhook (`POST /convert`);
 //! - [`server`]: the TLS HTTP server;
 //! - [`certs`]: CA and serving certificate generation and the rotation decision (no I/O);
 //! - [`store`]: Secret `tulle-webhook-tls` persistence and the rotation loop;
 //! - [`ca_bundle`]: keeps the MutatingWebhookConfiguration's `caBundle` current;
+//! - [`crd_bundle`]: keeps the conversion `caBundle` of the trafficsplits CRD current;
 //! - [`cluster`]: namespace lookups and Events.
 
 pub mod admission;
 pub mod ca_bundle;
 pub mod certs;
 pub mod cluster;
+pub mod conversion;
+pub mod crd_bundle;
 pub mod server;
 pub mod store;
 #[cfg(test)]

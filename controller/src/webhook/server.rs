@@ -1,8 +1,12 @@
-//! The HTTPS server: `POST /inject` with an AdmissionReview body (at most [`MAX_BODY`]
-//! bytes), HTTP/1.1 or HTTP/2, TLS 1.2+ with the certificate of a [`SwappableCert`] (swapped
+//! The HTTPS server: `POST /inject` with an AdmissionReview body and `POST /convert` with a
+//! TrafficSplit ConversionReview (see [`super::conversion`]), at most [`MAX_BODY`] bytes,
+//! HTTP/1.1 or HTTP/2, TLS 1.2+ with the certificate of a [`SwappableCert`] (swapped
 //! on rotation without a restart).
 
-use super::admission::{Injector, review};
+use super::{
+    admission::{Injector, review},
+    conversion,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, service::service_fn};
@@ -77,26 +81,54 @@ pub async fn serve(
 
 /// Routes and answers one request.
 pub async fn handle(injector: &Injector, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.uri().path() != "/inject" {
+    let path = req.uri().path().to_string();
+    if path != "/inject" && path != "/convert" {
         return text(
             StatusCode::NOT_FOUND,
-            "not found; the injector is POST /inject\n",
+            "not found; the injector is POST /inject, the TrafficSplit conversion POST /convert\n",
         );
     }
     if req.method() != Method::POST {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
-            "POST an admission.k8s.io/v1 AdmissionReview to /inject\n",
+            "POST an admission.k8s.io/v1 AdmissionReview to /inject, or an apiextensions.k8s.io/v1 ConversionReview to /convert\n",
         );
     }
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(rsp) => return rsp,
+    };
+    if path == "/convert" {
+        return match conversion::review(&body) {
+            Ok(out) => json(&out),
+            Err(e) => {
+                tracing::warn!(error = %e, "bad ConversionReview");
+                text(StatusCode::BAD_REQUEST, &format!("{e}\n"))
+            }
+        };
+    }
+    match review(injector, &body).await {
+        Ok(out) => match serde_json::to_value(&out) {
+            Ok(v) => json(&base64_patch(v)),
+            Err(e) => encode_error(&e),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "bad AdmissionReview");
+            text(StatusCode::BAD_REQUEST, &format!("{e}\n"))
+        }
+    }
+}
+
+/// The request body, or the error response.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
     let body = Limited::new(req.into_body(), MAX_BODY);
-    let body = match tokio::time::timeout(READ_TIMEOUT, body.collect()).await {
-        Ok(Ok(b)) => b.to_bytes(),
+    match tokio::time::timeout(READ_TIMEOUT, body.collect()).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
         Ok(Err(e)) => {
             let (status, msg) = if e.is::<http_body_util::LengthLimitError>() {
                 (
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the AdmissionReview is larger than {MAX_BODY} bytes\n"),
+                    format!("the review is larger than {MAX_BODY} bytes\n"),
                 )
             } else {
                 (
@@ -104,35 +136,31 @@ pub async fn handle(injector: &Injector, req: Request<Incoming>) -> Response<Ful
                     format!("cannot read the request body: {e}\n"),
                 )
             };
-            return text(status, &msg);
+            Err(text(status, &msg))
         }
-        Err(_) => {
-            return text(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body was not received in time\n",
-            );
-        }
-    };
-    match review(injector, &body).await {
-        Ok(out) => match serde_json::to_value(&out)
-            .map(base64_patch)
-            .and_then(|v| serde_json::to_vec(&v))
-        {
-            Ok(json) => Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(json)))
-                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
-            Err(e) => text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("cannot encode the AdmissionReview: {e}\n"),
-            ),
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "bad AdmissionReview");
-            text(StatusCode::BAD_REQUEST, &format!("{e}\n"))
-        }
+        Err(_) => Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body was not received in time\n",
+        )),
     }
+}
+
+fn json(v: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(v) {
+        Ok(json) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(json)))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+        Err(e) => encode_error(&e),
+    }
+}
+
+fn encode_error(e: &serde_json::Error) -> Response<Full<Bytes>> {
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("cannot encode the review: {e}\n"),
+    )
 }
 
 /// kube serialises the patch bytes as a JSON array of numbers; the API server's canonical form
