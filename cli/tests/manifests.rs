@@ -226,8 +226,6 @@ fn flags_reach_the_manifests() {
             "Fail",
             "--controller-replicas",
             "3",
-            "--default-inbound-policy",
-            "deny",
             "--proxy-log-level",
             "trace",
             "--trust-domain",
@@ -252,7 +250,16 @@ fn flags_reach_the_manifests() {
             .unwrap()["value"]
             .clone()
     };
-    assert_eq!(env("TULLE_CONTROLLER_DEFAULT_POLICY"), "deny");
+    // No policy setting the controller would ignore (issue 15 item 1).
+    assert!(
+        !c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"].as_str().unwrap().contains("POLICY")),
+        "{}",
+        c["env"]
+    );
     assert_eq!(env("TULLE_CONTROLLER_PROXY_IMAGE"), "r.example/x/proxy:t1");
     assert_eq!(env("TULLE_CONTROLLER_PROXY_VERSION"), "t1");
     assert_eq!(env("TULLE_CONTROLLER_PROXY_LOG_LEVEL"), "trace");
