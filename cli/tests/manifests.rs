@@ -272,6 +272,9 @@ fn flags_reach_the_manifests() {
         .find(|o| o["kind"] == "MutatingWebhookConfiguration")
         .unwrap();
     assert_eq!(hook["webhooks"][0]["failurePolicy"], "Fail");
+    // The injector writes InjectionSkipped Events, except on dry runs (controller/tests/
+    // webhook.rs proves that half): `None` would be a false promise to `kubectl --dry-run`.
+    assert_eq!(hook["webhooks"][0]["sideEffects"], "NoneOnDryRun");
     assert!(
         hook["webhooks"][0]["clientConfig"]
             .get("caBundle")
