@@ -66,14 +66,17 @@ impl ServiceAccountIdentity {
     pub fn parse_dns_name(name: &str) -> Result<Self, NameError> {
         let bad = || NameError::Malformed(name.to_string());
         let (head, td) = name.split_once(MIDDLE).ok_or_else(bad)?;
-        let (sa, ns) = head.split_once('.').ok_or_else(bad)?;
+        // A namespace is a DNS label (no dots); a ServiceAccount name is a DNS subdomain and
+        // may contain dots (`app.v2`): the namespace is the last label before MIDDLE.
+        let (sa, ns) = head.rsplit_once('.').ok_or_else(bad)?;
         let label_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 253
+                && s.split('.').all(|l| !l.is_empty())
                 && s.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         };
-        if !label_ok(sa) || ns.contains('.') || !label_ok(ns) || !label_ok(td) {
+        if !label_ok(sa) || ns.len() > 63 || !label_ok(ns) || !label_ok(td) {
             return Err(bad());
         }
         Ok(Self::new(sa, ns, td))
@@ -104,13 +107,34 @@ mod tests {
         );
     }
 
+    /// ServiceAccount names are DNS subdomains: dots are valid (issue 15 item 8; the proxy
+    /// used to exit on them and identity refused to certify them).
+    #[test]
+    fn service_account_names_with_dots() {
+        let id = ServiceAccountIdentity::new("web.v2", "shop", DEFAULT_TRUST_DOMAIN);
+        let name = id.dns_name();
+        assert_eq!(
+            name,
+            "web.v2.shop.serviceaccount.identity.tulle.cluster.local"
+        );
+        let parsed = ServiceAccountIdentity::parse_dns_name(&name).unwrap();
+        assert_eq!(parsed.service_account, "web.v2");
+        assert_eq!(parsed.namespace, "shop");
+        assert_eq!(parsed, id);
+        assert_eq!(
+            parsed.spiffe_uri(),
+            "spiffe://cluster.local/ns/shop/sa/web.v2"
+        );
+    }
+
     #[test]
     fn rejects_malformed() {
         for bad in [
             "web.shop.cluster.local",
             ".shop.serviceaccount.identity.tulle.cluster.local",
             "web.serviceaccount.identity.tulle.cluster.local",
-            "web.a.b.serviceaccount.identity.tulle.cluster.local",
+            "web..b.serviceaccount.identity.tulle.cluster.local",
+            ".web.b.serviceaccount.identity.tulle.cluster.local",
             "Web.shop.serviceaccount.identity.tulle.cluster.local",
             "web.shop.serviceaccount.identity.tulle.",
         ] {

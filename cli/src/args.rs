@@ -97,23 +97,20 @@ impl FailurePolicy {
     }
 }
 
-/// The mesh-wide inbound policy for workloads no TrafficTarget names.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum InboundPolicy {
-    /// Accept every client.
-    #[default]
-    Allow,
-    /// Reject every client.
-    Deny,
-}
+/// Why `--default-inbound-policy` (alias `--default-policy`) is refused: no proxy enforces
+/// access policy yet, so accepting `deny` would install an open mesh that looks locked down.
+pub const POLICY_NOT_ENFORCED: &str = "access policies are not enforced yet: no proxy authorizes \
+     inbound requests, so every meshed workload accepts every client. Remove the flag; SMI \
+     Traffic Access (TrafficTarget, --default-inbound-policy allow|authenticated|deny) arrives \
+     with tulle issue 11";
 
-impl InboundPolicy {
-    /// The value stored in the controller's environment.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InboundPolicy::Allow => "allow",
-            InboundPolicy::Deny => "deny",
-        }
+/// The value parser of the removed `--default-inbound-policy`: only `allow`, which is what
+/// the mesh does today, passes (so an old script that spells it out keeps working).
+fn refuse_inbound_policy(v: &str) -> Result<String, String> {
+    if v == "allow" {
+        Ok(v.to_string())
+    } else {
+        Err(POLICY_NOT_ENFORCED.to_string())
     }
 }
 
@@ -155,9 +152,16 @@ pub struct InstallArgs {
     /// Log level (tracing filter) of the injected proxies.
     #[arg(long, default_value = "warn,tulle_proxy=info")]
     pub proxy_log_level: String,
-    /// Inbound policy for workloads that no TrafficTarget names.
-    #[arg(long, value_enum, default_value_t)]
-    pub default_inbound_policy: InboundPolicy,
+    /// Removed until access policies are enforced (issue 11): any value but `allow` is
+    /// refused with the reason.
+    #[arg(
+        long,
+        alias = "default-policy",
+        hide = true,
+        value_name = "POLICY",
+        value_parser = refuse_inbound_policy
+    )]
+    pub default_inbound_policy: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
@@ -303,7 +307,7 @@ mod tests {
         assert_eq!(a.tag, env!("CARGO_PKG_VERSION"));
         assert_eq!(a.trust_domain, "cluster.local");
         assert_eq!(a.webhook_failure_policy, FailurePolicy::Ignore);
-        assert_eq!(a.default_inbound_policy, InboundPolicy::Allow);
+        assert_eq!(a.default_inbound_policy, None);
         assert_eq!(a.identity_validity_days, 365);
         assert_eq!(a.output, Output::Yaml);
     }

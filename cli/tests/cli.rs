@@ -47,6 +47,38 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// Issue 15 item 1: no proxy enforces access policy yet, so asking for one is refused with the
+/// reason instead of installing an open mesh that looks locked down.
+#[test]
+fn default_policy_is_refused_until_access_policies_are_enforced() {
+    for flag in ["--default-policy", "--default-inbound-policy"] {
+        for value in ["deny", "authenticated"] {
+            let out = tulle(&["install", flag, value]);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+            assert!(out.stdout.is_empty(), "{flag} {value}: printed manifests");
+            assert!(
+                err.contains("--default-inbound-policy"),
+                "names the flag: {err}"
+            );
+            assert!(
+                err.contains("access policies are not enforced yet") && err.contains("issue 11"),
+                "says why and what brings it: {err}"
+            );
+        }
+    }
+    // `allow` is what the mesh does anyway: an old script that spells it out still works, and
+    // the controller gets no policy setting it would ignore.
+    let out = tulle(&["install", "--default-inbound-policy", "allow"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("POLICY"));
+    let help = text(&tulle(&["install", "--help"]).stdout);
+    assert!(
+        !help.contains("inbound-policy"),
+        "the flag is hidden: {help}"
+    );
+}
+
 #[test]
 fn bad_pki_file_exits_64_and_names_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -29,8 +29,6 @@ fn install_with_flags() {
             "3",
             "--proxy-log-level",
             "debug",
-            "--default-inbound-policy",
-            "deny",
         ]),
     );
 }

@@ -236,3 +236,32 @@ fn chart_rejects_bad_values_clearly() {
     .unwrap_err();
     assert!(e.contains("go together"), "{e}");
 }
+
+/// Issue 15 item 1: an old values file asking for an access policy fails the install with
+/// the reason; `allow` (what the mesh does anyway) renders, without any policy env var.
+#[test]
+fn chart_refuses_a_default_policy_it_cannot_enforce() {
+    for v in ["deny", "authenticated", "true"] {
+        let e = helm(&[
+            "template",
+            "tulle",
+            "charts/tulle",
+            "-n",
+            "tulle-system",
+            "--set",
+            &format!("defaultInboundPolicy={v}"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("defaultInboundPolicy")
+                && e.contains("access policies are not enforced yet")
+                && e.contains("issue 11"),
+            "{v}: {e}"
+        );
+    }
+    let objs = rendered(&["--set", "defaultInboundPolicy=allow"]);
+    for o in objs.iter().filter(|o| o["kind"] == "Deployment") {
+        let env = &o["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert!(!env.to_string().contains("POLICY"), "{env}");
+    }
+}

@@ -265,8 +265,6 @@ fn flags_reach_the_manifests() {
             "Fail",
             "--controller-replicas",
             "3",
-            "--default-inbound-policy",
-            "deny",
             "--proxy-log-level",
             "trace",
             "--trust-domain",
@@ -291,7 +289,16 @@ fn flags_reach_the_manifests() {
             .unwrap()["value"]
             .clone()
     };
-    assert_eq!(env("TULLE_CONTROLLER_DEFAULT_POLICY"), "deny");
+    // No policy setting the controller would ignore (issue 15 item 1).
+    assert!(
+        !c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"].as_str().unwrap().contains("POLICY")),
+        "{}",
+        c["env"]
+    );
     assert_eq!(env("TULLE_CONTROLLER_PROXY_IMAGE"), "r.example/x/proxy:t1");
     assert_eq!(env("TULLE_CONTROLLER_PROXY_VERSION"), "t1");
     assert_eq!(env("TULLE_CONTROLLER_PROXY_LOG_LEVEL"), "trace");
@@ -304,6 +311,9 @@ fn flags_reach_the_manifests() {
         .find(|o| o["kind"] == "MutatingWebhookConfiguration")
         .unwrap();
     assert_eq!(hook["webhooks"][0]["failurePolicy"], "Fail");
+    // The injector writes InjectionSkipped Events, except on dry runs (controller/tests/
+    // webhook.rs proves that half): `None` would be a false promise to `kubectl --dry-run`.
+    assert_eq!(hook["webhooks"][0]["sideEffects"], "NoneOnDryRun");
     assert!(
         hook["webhooks"][0]["clientConfig"]
             .get("caBundle")

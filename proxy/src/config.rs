@@ -159,8 +159,10 @@ pub struct Config {
     pub static_config: Option<PathBuf>,
     /// Original destination assumed for outbound connections that were not redirected.
     pub outbound_orig_dst_fallback: Option<SocketAddr>,
-    /// Host of the application the inbound side forwards to.
-    pub inbound_app_host: IpAddr,
+    /// Host of the application for inbound connections that were not redirected by iptables
+    /// (default: the address the client connected to). Loopback only for clients that
+    /// connected to loopback themselves (see `inbound::app_ip`).
+    pub inbound_app_host: Option<IpAddr>,
     /// Application port assumed when the inbound side cannot learn the original port.
     pub inbound_port_fallback: Option<u16>,
     /// Ports whose traffic skips protocol detection (server-speaks-first protocols).
@@ -286,7 +288,7 @@ impl Config {
             destination,
             static_config: env.get(ENV_STATIC_CONFIG).map(PathBuf::from),
             outbound_orig_dst_fallback: opt(env, ENV_OUTBOUND_ORIG_DST_FALLBACK)?,
-            inbound_app_host: parse(env, ENV_INBOUND_APP_HOST, [127, 0, 0, 1].into())?,
+            inbound_app_host: opt(env, ENV_INBOUND_APP_HOST)?,
             inbound_port_fallback: opt(env, ENV_INBOUND_PORT_FALLBACK)?,
             opaque_ports: ports(env, ENV_OPAQUE_PORTS)?,
             detect_timeout,

@@ -9,8 +9,14 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The bytes a detection reads at most (then: opaque).
+/// The bytes a detection reads at most (then: opaque), unless they are the start of an
+/// HTTP/1 request line.
 pub const MAX_PEEK: usize = 1024;
+
+/// The longest HTTP/1 request line detection waits for (long URLs: query strings, tokens),
+/// as long as the bytes still look like one: the default `TULLE_PROXY_MAX_HEADER_BYTES`,
+/// which bounds the whole header block anyway.
+pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 
 /// What a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +72,15 @@ fn classify(buf: &[u8], tls: bool) -> Verdict {
                 Verdict::Done(Protocol::Opaque)
             }
         }
-        None if buf.len() >= MAX_PEEK => Verdict::Done(Protocol::Opaque),
+        None if buf.len() >= MAX_REQUEST_LINE => Verdict::Done(Protocol::Opaque),
+        // Past MAX_PEEK, keep reading only what can be a request target and version.
+        None if buf.len() >= MAX_PEEK
+            && !buf[method_len + 1..]
+                .iter()
+                .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\r') =>
+        {
+            Verdict::Done(Protocol::Opaque)
+        }
         None => Verdict::NeedMore,
     }
 }
@@ -107,7 +121,8 @@ async fn detect_from<I: AsyncRead + Unpin>(
                 if let Verdict::Done(p) = classify(&buf, tls) {
                     return Ok((p, buf));
                 }
-                if buf.len() >= MAX_PEEK {
+                // classify bounds what it waits for; this is a backstop.
+                if buf.len() >= MAX_REQUEST_LINE {
                     return Ok((Protocol::Opaque, buf));
                 }
             }
@@ -230,6 +245,41 @@ mod tests {
         );
         assert_eq!(run(&[b"GET /foo FTP/1\r\n"], false).await, Protocol::Opaque);
         assert_eq!(run(&[b"GET"], false).await, Protocol::Opaque);
+    }
+
+    /// Issue 15 item 8: request lines over 1 KiB (long query strings) are HTTP, not opaque
+    /// TCP; bytes that cannot be a request line still turn opaque after MAX_PEEK.
+    #[tokio::test]
+    async fn long_http1_request_lines_are_http() {
+        for len in [MAX_PEEK, 4 * 1024, 60 * 1024] {
+            let line = format!(
+                "GET /search?q={} HTTP/1.1\r\nHost: a\r\n\r\n",
+                "x".repeat(len)
+            );
+            assert_eq!(
+                run(&[line.as_bytes()], false).await,
+                Protocol::Http1,
+                "{len}"
+            );
+            // Arriving in small pieces, as over a slow link.
+            let (mut a, mut b) = tokio::io::duplex(512);
+            let writer = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                for chunk in line.as_bytes().chunks(300) {
+                    b.write_all(chunk).await.unwrap();
+                }
+                b
+            });
+            let (p, buf) = detect(&mut a, Duration::from_secs(5), true).await.unwrap();
+            assert_eq!(p, Protocol::Http1, "{len} in pieces");
+            assert!(buf.starts_with(b"GET /search?q=x"));
+            drop(writer.await);
+        }
+        let too_long = format!("GET /{} HTTP/1.1\r\n", "x".repeat(MAX_REQUEST_LINE));
+        assert_eq!(run(&[too_long.as_bytes()], false).await, Protocol::Opaque);
+        let mut binary = b"GET /".to_vec();
+        binary.extend(std::iter::repeat_n(0u8, 2 * MAX_PEEK));
+        assert_eq!(run(&[&binary], false).await, Protocol::Opaque);
     }
 
     #[tokio::test]

@@ -4,9 +4,13 @@
 //! opaque) → mesh mTLS termination with client identity (ALPN `tulle.h2`: HTTP/2 with
 //! per-request original port/protocol headers; `tulle.tcp`/`tulle.h1`: transport header) →
 //! HTTP restored to the client's original version, or opaque bytes → the application.
+//!
+//! The application is reached at the connection's original destination IP (the pod's own IP),
+//! never at loopback for a client that did not itself connect to loopback: a listener the
+//! application bound to 127.0.0.1 stays private to the pod (see [`app_ip`]).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 
 use http::Request;
@@ -42,9 +46,9 @@ pub struct Inbound {
 
 type TlsKey = Option<Box<str>>;
 /// The metric handles of a connection's last (authority, port).
-type LastMetrics = (Box<str>, Option<u16>, Arc<HttpMetrics>);
-/// Metric handles by (authority, port, client identity).
-type MetricsCache = HashMap<(Box<str>, Option<u16>, TlsKey), Arc<HttpMetrics>>;
+type LastMetrics = (Box<str>, Option<SocketAddr>, Arc<HttpMetrics>);
+/// Metric handles by (authority, target address, client identity).
+type MetricsCache = HashMap<(Box<str>, Option<SocketAddr>, TlsKey), Arc<HttpMetrics>>;
 
 impl std::fmt::Debug for Inbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,7 +75,7 @@ impl<B> PickMetrics<B> for PickInbound {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or(""),
         };
-        let port = req.extensions().get::<AppTarget>().map(|t| t.addr.port());
+        let port = req.extensions().get::<AppTarget>().map(|t| t.addr);
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         match &*last {
             Some((a, p, m)) if &**a == authority && *p == port => m.clone(),
@@ -93,7 +97,7 @@ impl Inbound {
         })
     }
 
-    fn conn(&self, tls: TlsStatus, port: Option<u16>, mesh: bool) -> Arc<InboundConn> {
+    fn conn(&self, tls: TlsStatus, app: IpAddr, port: Option<u16>, mesh: bool) -> Arc<InboundConn> {
         let cfg = &self.rt.config;
         Arc::new(InboundConn {
             client_id: InboundConn::client_id(&tls),
@@ -102,7 +106,7 @@ impl Inbound {
             mesh,
             own_port: cfg.inbound_addr.port(),
             port_fallback: cfg.inbound_port_fallback,
-            app_host: cfg.inbound_app_host,
+            app_host: app,
         })
     }
 
@@ -111,7 +115,16 @@ impl Inbound {
         let _token = self.rt.drain.token();
         let _ = sock.set_nodelay(true);
         let cfg = self.rt.config.clone();
-        let orig_port = original_dst(&sock)
+        let orig = original_dst(&sock);
+        let app = match sock.local_addr() {
+            Ok(local) => app_ip(orig, local, cfg.inbound_app_host),
+            Err(e) => Err(format!("no local address: {e}")),
+        };
+        let app = match app {
+            Ok(ip) => ip,
+            Err(e) => return tracing::info!(%peer, "inbound connection refused: {e}"),
+        };
+        let orig_port = orig
             .map(|a| a.port())
             .filter(|p| *p != cfg.inbound_addr.port());
         let port = orig_port.or(cfg.inbound_port_fallback);
@@ -158,14 +171,20 @@ impl Inbound {
             let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
             let status = TlsStatus::Mesh(client_id);
             let m = self.rt.metrics.tcp(
-                labels(Direction::Inbound, None, &target(&cfg, port), &status, None),
+                labels(
+                    Direction::Inbound,
+                    None,
+                    &target(&cfg, app, port),
+                    &status,
+                    None,
+                ),
                 "src",
             );
             let _g = m.open();
             let mut io = CountingIo::new(tls, m.read.clone(), m.write.clone());
             match alpn.as_deref() {
                 Some(ALPN_H2) => {
-                    let conn = self.conn(status, port, true);
+                    let conn = self.conn(status, app, port, true);
                     self.http(io, true, conn).await
                 }
                 Some(a @ (ALPN_TCP | ALPN_H1)) => {
@@ -177,9 +196,9 @@ impl Inbound {
                     };
                     let p = Some(p).filter(|p| *p != cfg.inbound_addr.port()).or(port);
                     if a == ALPN_TCP {
-                        self.opaque(io, p).await
+                        self.opaque(io, app, p).await
                     } else {
-                        let conn = self.conn(status, p, true);
+                        let conn = self.conn(status, app, p, true);
                         self.http(io, false, conn).await
                     }
                 }
@@ -189,36 +208,45 @@ impl Inbound {
         }
         let status = TlsStatus::NoIdentity(no_tls);
         let m = self.rt.metrics.tcp(
-            labels(Direction::Inbound, None, &target(&cfg, port), &status, None),
+            labels(
+                Direction::Inbound,
+                None,
+                &target(&cfg, app, port),
+                &status,
+                None,
+            ),
             "src",
         );
         let _g = m.open();
         let io = CountingIo::new(io, m.read.clone(), m.write.clone());
         match proto {
             Protocol::Http1 | Protocol::Http2 if !opaque_port => {
-                let conn = self.conn(status, port, false);
+                let conn = self.conn(status, app, port, false);
                 self.http(io, proto == Protocol::Http2, conn).await
             }
-            _ if silent && !opaque_port => self.silent(io, port, status).await,
-            _ => self.opaque(io, port).await,
+            _ if silent && !opaque_port => self.silent(io, app, port, status).await,
+            _ => self.opaque(io, app, port).await,
         }
     }
 
-    fn app_target(&self, port: Option<u16>) -> Option<TcpTarget> {
+    fn app_target(&self, app: IpAddr, port: Option<u16>) -> Option<TcpTarget> {
         let cfg = &self.rt.config;
         let Some(port) = port.filter(|p| *p != cfg.inbound_addr.port()) else {
             tracing::info!("{}", ProxyError::NoOrigPort);
             return None;
         };
         Some(TcpTarget {
-            addr: SocketAddr::new(cfg.inbound_app_host, port),
+            addr: SocketAddr::new(app, port),
             mesh: None,
             metrics: None,
         })
     }
 
-    async fn opaque<I: AsyncRead + AsyncWrite + Unpin>(&self, mut io: I, port: Option<u16>) {
-        let Some(target) = self.app_target(port) else {
+    async fn opaque<I>(&self, mut io: I, app: IpAddr, port: Option<u16>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(target) = self.app_target(app, port) else {
             return;
         };
         let cfg = &self.rt.config;
@@ -230,11 +258,11 @@ impl Inbound {
 
     /// A plaintext client silent through detection: as on the outbound side, whichever of
     /// it and the application speaks first decides between opaque and HTTP.
-    async fn silent<I>(self: &Arc<Self>, io: I, port: Option<u16>, status: TlsStatus)
+    async fn silent<I>(self: &Arc<Self>, io: I, app: IpAddr, port: Option<u16>, status: TlsStatus)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Some(target) = self.app_target(port) else {
+        let Some(target) = self.app_target(app, port) else {
             return;
         };
         let cfg = &self.rt.config;
@@ -244,7 +272,7 @@ impl Inbound {
         };
         let http = tcp::splice_unless_http(io, up, cfg.detect_timeout, cfg.idle_timeout).await;
         if let Some((proto, io)) = http {
-            let conn = self.conn(status, port, false);
+            let conn = self.conn(status, app, port, false);
             self.http(io, proto == Protocol::Http2, conn).await;
         }
     }
@@ -271,12 +299,17 @@ impl Inbound {
         serve(io, h2, cfg, &self.rt.drain, stack).await
     }
 
-    fn metrics(&self, authority: &str, port: Option<u16>, tls: &TlsStatus) -> Arc<HttpMetrics> {
+    fn metrics(
+        &self,
+        authority: &str,
+        addr: Option<SocketAddr>,
+        tls: &TlsStatus,
+    ) -> Arc<HttpMetrics> {
         let tls_key: TlsKey = match tls {
             TlsStatus::Mesh(id) => Some(id.as_str().into()),
             TlsStatus::NoIdentity(_) => None,
         };
-        let key = (Box::<str>::from(authority), port, tls_key);
+        let key = (Box::<str>::from(authority), addr, tls_key);
         if let Some(m) = self
             .metrics
             .read()
@@ -292,7 +325,10 @@ impl Inbound {
         } else {
             Some(authority)
         };
-        let addr = target(&self.rt.config, port);
+        let addr = match addr {
+            Some(a) => a.to_string(),
+            None => self.rt.config.inbound_addr.to_string(),
+        };
         let m =
             Arc::new(
                 self.rt
@@ -306,9 +342,88 @@ impl Inbound {
     }
 }
 
-fn target(cfg: &crate::config::Config, port: Option<u16>) -> String {
+fn target(cfg: &crate::config::Config, app: IpAddr, port: Option<u16>) -> String {
     match port {
-        Some(p) => SocketAddr::new(cfg.inbound_app_host, p).to_string(),
+        Some(p) => SocketAddr::new(app, p).to_string(),
         None => cfg.inbound_addr.to_string(),
+    }
+}
+
+/// The IP the application is reached at for an inbound connection: the IP the client
+/// addressed, i.e. the original destination of a connection iptables redirected, or else
+/// the address it connected to (the pod's IP for a peer proxy dialling the inbound port
+/// directly; localhost for a client on loopback). `TULLE_PROXY_INBOUND_APP_HOST` replaces
+/// the latter, for running without iptables. Loopback is refused unless the client itself connected to loopback: forwarding
+/// network clients to 127.0.0.1 would expose the application's localhost-only listeners.
+pub fn app_ip(
+    orig_dst: Option<SocketAddr>,
+    local: SocketAddr,
+    app_host: Option<IpAddr>,
+) -> Result<IpAddr, String> {
+    let dst = orig_dst.unwrap_or(local).ip();
+    let ip = match (orig_dst, app_host) {
+        (None, Some(host)) => host,
+        // A local client of the proxy (tests, demos): the application's localhost.
+        (None, None) if dst.is_loopback() => match dst {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        },
+        _ => dst,
+    };
+    if ip.is_loopback() && !dst.is_loopback() {
+        return Err(format!(
+            "the client connected to {dst}, which is not loopback, and TULLE_PROXY_INBOUND_APP_HOST \
+             is {ip}: forwarding it there would expose localhost-only listeners; unset \
+             TULLE_PROXY_INBOUND_APP_HOST (the application is reached at the address the client \
+             connected to)"
+        ));
+    }
+    Ok(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn app_is_reached_at_the_original_destination_never_loopback_for_the_network() {
+        let local = a("10.0.0.5:4143");
+        // Redirected by iptables: the pod IP of the original destination, even with an
+        // app host configured.
+        assert_eq!(
+            app_ip(Some(a("10.0.0.5:8080")), local, None),
+            Ok("10.0.0.5".parse().unwrap())
+        );
+        assert_eq!(
+            app_ip(Some(a("10.0.0.5:8080")), local, Some([127, 0, 0, 1].into())),
+            Ok("10.0.0.5".parse().unwrap())
+        );
+        // A peer dialling the inbound port directly (mesh transport header chooses the
+        // port): the pod IP it dialled, not 127.0.0.1.
+        assert_eq!(app_ip(None, local, None), Ok("10.0.0.5".parse().unwrap()));
+        // Loopback only for a client that connected to loopback itself.
+        let e = app_ip(None, local, Some([127, 0, 0, 1].into())).unwrap_err();
+        assert!(e.contains("TULLE_PROXY_INBOUND_APP_HOST"), "{e}");
+        assert_eq!(
+            app_ip(None, a("127.0.0.2:4143"), None),
+            Ok([127, 0, 0, 1].into())
+        );
+        assert_eq!(
+            app_ip(None, a("[::1]:4143"), None),
+            Ok(Ipv6Addr::LOCALHOST.into())
+        );
+        assert_eq!(
+            app_ip(None, a("127.0.0.1:4143"), Some([127, 0, 0, 2].into())),
+            Ok([127, 0, 0, 2].into())
+        );
+        // A non-loopback app host for clients of a non-loopback address is the user's choice.
+        assert_eq!(
+            app_ip(None, local, Some([10, 0, 0, 9].into())),
+            Ok([10, 0, 0, 9].into())
+        );
     }
 }

@@ -137,3 +137,25 @@ async fn identity_down_keeps_serving_on_the_current_certificate() {
     })
     .await
 }
+
+/// ServiceAccount names are DNS subdomains and may contain dots (issue 15 item 8): the proxy
+/// used to refuse its own identity name at startup (and exit), and tulle-identity to parse it.
+#[tokio::test]
+async fn service_account_names_with_dots_are_certified() {
+    init();
+    bounded(async {
+        let ca = Ca::new().await;
+        let identity = IdentityServer::start(&ca, Duration::from_secs(60)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let name = "web.v2.shop.serviceaccount.identity.tulle.cluster.local";
+        let (tls, certifier) = certified_tls(&ca, &identity, name, dir.path());
+        let task = tokio::spawn(certifier.run(tls.store.clone()));
+        while !tls.store.has_cert() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let leaf = tls.store.current().unwrap();
+        assert_eq!(peer_identity(Some(&leaf.cert)).as_deref(), Some(name));
+        task.abort();
+    })
+    .await
+}

@@ -207,12 +207,17 @@ fn http_get(addr: &str, path: &str, host: &str) -> std::io::Result<String> {
 
 /// A tiny HTTP application in `ns` on 0.0.0.0:APP_PORT that echoes the mesh client id.
 fn app(ns: &str) {
+    app_on(ns, "0.0.0.0", APP_PORT);
+}
+
+/// The HTTP application of [`app`] listening on `ip:port` (`127.0.0.1`: localhost only).
+fn app_on(ns: &str, ip: &'static str, port: u16) {
     let (tx, rx) = std::sync::mpsc::channel();
     let path = format!("/var/run/netns/{ns}");
     std::thread::spawn(move || {
         let fd = std::fs::File::open(&path).unwrap();
         nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        let l = TcpListener::bind(("0.0.0.0", APP_PORT)).unwrap();
+        let l = TcpListener::bind((ip, port)).unwrap();
         tx.send(()).unwrap();
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
@@ -302,7 +307,7 @@ fn transparent_interception_between_two_meshed_netns() {
         mb.lines()
             .any(|l| l.starts_with("request_total{direction=\"inbound\"")
                 && l.contains(&format!("client_id=\"{ID_A}\""))
-                && l.contains(&format!("target_addr=\"127.0.0.1:{APP_PORT}\""))
+                && l.contains(&format!("target_addr=\"{}:{APP_PORT}\"", net.ip_b))
                 && l.ends_with(" 1")),
         "{mb}"
     );
@@ -339,4 +344,208 @@ fn transparent_interception_between_two_meshed_netns() {
         ma.contains(&format!("target_addr=\"{}:9090\"", net.ip_b)),
         "the connection went through A's proxy:\n{ma}"
     );
+}
+
+/// An opaque TCP application in `ns` on `ip:port`: answers each line with `echo <line>`.
+fn echo_on(ns: &str, ip: &'static str, port: u16) {
+    in_ns(ns, move || {
+        let l = TcpListener::bind((ip, port)).unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 256];
+                    if let Ok(n @ 1..) = s.read(&mut buf) {
+                        let _ = s.write_all(b"echo ");
+                        let _ = s.write_all(&buf[..n]);
+                    }
+                });
+            }
+        });
+    });
+}
+
+/// Plain TCP: sends `ping\n` to `addr` and returns all the bytes that come back before the
+/// connection ends (nothing when the proxy closes or resets it).
+fn tcp_ping(addr: &str) -> String {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5))
+    else {
+        return String::new();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"ping\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A meshed peer that dials pod B's inbound port directly with identity A and chooses the
+/// target port itself: the transport header (ALPN `tulle.tcp`) and `tulle-orig-port`
+/// (ALPN `tulle.h2`), as a compromised or malicious meshed workload could.
+struct Peer {
+    tls: tulle_proxy::identity::Tls,
+    inbound: std::net::SocketAddr,
+}
+
+impl Peer {
+    fn new(net: &Net) -> Peer {
+        use tulle_proxy::identity::CredentialSource;
+        let creds = tulle_proxy::identity::FileSource {
+            name: ID_A.into(),
+            cert_file: net.dir.join(format!("{ID_A}.crt")),
+            key_file: net.dir.join(format!("{ID_A}.key")),
+            trust_anchors: tulle_proxy::config::TrustAnchors::File(net.dir.join("ca.pem")),
+        }
+        .load()
+        .unwrap();
+        Peer {
+            tls: tulle_proxy::identity::Tls::new(creds).unwrap(),
+            inbound: format!("{}:4143", net.ip_b).parse().unwrap(),
+        }
+    }
+
+    fn mesh(&self, alpn: &[u8]) -> tulle_proxy::client::MeshTls {
+        tulle_proxy::client::MeshTls {
+            config: self.tls.client(alpn),
+            name: tulle_proxy::identity::server_name(ID_B).unwrap(),
+            identity: ID_B.into(),
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Opaque TCP over mesh mTLS to `port`: what comes back for `ping\n`.
+    fn tcp(&self, port: u16) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mesh, addr) = (self.mesh(tulle_proxy::identity::ALPN_TCP), self.inbound);
+        Self::rt().block_on(async move {
+            let t = Duration::from_secs(5);
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut io = mesh
+                .handshake_with_header(addr, tcp, t, port)
+                .await
+                .unwrap();
+            let _ = io.write_all(b"ping\n").await;
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), io.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    }
+
+    /// An HTTP/1.1 request carried as HTTP/2 over mesh mTLS (as the outbound proxy does),
+    /// with `tulle-orig-port: port`: the status and body.
+    fn http(&self, port: u16) -> (u16, String) {
+        let (mesh, addr) = (self.mesh(tulle_proxy::identity::ALPN_H2), self.inbound);
+        Self::rt().block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let io = mesh
+                .handshake(addr, tcp, Duration::from_secs(5))
+                .await
+                .unwrap();
+            let (mut client, conn) = h2::client::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            let req = http::Request::get(format!("http://web.b.svc.cluster.local:{port}/"))
+                .header(tulle_proxy::http::ORIG_PORT, port.to_string())
+                // The client's HTTP/1.1, carried as HTTP/2 between proxies.
+                .header(tulle_proxy::http::ORIG_PROTO, "HTTP/1.1")
+                .body(())
+                .unwrap();
+            let (resp, _) = client.send_request(req, true).unwrap();
+            let resp = resp.await.unwrap();
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            let mut out = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                let _ = body.flow_control().release_capacity(chunk.len());
+                out.extend_from_slice(&chunk);
+            }
+            (status, String::from_utf8_lossy(&out).into_owned())
+        })
+    }
+}
+
+/// Issue 15 item 2: the inbound proxy forwards to the pod's IP (the original destination),
+/// not 127.0.0.1, so a listener the application bound to localhost only stays private, for
+/// plaintext clients and for meshed peers that choose the port themselves; listeners on
+/// 0.0.0.0 are reached as before (and the proxy's own connection to the pod IP is not
+/// redirected back to it).
+#[test]
+fn localhost_only_listeners_are_not_reachable_through_the_inbound_proxy() {
+    const HTTP_PRIVATE: u16 = 9091;
+    const TCP_PUBLIC: u16 = 9090;
+    const TCP_PRIVATE: u16 = 9092;
+    let mut net = Net::new();
+    // Pod B is meshed; namespace A is "the network": an unmeshed client, no rules, no proxy.
+    net.init(&net.b.clone());
+    let b = net.b.clone();
+    app(&b);
+    app_on(&b, "127.0.0.1", HTTP_PRIVATE);
+    echo_on(&b, "0.0.0.0", TCP_PUBLIC);
+    echo_on(&b, "127.0.0.1", TCP_PRIVATE);
+    net.proxy(&b, ID_B, r#"{"destinations":[]}"#);
+    let (a, ipb) = (net.a.clone(), net.ip_b.clone());
+    let logs = |net: &Net| format!("B's proxy log:\n{}", net.log(&net.b));
+
+    // Plaintext HTTP (redirected to the inbound proxy by B's iptables).
+    let (t, host) = (format!("{ipb}:{APP_PORT}"), format!("web.b:{APP_PORT}"));
+    let open = in_ns(&a, move || http_get(&t, "/", &host)).unwrap();
+    assert!(
+        open.starts_with("HTTP/1.1 200") && open.contains("hello from b"),
+        "an app on 0.0.0.0 is reachable: {open}\n{}",
+        logs(&net)
+    );
+    let t = format!("{ipb}:{HTTP_PRIVATE}");
+    let private = in_ns(&a, move || http_get(&t, "/", "web.b")).unwrap_or_default();
+    assert!(
+        !private.contains("hello from b") && !private.starts_with("HTTP/1.1 200"),
+        "an app on 127.0.0.1 only must not be reachable over plaintext HTTP: {private}"
+    );
+
+    // Plaintext opaque TCP.
+    let t = format!("{ipb}:{TCP_PUBLIC}");
+    let echoed = in_ns(&a, move || tcp_ping(&t));
+    assert_eq!(echoed, "echo ping\n", "{}", logs(&net));
+    let t = format!("{ipb}:{TCP_PRIVATE}");
+    let echoed = in_ns(&a, move || tcp_ping(&t));
+    assert_eq!(
+        echoed, "",
+        "an app on 127.0.0.1 only must not be reachable over plaintext TCP"
+    );
+
+    // A meshed peer choosing the port: transport header (opaque) and tulle-orig-port (HTTP).
+    let peer = std::sync::Arc::new(Peer::new(&net));
+    let p = peer.clone();
+    let echoed = in_ns(&a, move || p.tcp(TCP_PUBLIC));
+    assert_eq!(echoed, "echo ping\n", "{}", logs(&net));
+    let p = peer.clone();
+    let echoed = in_ns(&a, move || p.tcp(TCP_PRIVATE));
+    assert_eq!(
+        echoed, "",
+        "a transport header must not reach an app on 127.0.0.1 only"
+    );
+    let p = peer.clone();
+    let (status, body) = in_ns(&a, move || p.http(APP_PORT));
+    assert_eq!(status, 200, "{body}\n{}", logs(&net));
+    assert!(body.ends_with(&format!("client-id={ID_A}")), "{body}");
+    let p = peer.clone();
+    let (status, body) = in_ns(&a, move || p.http(HTTP_PRIVATE));
+    assert_eq!(
+        status, 502,
+        "tulle-orig-port must not reach an app on 127.0.0.1 only: {body}"
+    );
+    assert!(!body.contains("hello from b"), "{body}");
+
+    // The application was reached at the pod IP, as the metrics say.
+    let mb = in_ns(&b, || http_get("127.0.0.1:4191", "/metrics", "x")).unwrap();
+    assert!(
+        mb.contains(&format!("target_addr=\"{ipb}:{APP_PORT}\"")),
+        "{mb}"
+    );
+    assert!(!mb.contains("target_addr=\"127.0.0.1:"), "{mb}");
 }

@@ -38,7 +38,8 @@ pub fn injector(v: &Values) -> MutatingWebhookConfiguration {
                 ..Default::default()
             },
             failure_policy: Some(v.webhook_failure_policy.as_str().into()),
-            side_effects: "None".into(),
+            // The webhook writes Events (InjectionSkipped), never on dry runs.
+            side_effects: "NoneOnDryRun".into(),
             admission_review_versions: vec!["v1".into()],
             timeout_seconds: Some(10),
             reinvocation_policy: Some("Never".into()),

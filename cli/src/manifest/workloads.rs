@@ -303,10 +303,6 @@ pub fn deployments(v: &Values) -> Vec<Value> {
             env_value("TULLE_CONTROLLER_PROXY_IMAGE", v.image("proxy")),
             env_value("TULLE_CONTROLLER_PROXY_VERSION", &v.tag),
             env_value("TULLE_CONTROLLER_PROXY_LOG_LEVEL", &v.proxy_log_level),
-            env_value(
-                "TULLE_CONTROLLER_DEFAULT_POLICY",
-                v.default_inbound_policy.as_str(),
-            ),
         ],
         ports: vec![
             container_port("grpc", 8086),

@@ -36,7 +36,8 @@ pub struct InboundConn {
     pub own_port: u16,
     /// `TULLE_PROXY_INBOUND_PORT_FALLBACK`.
     pub port_fallback: Option<u16>,
-    /// The application's host (`TULLE_PROXY_INBOUND_APP_HOST`).
+    /// The application's host: the connection's original destination IP (the pod's own IP,
+    /// never loopback unless the client itself connected to loopback).
     pub app_host: IpAddr,
 }
 
