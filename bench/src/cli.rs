@@ -45,22 +45,26 @@ pub struct ControlPlaneArgs {
 pub enum PathKind {
     Direct,
     Tulle,
+    /// The tulle pair with a 50/50 TrafficSplit between two backend services in force.
+    TulleSplit,
     Nginx,
     Haproxy,
 }
 
 impl PathKind {
-    pub const ALL: [PathKind; 4] = [
+    pub const ALL: [PathKind; 5] = [
         PathKind::Direct,
         PathKind::Haproxy,
         PathKind::Nginx,
         PathKind::Tulle,
+        PathKind::TulleSplit,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             PathKind::Direct => "direct",
             PathKind::Tulle => "tulle",
+            PathKind::TulleSplit => "tulle-split",
             PathKind::Nginx => "nginx",
             PathKind::Haproxy => "haproxy",
         }

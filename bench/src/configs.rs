@@ -104,18 +104,34 @@ pub fn haproxy_inbound(certs: &CertFiles, listen: SocketAddr, backend: SocketAdd
 }
 
 /// The tulle outbound proxy's static discovery: the bench authority resolves to the inbound
-/// proxy, which must present [`SERVER_NAME`].
-pub fn tulle_static(service_addr: SocketAddr, inbound: SocketAddr) -> String {
-    serde_json::json!({
-        "destinations": [{
+/// proxy, which must present [`SERVER_NAME`]. With `split`, a 50/50 TrafficSplit of the bench
+/// authority between two backend services, each resolving to the same inbound proxy.
+pub fn tulle_static(service_addr: SocketAddr, inbound: SocketAddr, split: bool) -> String {
+    let endpoints = serde_json::json!([{
+        "addr": inbound.to_string(),
+        "identity": SERVER_NAME,
+        "labels": {"pod": "web-bench-1"}
+    }]);
+    let mut destinations = vec![serde_json::json!({
+        "authority": AUTHORITY,
+        "addrs": [service_addr.to_string()],
+        "endpoints": endpoints,
+    })];
+    let mut splits = vec![];
+    if split {
+        let backends: Vec<String> = ["web-v1", "web-v2"]
+            .iter()
+            .map(|b| format!("{b}.bench.svc.cluster.local:80"))
+            .collect();
+        for b in &backends {
+            destinations.push(serde_json::json!({"authority": b, "endpoints": endpoints}));
+        }
+        splits.push(serde_json::json!({
             "authority": AUTHORITY,
             "addrs": [service_addr.to_string()],
-            "endpoints": [{
-                "addr": inbound.to_string(),
-                "identity": SERVER_NAME,
-                "labels": {"pod": "web-bench-1"}
-            }]
-        }]
-    })
-    .to_string()
+            "name": "bench/web",
+            "backends": [{"authority": backends[0], "weight": 50}, {"authority": backends[1], "weight": 50}],
+        }));
+    }
+    serde_json::json!({"destinations": destinations, "splits": splits}).to_string()
 }

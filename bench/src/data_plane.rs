@@ -25,7 +25,7 @@ pub fn run(args: &DataPlaneArgs) -> anyhow::Result<()> {
         args.paths.clone()
     };
     let mut notes = Vec::new();
-    let tulle = if kinds.contains(&PathKind::Tulle) {
+    let tulle = if kinds.contains(&PathKind::Tulle) || kinds.contains(&PathKind::TulleSplit) {
         match args
             .proxy_bin
             .clone()

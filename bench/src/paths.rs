@@ -114,7 +114,8 @@ pub fn start(kind: PathKind, ctx: &Ctx) -> anyhow::Result<RunningPath> {
                 proxies: vec![outbound, inbound],
             }
         }
-        PathKind::Tulle => start_tulle(ctx)?,
+        PathKind::Tulle => start_tulle(ctx, false)?,
+        PathKind::TulleSplit => start_tulle(ctx, true)?,
     };
     verify(path.entry, START_TIMEOUT).with_context(|| {
         let logs: Vec<String> = path
@@ -131,14 +132,16 @@ pub fn start(kind: PathKind, ctx: &Ctx) -> anyhow::Result<RunningPath> {
     Ok(path)
 }
 
-fn start_tulle(ctx: &Ctx) -> anyhow::Result<RunningPath> {
+/// The tulle pair; with `split`, the outbound proxy applies a 50/50 TrafficSplit between two
+/// backend services (both served by the same inbound proxy, so only the split's cost differs).
+fn start_tulle(ctx: &Ctx, split: bool) -> anyhow::Result<RunningPath> {
     let Some(bin) = &ctx.tulle else {
         bail!("no tulle-proxy binary")
     };
     let dir = &ctx.dir;
     let (entry, mid, service) = (free_port()?, free_port()?, free_port()?);
     let static_path = dir.join("tulle-static.json");
-    std::fs::write(&static_path, configs::tulle_static(service, mid))?;
+    std::fs::write(&static_path, configs::tulle_static(service, mid, split))?;
     let certs = &ctx.certs;
     let tulle = |name: &str,
                  cert: &Path,

@@ -250,6 +250,23 @@ pub fn targets(r: &Results) -> Vec<Target> {
         "µs",
         &|v| v <= 12.0,
     );
+    let split_ratio = |l: &str, f: fn(&Row) -> Option<f64>| {
+        get("tulle-split", l, f)
+            .zip(get("tulle", l, f))
+            .map(|(a, b)| a / b)
+    };
+    add(
+        "tulle-split max throughput ≥ 0.95 × tulle",
+        split_ratio("max", |x| x.rps),
+        "× tulle",
+        &|v| v >= 0.95,
+    );
+    add(
+        "tulle-split p50 at 1,000 req/s ≤ 1.05 × tulle",
+        split_ratio("1000", |x| x.p50_us),
+        "× tulle",
+        &|v| v <= 1.05,
+    );
     add(
         "idle RSS ≤ 10 MiB/proxy",
         get("tulle", "1000", |x| x.rss_kb_idle_per_proxy),

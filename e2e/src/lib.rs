@@ -9,6 +9,7 @@
 //!
 //! Every e2e test is `#[ignore = "needs the cluster: run with cluster/e2e"]` and uses `#[tokio::test]`.
 
+pub mod install;
 pub mod kubectl;
 pub mod mesh;
 mod namespace;

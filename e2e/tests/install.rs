@@ -7,9 +7,11 @@
 //! Needs the images of `cluster/load-tulle`, `cluster/image testapp`, the `tulle` binary
 //! (`$TULLE_BIN`) and helm (`$TULLE_HELM`); cluster/e2e provides all of them.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use tulle_e2e::install::{
+    CP, Uninstall, bin, check, control_plane_ready, helm, run_stdin, tulle, wait_gone,
+};
 use tulle_e2e::mesh::identity_name;
 use tulle_e2e::traffic::{
     WEB_SERVICE, has_mtls_request, load, load_env, pods, proxy_metrics, until_answering, workload,
@@ -17,162 +19,6 @@ use tulle_e2e::traffic::{
 use tulle_e2e::{TestNamespace, kubectl, wait};
 
 const STEP: Duration = Duration::from_secs(180);
-const CP: &str = "tulle-system";
-
-fn bin(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("${var} is not set: run the e2e tests with cluster/e2e"))
-}
-
-/// Runs a command, returns its stdout; panics with its stderr on failure.
-fn run(cmd: &str, args: &[&str]) -> String {
-    run_stdin(cmd, args, "")
-}
-
-/// Runs a command with `input` on stdin, returns its stdout; panics with its stderr on failure.
-fn run_stdin(cmd: &str, args: &[&str], input: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {} failed ({}): {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn tulle(args: &[&str]) -> String {
-    run(&bin("TULLE_BIN"), args)
-}
-
-fn helm(args: &[&str]) -> String {
-    run(&bin("TULLE_HELM"), args)
-}
-
-/// `tulle check [args] -o json`: whether it passed, and the document (for the failure message).
-fn check(args: &[&str]) -> (bool, String) {
-    let mut argv = vec!["check"];
-    argv.extend_from_slice(args);
-    argv.extend_from_slice(&["-o", "json"]);
-    let out = Command::new(bin("TULLE_BIN"))
-        .args(&argv)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running tulle check");
-    let doc = String::from_utf8_lossy(&out.stdout).into_owned();
-    let v: serde_json::Value = serde_json::from_str(&doc)
-        .unwrap_or_else(|e| panic!("tulle check -o json is not JSON ({e}): {doc}"));
-    assert_eq!(
-        out.status.success(),
-        v["success"] == serde_json::Value::Bool(true),
-        "exit code and success disagree: {doc}"
-    );
-    (out.status.success(), doc)
-}
-
-/// What `tulle uninstall` names and must be gone afterwards: the namespace, CRDs, cluster
-/// RBAC and the webhook configuration.
-fn leftovers() -> Vec<String> {
-    let mut left = Vec::new();
-    for (kind, filter) in [
-        ("namespace", CP),
-        ("crd", "smi-spec.io"),
-        ("clusterrole", "tulle-"),
-        ("clusterrolebinding", "tulle-"),
-        ("mutatingwebhookconfiguration", "tulle-"),
-    ] {
-        let out = kubectl::run(&["get", kind, "-o", "name"]).unwrap_or_default();
-        left.extend(out.lines().filter(|l| l.contains(filter)).map(String::from));
-    }
-    left
-}
-
-/// Removes any mesh left by an earlier failed run (and by this one when dropped).
-struct Uninstall;
-
-impl Uninstall {
-    fn now() {
-        if let Ok(yaml) = Command::new(bin("TULLE_BIN")).arg("uninstall").output() {
-            let _ = kubectl::run_stdin(
-                &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
-                &String::from_utf8_lossy(&yaml.stdout),
-            );
-        }
-        let _ = Command::new(bin("TULLE_HELM"))
-            .args(["uninstall", "tulle", "-n", CP, "--ignore-not-found"])
-            .output();
-        let _ = Command::new(bin("TULLE_HELM"))
-            .args(["uninstall", "tulle-crds", "--ignore-not-found"])
-            .output();
-    }
-}
-
-impl Drop for Uninstall {
-    fn drop(&mut self) {
-        if std::env::var_os("TULLE_E2E_KEEP").is_none() {
-            Uninstall::now();
-        }
-    }
-}
-
-async fn wait_gone() {
-    wait::until(
-        "nothing of the mesh left",
-        STEP,
-        || async { leftovers().is_empty().then_some(()) },
-        || async { format!("left: {:?}", leftovers()) },
-    )
-    .await
-    .expect("uninstall leaves nothing");
-}
-
-async fn control_plane_ready(client: &kube::Client) {
-    for c in ["identity", "controller"] {
-        wait::pods_ready(
-            client,
-            CP,
-            &format!("tulle.io/control-plane-component={c}"),
-            1,
-            STEP,
-        )
-        .await
-        .expect(c);
-    }
-    // The controller put its webhook CA into the configuration.
-    wait::until(
-        "the injector's caBundle",
-        STEP,
-        || async {
-            let ca = kubectl::run(&[
-                "get",
-                "mutatingwebhookconfiguration",
-                "tulle-proxy-injector",
-                "-o",
-                "jsonpath={.webhooks[0].clientConfig.caBundle}",
-            ])
-            .ok()?;
-            (!ca.trim().is_empty()).then_some(())
-        },
-        || async { String::new() },
-    )
-    .await
-    .expect("caBundle");
-}
 
 /// An annotated namespace with web + client (no sidecars in the YAML): both are injected and
 /// talk mTLS with their own identities; a Job with an injected pod completes.

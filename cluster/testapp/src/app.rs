@@ -54,6 +54,10 @@ impl Config {
 
 fn router(cfg: &Config, load: Option<load::Shared>) -> axum::Router {
     let (pod, ns) = (cfg.pod.clone(), cfg.namespace.clone());
+    let who = move || {
+        let (pod, ns) = (pod.clone(), ns.clone());
+        async move { Json(json!({"pod": pod, "namespace": ns})) }
+    };
     axum::Router::new()
         .route(
             "/load",
@@ -64,10 +68,9 @@ fn router(cfg: &Config, load: Option<load::Shared>) -> axum::Router {
                 }
             }),
         )
-        .route(
-            "/",
-            get(move || async move { Json(json!({"pod": pod, "namespace": ns})) }),
-        )
+        .route("/", get(who.clone()))
+        // Any other path answers who served it too (route rules of the SMI tests).
+        .fallback(who)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/call", get(call))
 }

@@ -1,7 +1,7 @@
 //! tulle-testapp: a small HTTP server for the cluster end-to-end tests.
 //!
 //! `tulle-testapp` (no arguments) serves, on `$PORT` (default 8080):
-//! - `/` the pod's name and namespace (`$POD_NAME`, `$POD_NAMESPACE`, from the downward API) as JSON,
+//! - `/` (and any path not listed here) the pod's name and namespace (`$POD_NAME`, `$POD_NAMESPACE`, from the downward API) as JSON,
 //! - `/call?url=http://svc.ns:port/path` makes a GET to another service and reports what came back,
 //! - `/healthz`,
 //! - `/load`: with `$LOAD_URL` set, a steady GET load (`$LOAD_RPS`/s, default 20) runs in the
