@@ -2,7 +2,11 @@
 //! tonic client and server code.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/identity.proto", "proto/destination.proto"];
+    let files = [
+        "proto/identity.proto",
+        "proto/destination.proto",
+        "proto/policy.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -2,7 +2,8 @@
 //!
 //! - [`identity`]: `tulle.identity.Identity/Certify` (CSR + ServiceAccount token → leaf).
 //! - [`destination`]: `tulle.destination.Destination/Get` (endpoint watch) and
-//!   `GetProfile` (TrafficSplit weighted backends).
+//!   `GetProfile` (TrafficSplit weighted backends and route matches).
+//! - [`policy`]: `tulle.policy.InboundPolicies/Watch` (a pod's SMI Traffic Access policy).
 //!
 //! The generated code is built from `proto/*.proto` by protox (no system protoc).
 //! Small typed helpers sit next to it: identity names ([`names`]), address conversions
@@ -26,6 +27,12 @@ pub mod identity {
 #[allow(missing_docs, clippy::all, unreachable_pub)]
 pub mod destination {
     tonic::include_proto!("tulle.destination");
+}
+
+/// Generated code of `proto/policy.proto`.
+#[allow(missing_docs, clippy::all, unreachable_pub)]
+pub mod policy {
+    tonic::include_proto!("tulle.policy");
 }
 
 pub use names::{NameError, ServiceAccountIdentity};
