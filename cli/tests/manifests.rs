@@ -211,8 +211,12 @@ fn traffic_split_versions_differ_where_the_api_does() {
     for v in ["v1alpha1", "v1alpha2", "v1alpha3", "v1alpha4"] {
         assert_eq!(weight(v)["x-kubernetes-int-or-string"], true, "{v}");
     }
-    assert!(weight("v1alpha1").get("x-kubernetes-validations").is_none());
-    assert!(weight("v1alpha4")["x-kubernetes-validations"].is_array());
+    // v1alpha1 weights are Quantities (milli-units once stored); no CEL rule on any weight:
+    // on an int-or-string field the API server estimates it beyond the CRD's cost budget.
+    assert_ne!(weight("v1alpha1")["description"], weight("v1alpha4")["description"]);
+    for v in ["v1alpha1", "v1alpha4"] {
+        assert!(weight(v).get("x-kubernetes-validations").is_none(), "{v}");
+    }
 }
 
 #[test]
