@@ -213,7 +213,10 @@ fn traffic_split_versions_differ_where_the_api_does() {
     }
     // v1alpha1 weights are Quantities (milli-units once stored); no CEL rule on any weight:
     // on an int-or-string field the API server estimates it beyond the CRD's cost budget.
-    assert_ne!(weight("v1alpha1")["description"], weight("v1alpha4")["description"]);
+    assert_ne!(
+        weight("v1alpha1")["description"],
+        weight("v1alpha4")["description"]
+    );
     for v in ["v1alpha1", "v1alpha4"] {
         assert!(weight(v).get("x-kubernetes-validations").is_none(), "{v}");
     }
