@@ -137,6 +137,24 @@ async fn meshed_pair_mtls_scaling_and_controller_loss() {
         during.raw
     );
     assert_no_failures(&during, "while the controller pod was replaced");
+    // None of it went in plaintext: the servers' proxies saw no request for web without
+    // mTLS (the client proxy fails closed rather than skip mTLS when discovery does not
+    // answer; kubelet's probes, plaintext by nature, name the pod IP, not web).
+    for web in pods(&n, "app=web") {
+        let m = proxy_metrics(&n, &web);
+        let plain: Vec<&str> = m
+            .lines()
+            .filter(|l| {
+                l.starts_with("request_total{direction=\"inbound\"")
+                    && l.contains("tls=\"no_identity\"")
+                    && l.contains(&format!("authority=\"web.{n}"))
+            })
+            .collect();
+        assert!(
+            plain.is_empty(),
+            "plaintext requests reached {web}: {plain:?}"
+        );
+    }
     // The proxies resolve through the new controller: a new server pod gets traffic.
     kubectl::run(&["scale", "-n", &n, "deploy/web", "--replicas=2"]).unwrap();
     let (set, took) = until_answering(&n, &client, 2, STEP).await;

@@ -76,6 +76,7 @@ pub const ENV_H2_MAX_CONCURRENT_STREAMS: &str = "TULLE_PROXY_H2_MAX_CONCURRENT_S
 pub const ENV_SHUTDOWN_GRACE: &str = "TULLE_PROXY_SHUTDOWN_GRACE";
 pub const ENV_WORKER_THREADS: &str = "TULLE_PROXY_WORKER_THREADS";
 pub const ENV_LOG: &str = "TULLE_PROXY_LOG";
+pub const ENV_MESH_NETWORKS: &str = "TULLE_PROXY_MESH_NETWORKS";
 
 /// The proxy's identity: its name, trust anchors and where its certificate comes from.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -167,6 +168,12 @@ pub struct Config {
     pub inbound_port_fallback: Option<u16>,
     /// Ports whose traffic skips protocol detection (server-speaks-first protocols).
     pub opaque_ports: Vec<u16>,
+    /// The cluster's pod and service networks: an original destination inside them is
+    /// never sent in plaintext because discovery did not answer (fail closed); only the
+    /// controller's own "not a mesh destination" answer lets it go to the original
+    /// destination as is.
+    #[serde(serialize_with = "nets::serialize")]
+    pub mesh_networks: Vec<ipnet::IpNet>,
     #[serde(with = "ms")]
     pub detect_timeout: Duration,
     #[serde(with = "ms")]
@@ -190,6 +197,18 @@ pub struct Config {
     pub worker_threads: usize,
     pub log: String,
 }
+
+mod nets {
+    pub fn serialize<S: serde::Serializer>(n: &[ipnet::IpNet], s: S) -> Result<S::Ok, S::Error> {
+        let list: Vec<String> = n.iter().map(ToString::to_string).collect();
+        s.serialize_str(&list.join(","))
+    }
+}
+
+/// The default mesh networks (as Linkerd's `clusterNetworks`): the private IPv4 ranges, the
+/// shared address space, and IPv6 unique local addresses.
+pub const DEFAULT_MESH_NETWORKS: &str =
+    "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8";
 
 mod ms {
     pub fn serialize<S: serde::Serializer>(
@@ -291,6 +310,7 @@ impl Config {
             inbound_app_host: opt(env, ENV_INBOUND_APP_HOST)?,
             inbound_port_fallback: opt(env, ENV_INBOUND_PORT_FALLBACK)?,
             opaque_ports: ports(env, ENV_OPAQUE_PORTS)?,
+            mesh_networks: networks(env, ENV_MESH_NETWORKS)?,
             detect_timeout,
             connect_timeout: dur(env, ENV_CONNECT_TIMEOUT, Duration::from_secs(1))?,
             response_timeout: dur(env, ENV_RESPONSE_TIMEOUT, Duration::from_secs(30))?,
@@ -364,6 +384,24 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "h" => Some(Duration::from_secs(n * 3600)),
         _ => None,
     }
+}
+
+/// A comma-separated list of CIDRs (`10.0.0.0/8,fd00::/8`); empty: none.
+fn networks(env: &impl Strings, var: &'static str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let v = env
+        .get(var)
+        .unwrap_or_else(|| DEFAULT_MESH_NETWORKS.to_string());
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse().map_err(|e| ConfigError {
+                var,
+                value: v.clone(),
+                reason: format!("{p}: {e}; expected CIDRs such as 10.0.0.0/8,fd00::/8"),
+            })
+        })
+        .collect()
 }
 
 fn ports(env: &impl Strings, var: &'static str) -> Result<Vec<u16>, ConfigError> {

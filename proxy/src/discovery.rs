@@ -61,8 +61,12 @@ pub struct Destination {
 pub enum Resolution {
     /// Known: the receiver always holds the latest endpoint set.
     Found(watch::Receiver<Arc<Destination>>),
-    /// Not a known destination: forward to the original destination.
+    /// Not a known destination (the controller's own answer): forward to the original
+    /// destination.
     NotFound,
+    /// The controller did not answer in time: nothing is known. Inside the mesh networks
+    /// this fails closed (never plaintext to a meshed pod because discovery was slow).
+    Unavailable,
 }
 
 /// A discovery target.

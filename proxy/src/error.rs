@@ -44,6 +44,10 @@ pub enum ProxyError {
     #[error("no endpoints available")]
     NoEndpoints,
     #[error(
+        "the destination service did not answer for {0}, an address inside the mesh networks (TULLE_PROXY_MESH_NETWORKS): not sending it without mTLS; retry, and check that tulle-controller is running"
+    )]
+    DiscoveryUnavailable(SocketAddr),
+    #[error(
         "TrafficSplit {0} leaves no backend to send to (every weight is 0, or no backend Service exists); give a backend a weight above 0"
     )]
     NoSplitBackends(String),
@@ -91,6 +95,9 @@ impl ProxyError {
             ProxyError::ConnectTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "connect timeout"),
             ProxyError::ResponseTimeout => (StatusCode::GATEWAY_TIMEOUT, "response timeout"),
             ProxyError::NoEndpoints => (StatusCode::SERVICE_UNAVAILABLE, "no endpoints"),
+            ProxyError::DiscoveryUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "discovery unavailable")
+            }
             ProxyError::NoSplitBackends(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "no traffic split backend")
             }

@@ -205,7 +205,7 @@ async fn routes_by_controller_follow_changes_and_survive_its_absence() {
 }
 
 #[tokio::test]
-async fn streams_are_shared_dropped_when_idle_and_unreachable_means_forward() {
+async fn streams_are_shared_dropped_when_idle_and_unreachable_is_unavailable() {
     use tulle_proxy::discovery::{Discover, Resolution, Target};
     init();
     bounded(async {
@@ -238,7 +238,7 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_means_forward() {
             },
         );
         // The controller requires a client certificate (mTLS): without one the proxy cannot
-        // resolve, and forwards to the original destination.
+        // resolve: nothing is known (the outbound side fails closed inside the mesh networks).
         let pending = tulle_proxy::identity::Tls::pending(CLIENT_ID.into(), ca.roots()).unwrap();
         let refused = DestinationDiscovery::new(
             &dest(controller.relay.addr),
@@ -248,7 +248,7 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_means_forward() {
         .unwrap();
         assert!(matches!(
             refused.resolve(Target::Authority(AUTHORITY)).await,
-            Resolution::NotFound
+            Resolution::Unavailable
         ));
         drop(refused);
         // With its certificate from identity it resolves.
@@ -290,7 +290,7 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_means_forward() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
 
-        // With the controller unreachable a new target forwards to its original destination.
+        // With the controller unreachable a new target is unavailable (not "not found").
         controller.relay.cut().await;
         let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = gone.local_addr().unwrap();
@@ -298,8 +298,62 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_means_forward() {
         let d = DestinationDiscovery::new(&dest(addr), tls.control_client(), timing).unwrap();
         assert!(matches!(
             d.resolve(Target::Authority(AUTHORITY)).await,
-            Resolution::NotFound
+            Resolution::Unavailable
         ));
+    })
+    .await
+}
+
+/// Discovery not answering never means plaintext inside the mesh networks: the request
+/// gets a 503 that says why (and the route is resolved again a second later); outside
+/// them the original destination is used as is.
+#[tokio::test]
+async fn an_unanswering_controller_fails_closed_inside_the_mesh_networks() {
+    init();
+    bounded(async {
+        let (app_addr, hits) = app("plain").await;
+        let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead = gone.local_addr().unwrap();
+        drop(gone);
+        let timing = Timing {
+            first_answer: Duration::from_millis(300),
+            ..Timing::default()
+        };
+        let pki = support::Pki::new();
+        for (networks, inside) in [("127.0.0.0/8", true), ("10.0.0.0/8", false)] {
+            let cfg = config(
+                CLIENT_ID,
+                &[
+                    (
+                        "TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK",
+                        app_addr.to_string(),
+                    ),
+                    ("TULLE_PROXY_MESH_NETWORKS", networks.to_string()),
+                ],
+            );
+            let tls = pki.tls(CLIENT_ID);
+            let dest = DestinationConfig {
+                svc: ControlService {
+                    addr: dead.to_string(),
+                    name: CONTROLLER_ID.into(),
+                },
+                namespace: "test".into(),
+                pod: None,
+            };
+            let d = DestinationDiscovery::new(&dest, tls.control_client(), timing.clone()).unwrap();
+            let proxy = Proxy::start(cfg, tls, Arc::new(d)).await.unwrap();
+            let before = hits.load(std::sync::atomic::Ordering::Relaxed);
+            let (status, body) = request(proxy.outbound_addr, AUTHORITY, "/").await;
+            let after = hits.load(std::sync::atomic::Ordering::Relaxed);
+            if inside {
+                assert_eq!(status, 503, "{body}");
+                assert!(body.contains("did not answer"), "{body}");
+                assert_eq!(before, after, "nothing reached the app in plaintext");
+            } else {
+                assert_eq!(status, 200, "outside the mesh networks: as is ({body})");
+                assert_eq!(after, before + 1);
+            }
+        }
     })
     .await
 }

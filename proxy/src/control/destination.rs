@@ -159,8 +159,8 @@ impl Discover for DestinationDiscovery {
                     _ => Resolution::NotFound,
                 },
                 _ => {
-                    tracing::info!(%key, ?first, "no answer from the destination service yet; forwarding to the original destination");
-                    Resolution::NotFound
+                    tracing::info!(%key, ?first, "no answer from the destination service yet");
+                    Resolution::Unavailable
                 }
             }
         })
@@ -189,6 +189,14 @@ fn endpoint(a: &WeightedAddr, set_labels: &HashMap<String, String>) -> Option<En
         .as_ref()
         .map(|t| t.name.to_ascii_lowercase())
         .filter(|n| meshed && !n.is_empty());
+    if let Some(id) = &identity
+        && crate::identity::server_name(id).is_none()
+    {
+        // A meshed endpoint whose identity cannot be checked is left out: it must never be
+        // reached in plaintext instead.
+        tracing::warn!(%addr, identity = %id, "endpoint identity is not a valid TLS name; endpoint skipped");
+        return None;
+    }
     let mut labels: BTreeMap<String, String> = set_labels.clone().into_iter().collect();
     labels.extend(a.metric_labels.clone());
     Some(Endpoint {

@@ -27,7 +27,7 @@ use crate::balance::{Balance, Balanced, Balancer, MakeEndpoint, PeakEwma, Pendin
 use crate::client::{EndpointClient, H2Client, MeshTls, PlainH1};
 use crate::detect::{Protocol, detect};
 use crate::discovery::{Destination, Endpoint, Resolution, Target, normalize_authority};
-use crate::error::Body;
+use crate::error::{Body, ProxyError};
 use crate::http::serve;
 use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, server_name};
 use crate::io::{CountingIo, PrefixedIo, original_dst};
@@ -46,6 +46,9 @@ const MAX_ROUTES: usize = 10_000;
 /// How long a route forwarding to the original destination is kept before the target is
 /// resolved again (a service created later, or a controller unreachable at first use).
 pub const PASSTHROUGH_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a route that failed closed (discovery unavailable) answers 503 before the
+/// target is resolved again.
+pub const FAIL_CLOSED_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 const NO_TLS_PLAIN: &str = "not_provided_by_service_discovery";
 
 /// The request stack of one endpoint.
@@ -66,7 +69,7 @@ pub struct BackendStack {
 
 impl Service<Request<Incoming>> for BackendStack {
     type Response = Response<Body>;
-    type Error = crate::error::ProxyError;
+    type Error = ProxyError;
     type Future = <FailFast<Balance<OutEndpoint>> as Service<Request<Incoming>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -156,7 +159,16 @@ impl Serve<Request<Incoming>> for OutEndpoint {
 
 /// A cached route.
 struct Route {
-    stack: RouteStack,
+    stack: RouteKind,
+}
+
+/// What a route does with requests.
+enum RouteKind {
+    /// Through the split, balancers and endpoints.
+    Stack(RouteStack),
+    /// Discovery did not answer for an address inside the mesh networks: every request is
+    /// answered 503 until the route expires and is resolved again.
+    FailClosed(SocketAddr),
 }
 
 /// The outbound proxy.
@@ -200,14 +212,13 @@ impl Service<Request<Incoming>> for OutboundHttp {
                     .and_then(|h| h.to_str().ok()),
             }
             .unwrap_or("");
-            let stack = this
-                .outbound
-                .clone()
-                .route(raw, this.orig)
-                .await
-                .stack
-                .clone();
-            stack.oneshot(req).await
+            let route = this.outbound.clone().route(raw, this.orig).await;
+            match &route.stack {
+                RouteKind::Stack(stack) => stack.clone().oneshot(req).await,
+                RouteKind::FailClosed(orig) => {
+                    Ok(ProxyError::DiscoveryUnavailable(*orig).to_response())
+                }
+            }
         })
     }
 }
@@ -303,8 +314,12 @@ impl Outbound {
                 };
                 Some((ep.target.clone(), Some(ep.ewma.start())))
             }
+            Resolution::Unavailable if self.in_mesh_networks(orig) => {
+                tracing::warn!(%orig, "{}; closing", ProxyError::DiscoveryUnavailable(orig));
+                None
+            }
             // Outside the mesh: to the original destination as is.
-            Resolution::NotFound => {
+            Resolution::NotFound | Resolution::Unavailable => {
                 let target = TcpTarget {
                     addr: orig,
                     mesh: None,
@@ -429,8 +444,15 @@ impl Outbound {
             Resolution::Found(rx) => {
                 Some(self.backend_stack(rx, c.apex_label.clone(), c.service().map(str::to_string)))
             }
-            Resolution::NotFound => None,
+            Resolution::NotFound | Resolution::Unavailable => None,
         }
+    }
+
+    /// Whether `orig` is inside the cluster's pod and service networks, where discovery
+    /// not answering must not mean plaintext.
+    fn in_mesh_networks(&self, orig: SocketAddr) -> bool {
+        let ip = orig.ip().to_canonical();
+        self.rt.config.mesh_networks.iter().any(|n| n.contains(&ip))
     }
 
     async fn route(self: Arc<Self>, raw: &str, orig: SocketAddr) -> Arc<Cached<Route>> {
@@ -447,8 +469,17 @@ impl Outbound {
             res = self.rt.discovery.resolve(Target::Authority(a)).await;
             by_authority = matches!(res, Resolution::Found(_));
         }
-        if !by_authority {
+        // Unavailable by authority: the controller is not answering; asking again by
+        // address would only wait once more.
+        if !by_authority && !matches!(res, Resolution::Unavailable) {
             res = self.rt.discovery.resolve(Target::Addr(orig)).await;
+        }
+        if matches!(res, Resolution::Unavailable) && self.in_mesh_networks(orig) {
+            tracing::warn!(%orig, authority = raw, "{}", ProxyError::DiscoveryUnavailable(orig));
+            let route = Route {
+                stack: RouteKind::FailClosed(orig),
+            };
+            return self.routes.insert(orig, raw, route, Some(FAIL_CLOSED_TTL));
         }
         let route = match res {
             Resolution::Found(rx) => {
@@ -464,7 +495,7 @@ impl Outbound {
                 (SplitRouter::new(apex, state), None)
             }
             // Outside the mesh: the original destination is the only endpoint, in plain text.
-            Resolution::NotFound => {
+            Resolution::NotFound | Resolution::Unavailable => {
                 let only = Destination {
                     authority: None,
                     endpoints: vec![Endpoint {
@@ -481,7 +512,7 @@ impl Outbound {
         };
         let (router, ttl) = route;
         let route = Route {
-            stack: ErrorResponseLayer.layer(router),
+            stack: RouteKind::Stack(ErrorResponseLayer.layer(router)),
         };
         self.routes.insert(orig, raw, route, ttl)
     }

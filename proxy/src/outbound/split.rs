@@ -157,7 +157,7 @@ pub async fn tcp_backend(
         };
         let (w, has) = match &res {
             Resolution::Found(rx) => (b.weight, !rx.borrow().endpoints.is_empty()),
-            Resolution::NotFound => (0, false),
+            Resolution::NotFound | Resolution::Unavailable => (0, false),
         };
         weights.push(w);
         live.push(if has { w } else { 0 });
