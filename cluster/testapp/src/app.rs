@@ -20,6 +20,8 @@ pub struct Config {
     pub group: String,
     /// `$TCP_PORT`: also serve the speaks-first TCP protocol of [`crate::burst`].
     pub tcp_port: Option<u16>,
+    /// `$TCP_ECHO_PORT`: also serve a TCP echo there.
+    pub tcp_echo_port: Option<u16>,
 }
 
 impl Config {
@@ -42,6 +44,12 @@ impl Config {
             pod: env("POD_NAME").unwrap_or_else(|| "unknown".into()),
             namespace: env("POD_NAMESPACE").unwrap_or_else(|| "unknown".into()),
             group: env("APISERVICE_GROUP").unwrap_or_else(|| "testapp.tulle.io".into()),
+            tcp_echo_port: env("TCP_ECHO_PORT")
+                .map(|v| {
+                    v.parse()
+                        .with_context(|| format!("TCP_ECHO_PORT={v:?} is not a port number"))
+                })
+                .transpose()?,
             tcp_port: env("TCP_PORT")
                 .map(|v| {
                     v.parse()
@@ -106,6 +114,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(async move {
             if let Err(e) = crate::burst::serve_tcp(port, pod).await {
                 eprintln!("TCP server failed: {e:#}");
+                std::process::exit(1);
+            }
+        });
+    }
+    if let Some(port) = cfg.tcp_echo_port {
+        tokio::spawn(async move {
+            if let Err(e) = crate::burst::serve_echo(port).await {
+                eprintln!("TCP echo server failed: {e:#}");
                 std::process::exit(1);
             }
         });

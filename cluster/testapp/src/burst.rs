@@ -131,6 +131,66 @@ pub async fn tcp(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tcp-hold HOST:PORT SECONDS`: holds one connection open for up to SECONDS, writing a
+/// byte every 100 ms and reading it back (the echo server of `$TCP_ECHO_PORT`); prints
+/// `{"connected": bool, "closed_after_ms": N | null}` when the peer closed it or the time is up.
+pub async fn hold(args: &[&str]) -> anyhow::Result<()> {
+    let [addr, secs] = args else {
+        anyhow::bail!("usage: tulle-testapp tcp-hold HOST:PORT SECONDS");
+    };
+    let secs: u64 = secs.parse().context("SECONDS must be a number")?;
+    let t0 = std::time::Instant::now();
+    let Ok(Ok(mut s)) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    else {
+        println!("{}", json!({"connected": false, "closed_after_ms": null}));
+        return Ok(());
+    };
+    let mut buf = [0u8; 1];
+    let mut closed = None;
+    let mut echoed = false;
+    while t0.elapsed() < Duration::from_secs(secs) {
+        let alive = async {
+            s.write_all(b"x").await?;
+            let n = s.read(&mut buf).await?;
+            anyhow::Ok(n == 1)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), alive).await {
+            Ok(Ok(true)) => echoed = true,
+            _ => {
+                closed = Some(t0.elapsed().as_millis() as u64);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "{}",
+        json!({"connected": echoed, "closed_after_ms": closed})
+    );
+    Ok(())
+}
+
+/// Serves a TCP echo on `port` (the other side of `tcp-hold`).
+pub async fn serve_echo(port: u16) -> anyhow::Result<()> {
+    let l = tokio::net::TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("binding TCP port {port}"))?;
+    loop {
+        let Ok((mut s, _)) = l.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let (mut r, mut w) = s.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+    }
+}
+
 /// Serves the speaks-first TCP protocol on `port`.
 pub async fn serve_tcp(port: u16, pod: String) -> anyhow::Result<()> {
     let l = tokio::net::TcpListener::bind(("0.0.0.0", port))

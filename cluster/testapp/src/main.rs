@@ -14,7 +14,9 @@
 //! Client modes, for `kubectl exec` in images without a shell:
 //! `tulle-testapp get URL` prints the status and body of a GET; `tulle-testapp cat FILE` prints a file;
 //! `burst URL N [--h2] [-H name:value]...` and `tcp-burst HOST:PORT N` count N answers by pod
-//! (see [`burst`]). With `$TCP_PORT` the app also serves a speaks-first TCP protocol there.
+//! (see [`burst`]); `tcp-hold HOST:PORT SECONDS` holds an echoed connection and reports when it
+//! was closed. With `$TCP_PORT` the app also serves a speaks-first TCP protocol there, with
+//! `$TCP_ECHO_PORT` a TCP echo.
 
 mod admission;
 mod app;
@@ -47,13 +49,14 @@ async fn main() -> anyhow::Result<()> {
         }
         ["burst", rest @ ..] => burst::http(rest).await,
         ["tcp-burst", rest @ ..] => burst::tcp(rest).await,
+        ["tcp-hold", rest @ ..] => burst::hold(rest).await,
         ["cat", path] => {
             let data = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
             print!("{data}");
             Ok(())
         }
         _ => anyhow::bail!(
-            "usage: tulle-testapp [serve | get URL | cat FILE | burst URL N [--h2] [-H name:value]... | tcp-burst HOST:PORT N]"
+            "usage: tulle-testapp [serve | get URL | cat FILE | burst URL N [--h2] [-H name:value]... | tcp-burst HOST:PORT N | tcp-hold HOST:PORT SECONDS]"
         ),
     }
 }
