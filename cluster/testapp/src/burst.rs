@@ -1,5 +1,5 @@
 //! Bursts of requests or connections, counted by who answered: `tulle-testapp burst URL N
-//! [--h2] [-H name:value]...` sends N GETs over one keep-alive client (HTTP/2 with prior
+//! [--h2] [-X METHOD] [-H name:value]...` sends N requests (GET by default) over one keep-alive client (HTTP/2 with prior
 //! knowledge with `--h2`) and `tulle-testapp tcp-burst HOST:PORT N` opens N connections and
 //! reads what the server says first. Both print one JSON object: `ok`, `failed`, `by_pod`
 //! (answers per pod, from the `pod` field of the body), `errors` (status and
@@ -53,16 +53,18 @@ impl Counts {
 /// `burst URL N [--h2] [-H name:value]...`
 pub async fn http(args: &[&str]) -> anyhow::Result<()> {
     let [url, n, rest @ ..] = args else {
-        anyhow::bail!("usage: tulle-testapp burst URL N [--h2] [-H name:value]...");
+        anyhow::bail!("usage: tulle-testapp burst URL N [--h2] [-X METHOD] [-H name:value]...");
     };
     let n: u64 = n.parse().context("N must be a number")?;
     let uri: hyper::Uri = url.parse().with_context(|| format!("bad url {url:?}"))?;
     let mut h2 = false;
+    let mut method = hyper::Method::GET;
     let mut headers = Vec::new();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match *a {
             "--h2" => h2 = true,
+            "-X" => method = it.next().context("-X needs a method")?.parse()?,
             "-H" => {
                 let h = it.next().context("-H needs name:value")?;
                 let (k, v) = h.split_once(':').context("-H needs name:value")?;
@@ -76,7 +78,9 @@ pub async fn http(args: &[&str]) -> anyhow::Result<()> {
         .build_http::<Empty<Bytes>>();
     let mut counts = Counts::default();
     for _ in 0..n {
-        let mut req = hyper::Request::get(uri.clone());
+        let mut req = hyper::Request::builder()
+            .method(method.clone())
+            .uri(uri.clone());
         for (k, v) in &headers {
             req = req.header(k, v);
         }
