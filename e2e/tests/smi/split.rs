@@ -1,4 +1,4 @@
-//! SMI TrafficSplit on the real cluster, with the mesh installed by `tulle install`: the
+//! SMI TrafficSplit on the real cluster, on the mesh installed by `tulle install`: the
 //! canary scenario of issue 10. The apex `web` selects both versions; `web-v1` and `web-v2`
 //! select one each; a meshed client measures who answers with bursts of requests
 //! (`tulle-testapp burst`, counted per pod) while a steady 20 req/s load runs beside them.
@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tulle_e2e::install::install_with_cli;
 use tulle_e2e::traffic::{load, pods};
 use tulle_e2e::{TestNamespace, kubectl, wait};
 
@@ -236,11 +235,8 @@ fn apply(ns: &TestNamespace, yaml: &str) {
         .unwrap_or_else(|e| panic!("applying\n{yaml}\n{e}"));
 }
 
-#[tokio::test]
-#[ignore = "needs the cluster: run with cluster/e2e"]
-async fn canary_release_with_traffic_split() {
-    let kube = tulle_e2e::client().await.expect("cluster");
-    let _mesh = install_with_cli(&kube).await;
+/// The canary scenario, on an installed mesh.
+pub async fn canary_release(kube: kube::Client) {
     let ns = TestNamespace::new("split").await.expect("namespace");
     let n = ns.name.clone();
     kubectl::run(&["annotate", "namespace", &n, "tulle.io/inject=enabled"]).unwrap();

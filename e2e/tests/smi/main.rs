@@ -1,0 +1,24 @@
+//! The SMI APIs on the real cluster, on one mesh installed with `tulle install`: Traffic
+//! Split (the canary scenario, [`split`]); each case in namespaces of its own, run
+//! concurrently.
+//!
+//! Needs the images of `cluster/load-tulle`, `cluster/image testapp` and the `tulle` binary
+//! (`$TULLE_BIN`); cluster/e2e provides them.
+
+mod split;
+
+use tulle_e2e::install::install_with_cli;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the cluster: run with cluster/e2e"]
+async fn smi_split_and_access_on_the_installed_mesh() {
+    let kube = tulle_e2e::client().await.expect("cluster");
+    let _mesh = install_with_cli(&kube).await;
+    // kubectl runs synchronously inside the cases: each gets a worker thread of its own.
+    let canary = tokio::spawn(split::canary_release(kube.clone()));
+    let failed: Vec<String> = [("TrafficSplit", canary.await)]
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
+        .collect();
+    assert!(failed.is_empty(), "failed cases: {failed:#?}");
+}
