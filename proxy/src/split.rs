@@ -156,13 +156,23 @@ impl Split {
 /// Picks an index of `weights` with probability proportional to its weight; `None` when
 /// every weight is 0.
 pub fn pick_weighted<R: Rng + ?Sized>(weights: &[u32], rng: &mut R) -> Option<usize> {
-    let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+    pick_weighted_by(weights.len(), |i| weights[i], rng)
+}
+
+/// [`pick_weighted`] over `n` weights given by `weight(i)`, without collecting them (the
+/// request path calls this per request).
+pub fn pick_weighted_by<R: Rng + ?Sized>(
+    n: usize,
+    weight: impl Fn(usize) -> u32,
+    rng: &mut R,
+) -> Option<usize> {
+    let total: u64 = (0..n).map(|i| u64::from(weight(i))).sum();
     if total == 0 {
         return None;
     }
     let mut x = rng.random_range(0..total);
-    for (i, w) in weights.iter().enumerate() {
-        let w = u64::from(*w);
+    for i in 0..n {
+        let w = u64::from(weight(i));
         if x < w {
             return Some(i);
         }

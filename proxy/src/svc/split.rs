@@ -16,7 +16,7 @@ use tower::Service;
 use tower::util::Oneshot;
 
 use crate::error::{Body, ProxyError};
-use crate::split::{Split, pick_weighted};
+use crate::split::{Split, pick_weighted_by};
 
 /// A backend's stack, and whether it has endpoints now.
 pub trait BackendService<R>: Service<R> + Clone {
@@ -89,23 +89,21 @@ where
             BackendSlot::Service(s) => s.has_endpoints(),
             BackendSlot::Absent => false,
         };
-        let weights: Vec<u32> = split
-            .backends
-            .iter()
-            .zip(&state.backends)
-            .map(|(b, slot)| match slot {
-                BackendSlot::Absent => 0,
-                _ => b.weight,
-            })
-            .collect();
-        let live: Vec<u32> = weights
-            .iter()
-            .zip(&state.backends)
-            .map(|(w, slot)| if has_endpoints(slot) { *w } else { 0 })
-            .collect();
+        let n = split.backends.len().min(state.backends.len());
+        let weight = |i: usize| match state.backends[i] {
+            BackendSlot::Absent => 0,
+            _ => split.backends[i].weight,
+        };
+        let live = |i: usize| {
+            if has_endpoints(&state.backends[i]) {
+                weight(i)
+            } else {
+                0
+            }
+        };
         let mut rng = rand::rng();
-        let i = pick_weighted(&live, &mut rng)
-            .or_else(|| pick_weighted(&weights, &mut rng))
+        let i = pick_weighted_by(n, live, &mut rng)
+            .or_else(|| pick_weighted_by(n, weight, &mut rng))
             .ok_or_else(|| ProxyError::NoSplitBackends(split.name.clone()))?;
         Ok(match &state.backends[i] {
             BackendSlot::Service(s) => s.clone(),
