@@ -1,8 +1,10 @@
 //! `tulle-smi`: the SMI CRDs are installed and serve the versions tulle serves; the
 //! TrafficSplit conversion webhook has a caBundle and answers (a server-side dry-run create of
 //! a v1alpha1 TrafficSplit in tulle-system, whose `500m` weight must come back as `500m`);
-//! and the Warning Events tulle-controller put on SMI objects (missing backends, port
-//! mismatches, duplicate apexes, ...) are listed as warnings, not failures.
+//! the Warning Events tulle-controller put on SMI objects (missing backends, port
+//! mismatches, duplicate apexes, TrafficTargets referencing missing routes, ...) are listed as
+//! warnings, not failures; and UDPRoutes are reported as not enforced (the proxy does not
+//! carry UDP).
 
 use super::{Category, CheckFuture, CheckResult, Ctx, kube_error};
 use crate::manifest::{self, CONTROLLER, NAMESPACE};
@@ -23,7 +25,13 @@ use std::{
 /// The CRD whose conversion webhook is checked.
 pub const TRAFFIC_SPLITS: &str = "trafficsplits.split.smi-spec.io";
 /// The SMI kinds tulle-controller reports Events on.
-const KINDS: [&str; 3] = ["TrafficSplit", "HTTPRouteGroup", "TCPRoute"];
+const KINDS: [&str; 5] = [
+    "TrafficSplit",
+    "TrafficTarget",
+    "HTTPRouteGroup",
+    "TCPRoute",
+    "UDPRoute",
+];
 /// At most this many Events are listed.
 const MAX_WARNINGS: usize = 20;
 
@@ -59,7 +67,8 @@ impl Category for Smi {
             let events = Api::<Event>::all(client.clone())
                 .list(&ListParams::default().fields("type=Warning"))
                 .await;
-            let live = live_uids(&client).await;
+            let (live, udp_routes) = live_uids(&client).await;
+            out.push(udp_check(udp_routes));
             out.extend(warning_checks(events.map(|l| l.items), live, super::now()));
             out
         })
@@ -200,22 +209,63 @@ pub fn dry_run_check(r: Result<DynamicObject, kube::Error>) -> CheckResult {
     }
 }
 
-async fn live_uids(client: &kube::Client) -> Option<HashSet<String>> {
-    let mut out = HashSet::new();
-    for (group, kind, plural) in [
-        ("split.smi-spec.io", "TrafficSplit", "trafficsplits"),
-        ("specs.smi-spec.io", "HTTPRouteGroup", "httproutegroups"),
-        ("specs.smi-spec.io", "TCPRoute", "tcproutes"),
+/// The uids of every SMI object (None when one kind cannot be listed), and the number of
+/// UDPRoutes (None when they cannot be listed).
+async fn live_uids(client: &kube::Client) -> (Option<HashSet<String>>, Option<usize>) {
+    let mut out = Some(HashSet::new());
+    let mut udp = None;
+    for (group, version, kind, plural) in [
+        (
+            "split.smi-spec.io",
+            "v1alpha4",
+            "TrafficSplit",
+            "trafficsplits",
+        ),
+        (
+            "access.smi-spec.io",
+            "v1alpha3",
+            "TrafficTarget",
+            "traffictargets",
+        ),
+        (
+            "specs.smi-spec.io",
+            "v1alpha4",
+            "HTTPRouteGroup",
+            "httproutegroups",
+        ),
+        ("specs.smi-spec.io", "v1alpha4", "TCPRoute", "tcproutes"),
+        ("specs.smi-spec.io", "v1alpha4", "UDPRoute", "udproutes"),
     ] {
-        let ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk(group, "v1alpha4", kind),
-            plural,
-        );
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let list = api.list_metadata(&ListParams::default()).await.ok()?;
-        out.extend(list.items.into_iter().filter_map(|o| o.metadata.uid));
+        match api.list_metadata(&ListParams::default()).await {
+            Ok(list) => {
+                if kind == "UDPRoute" {
+                    udp = Some(list.items.len());
+                }
+                if let Some(o) = out.as_mut() {
+                    o.extend(list.items.into_iter().filter_map(|o| o.metadata.uid));
+                }
+            }
+            Err(_) => out = None,
+        }
     }
-    Some(out)
+    (out, udp)
+}
+
+/// UDPRoutes are accepted but not enforced: a warning when some exist.
+pub fn udp_check(count: Option<usize>) -> CheckResult {
+    let name = "UDPRoutes are not enforced";
+    let why = "the proxy does not carry UDP: UDP traffic is neither authorized nor blocked by the mesh (a TrafficTarget's UDPRoute ports are admitted for TCP)";
+    match count {
+        Some(0) | None => CheckResult::ok(name, format!("none in use; {why}")),
+        Some(n) => CheckResult::warn(
+            name,
+            format!("{n} UDPRoute(s) exist; {why}"),
+            "restrict UDP with a Kubernetes NetworkPolicy",
+        ),
+    }
 }
 
 fn event_time(e: &Event) -> Option<i64> {
