@@ -2,7 +2,7 @@
 //! policy, what the index keeps of a pod and a namespace for it, and the [`PodPolicy`] a
 //! proxy enforces (mirrors `tulle.policy.PodPolicy` of `api/proto/policy.proto`).
 //!
-//! The policy is computed in [`super::policy`]; semantics are in the crate README ("SMI
+//! The policy is computed in `core::policy` (crate-private); semantics are in the crate README ("SMI
 //! Traffic Access").
 
 use super::{

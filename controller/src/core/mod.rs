@@ -20,7 +20,7 @@ pub use access::{
     Subject, TrafficTargetInfo, UdpRouteInfo,
 };
 pub use index::{Index, IndexMetrics, PolicyWatch};
-pub use problems::{ObjectKey, Problem, ProblemSet, Problems};
+pub use problems::{ObjectKey, Problem, ProblemSet, Problems, reason};
 pub use smi::{
     HttpRule, Invalid, ObjectMeta, RouteGroupInfo, RouteRef, SmiKind, SmiObject, SplitInfo,
     TcpRouteInfo,
