@@ -48,13 +48,13 @@ pub struct Synced {
 }
 
 impl Synced {
-    /// Services, EndpointSlices, Pods and Namespaces are all listed (the SMI resources are
-    /// optional: their CRDs may not be installed).
+    /// Services, EndpointSlices and Pods are all listed (the SMI resources are optional:
+    /// their CRDs may not be installed; Namespaces only matter to the policy API, see
+    /// [`Synced::policy_ready`]).
     pub fn is_ready(&self) -> bool {
         self.services.load(Ordering::Relaxed)
             && self.slices.load(Ordering::Relaxed)
             && self.pods.load(Ordering::Relaxed)
-            && self.namespaces.load(Ordering::Relaxed)
     }
 
     /// Pods, Namespaces and the SMI access resources are listed: inbound policies are
