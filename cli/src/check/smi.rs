@@ -22,8 +22,10 @@ use std::{
     time::SystemTime,
 };
 
-/// The CRD whose conversion webhook is checked.
+/// The CRD whose conversion webhook is checked (also with a dry run).
 pub const TRAFFIC_SPLITS: &str = "trafficsplits.split.smi-spec.io";
+/// The other CRD converted by the controller's webhook (v1alpha2 ↔ v1alpha3).
+pub const TRAFFIC_TARGETS: &str = "traffictargets.access.smi-spec.io";
 /// The SMI kinds tulle-controller reports Events on.
 const KINDS: [&str; 5] = [
     "TrafficSplit",
@@ -55,14 +57,21 @@ impl Category for Smi {
                 let got = crds.get_opt(&name).await;
                 found.push((want, got));
             }
-            let ts = found.iter().find_map(|(w, got)| match got {
-                Ok(Some(c)) if w.metadata.name.as_deref() == Some(TRAFFIC_SPLITS) => {
-                    Some(c.clone())
-                }
-                _ => None,
-            });
+            let live = |name: &str| {
+                found.iter().find_map(|(w, got)| match got {
+                    Ok(Some(c)) if w.metadata.name.as_deref() == Some(name) => Some(c.clone()),
+                    _ => None,
+                })
+            };
+            let (ts, tt) = (live(TRAFFIC_SPLITS), live(TRAFFIC_TARGETS));
             let mut out = vec![crd_check(found)];
             out.push(ca_bundle_check(ts.as_ref()));
+            out.push(ca_bundle_check_of(
+                TRAFFIC_TARGETS,
+                "TrafficTarget",
+                "v1alpha2",
+                tt.as_ref(),
+            ));
             out.push(dry_run_check(dry_run(&client).await));
             let events = Api::<Event>::all(client.clone())
                 .list(&ListParams::default().fields("type=Warning"))
@@ -118,23 +127,38 @@ pub fn crd_check(
 }
 
 fn restart_hint() -> String {
+    restart_hint_of(TRAFFIC_SPLITS)
+}
+
+fn restart_hint_of(crd: &str) -> String {
     format!(
-        "the controller patches the caBundle of {TRAFFIC_SPLITS} (RBAC get/patch on that CRD): check its logs (`kubectl -n {NAMESPACE} logs deploy/{CONTROLLER}`)"
+        "the controller patches the caBundle of {crd} (RBAC get/patch on that CRD): check its logs (`kubectl -n {NAMESPACE} logs deploy/{CONTROLLER}`)"
     )
 }
 
 /// The trafficsplits CRD converts with the controller's webhook and has its caBundle.
 pub fn ca_bundle_check(crd: Option<&CustomResourceDefinition>) -> CheckResult {
-    let name = "TrafficSplit conversion webhook is configured with a caBundle";
+    ca_bundle_check_of(TRAFFIC_SPLITS, "TrafficSplit", "v1alpha1", crd)
+}
+
+/// CRD `crd_name` (of `kind`, whose `old` version needs conversion) converts with the
+/// controller's webhook and has its caBundle.
+pub fn ca_bundle_check_of(
+    crd_name: &str,
+    kind: &str,
+    old: &str,
+    crd: Option<&CustomResourceDefinition>,
+) -> CheckResult {
+    let name = format!("{kind} conversion webhook is configured with a caBundle");
     let Some(crd) = crd else {
-        return CheckResult::fail(name, format!("{TRAFFIC_SPLITS} not found"), INSTALL);
+        return CheckResult::fail(name, format!("{crd_name} not found"), INSTALL);
     };
     let conv = crd.spec.conversion.as_ref();
     if conv.map(|c| c.strategy.as_str()) != Some("Webhook") {
         return CheckResult::fail(
             name,
             format!(
-                "{TRAFFIC_SPLITS} has no conversion webhook (another install's CRD?): v1alpha1 TrafficSplits cannot be served"
+                "{crd_name} has no conversion webhook (another install's CRD?): {old} {kind}s cannot be served"
             ),
             INSTALL,
         );
@@ -150,7 +174,7 @@ pub fn ca_bundle_check(crd: Option<&CustomResourceDefinition>) -> CheckResult {
         CheckResult::fail(
             name,
             "the conversion webhook has no caBundle yet: the API server cannot call it",
-            restart_hint(),
+            restart_hint_of(crd_name),
         )
     }
 }
