@@ -312,4 +312,21 @@ async fn not_ready_is_unavailable_and_a_deleted_pod_ends_the_stream() {
         .unwrap()
         .unwrap();
     assert_eq!(end.unwrap_err().code(), Code::NotFound);
+
+    // Re-created under the same name with another ServiceAccount: the open stream ends.
+    let pod_as = |sa: &str| PodInfo {
+        ips: vec![],
+        service_account: sa.into(),
+        meshed: true,
+        owner: None,
+    };
+    ix.apply_pod("shop", "api-1", pod_as("api"));
+    let mut s = api.watch(pod("api-1")).await.unwrap().into_inner();
+    assert!(s.next().await.unwrap().is_ok());
+    ix.apply_pod("shop", "api-1", pod_as("web"));
+    let end = tokio::time::timeout(LIMIT, s.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(end.unwrap_err().code(), Code::PermissionDenied);
 }

@@ -5,7 +5,7 @@
 
 use super::{
     Profile, Resolution, Target,
-    access::{PodAccess, PodPolicy},
+    access::PodAccess,
     problems::Problems,
     state::{AddrOwner, Key, Naming, PodInfo, ServiceInfo, SliceInfo, State},
 };
@@ -79,7 +79,7 @@ struct Inner {
     state: State,
     targets: HashMap<Target, TargetWatch>,
     profiles: HashMap<Target, watch::Sender<Profile>>,
-    policies: HashMap<Key, watch::Sender<Option<PodPolicy>>>,
+    policies: HashMap<Key, policy::PolicyTx>,
     problems: watch::Sender<Arc<Problems>>,
 }
 

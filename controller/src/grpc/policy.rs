@@ -127,12 +127,23 @@ impl<P: Policies> inbound_policies_server::InboundPolicies for PolicyService<P> 
                 w.identity, req.namespace, req.pod
             )));
         }
-        let mut rx = w.rx;
+        let (mut rx, identity) = (w.rx, w.identity);
+        let (policies, check) = (self.policies.clone(), self.check);
         let (tx, out) = mpsc::channel(2);
         tokio::spawn(async move {
             loop {
                 let cur = rx.borrow_and_update().clone();
+                // A pod re-created under the same name with another ServiceAccount: the
+                // caller checked at the start is no longer its identity.
+                let same = check == CallerCheck::InsecureNone
+                    || policies
+                        .watch_policy(&req.namespace, &req.pod)
+                        .is_none_or(|w| w.identity == identity);
                 let msg = match cur {
+                    _ if !same => Err(Status::permission_denied(format!(
+                        "pod {}/{} now runs as another ServiceAccount than {identity}",
+                        req.namespace, req.pod
+                    ))),
                     Some(p) => Ok(to_proto(&p)),
                     None => Err(Status::not_found(format!(
                         "pod {}/{} was deleted",

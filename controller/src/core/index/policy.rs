@@ -31,15 +31,16 @@ impl Index {
             &self.naming.trust_domain,
         )
         .dns_name();
-        if let Some(tx) = inner.policies.get(&key) {
+        if let Some(p) = inner.policies.get(&key) {
             return Some(PolicyWatch {
                 identity,
-                rx: tx.subscribe(),
+                rx: p.tx.subscribe(),
             });
         }
+        let account = Some(pod.service_account.clone());
         let policy = inner.state.pod_policy(&key, &self.naming);
         let (tx, rx) = watch::channel(policy);
-        inner.policies.insert(key, tx);
+        inner.policies.insert(key, PolicyTx { account, tx });
         Some(PolicyWatch { identity, rx })
     }
 
@@ -76,38 +77,49 @@ impl Index {
     }
 }
 
+/// A watched pod's channel and the ServiceAccount its policy was computed for.
+pub(in crate::core) struct PolicyTx {
+    account: Option<String>,
+    tx: watch::Sender<Option<PodPolicy>>,
+}
+
 /// Recomputes the watched policies `a` can affect and notifies those that changed; drops
 /// the channels nobody listens to.
 pub(super) fn publish(
-    policies: &mut HashMap<Key, watch::Sender<Option<PodPolicy>>>,
+    policies: &mut HashMap<Key, PolicyTx>,
     state: &State,
     naming: &Naming,
     a: &Affected,
 ) {
-    policies.retain(|key, tx| {
-        if tx.receiver_count() == 0 {
+    policies.retain(|key, p| {
+        if p.tx.receiver_count() == 0 {
             return false;
         }
-        let account = tx
-            .borrow()
-            .as_ref()
-            .and(state.pods.get(key))
-            .map(|p| (key.0.clone(), p.service_account.clone()));
+        let account = state.pods.get(key).map(|pod| pod.service_account.clone());
         let hit = a.all
             || a.policies
             || a.pods.contains(key)
             || a.namespaces.contains(&key.0)
-            || account.is_some_and(|acc| a.accounts.contains(&acc));
+            || account
+                .as_ref()
+                .is_some_and(|sa| a.accounts.contains(&(key.0.clone(), sa.clone())));
         if hit {
             let new = state.pod_policy(key, naming);
-            tx.send_if_modified(|cur| {
-                if *cur == new {
-                    false
-                } else {
-                    *cur = new;
-                    true
-                }
-            });
+            if account != p.account {
+                // Another pod under the same name (and identity): always tell the streams,
+                // even when the policy is the same, so that they re-check their caller.
+                p.account = account;
+                p.tx.send_replace(new);
+            } else {
+                p.tx.send_if_modified(|cur| {
+                    if *cur == new {
+                        false
+                    } else {
+                        *cur = new;
+                        true
+                    }
+                });
+            }
         }
         true
     });
