@@ -232,6 +232,20 @@ mod tests {
             "tulle-controller.tulle-system.svc.cluster.local:8090"
         );
         assert_eq!(c.policy_name, c.destination_name);
+        assert_eq!(args.policy_addr.to_string(), "0.0.0.0:8090");
+        assert_eq!(
+            args.default_inbound_policy,
+            crate::core::DefaultPolicy::Allow
+        );
+        let deny =
+            Args::try_parse_from(["tulle-controller", "--default-inbound-policy", "deny"]).unwrap();
+        assert_eq!(
+            deny.default_inbound_policy,
+            crate::core::DefaultPolicy::Deny
+        );
+        assert!(
+            Args::try_parse_from(["tulle-controller", "--default-inbound-policy", "open"]).is_err()
+        );
         let off = Args::try_parse_from(["tulle-controller", "--inject-disabled", "true"]).unwrap();
         assert!(off.webhook.inject_disabled);
     }
