@@ -97,20 +97,30 @@ impl FailurePolicy {
     }
 }
 
-/// Why `--default-inbound-policy` (alias `--default-policy`) is refused: no proxy enforces
-/// access policy yet, so accepting `deny` would install an open mesh that looks locked down.
-pub const POLICY_NOT_ENFORCED: &str = "access policies are not enforced yet: no proxy authorizes \
-     inbound requests, so every meshed workload accepts every client. Remove the flag; SMI \
-     Traffic Access (TrafficTarget, --default-inbound-policy allow|authenticated|deny) arrives \
-     with tulle issue 11";
+/// The mesh default inbound policy of pods no TrafficTarget names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum InboundPolicy {
+    /// Every client, meshed or not.
+    #[default]
+    #[value(name = "allow")]
+    Allow,
+    /// Any client with a mesh identity (mTLS).
+    #[value(name = "authenticated")]
+    Authenticated,
+    /// No client (kubelet probes and the proxy admin port stay reachable).
+    #[value(name = "deny")]
+    Deny,
+}
 
-/// The value parser of the removed `--default-inbound-policy`: only `allow`, which is what
-/// the mesh does today, passes (so an old script that spells it out keeps working).
-fn refuse_inbound_policy(v: &str) -> Result<String, String> {
-    if v == "allow" {
-        Ok(v.to_string())
-    } else {
-        Err(POLICY_NOT_ENFORCED.to_string())
+impl InboundPolicy {
+    /// The value of `TULLE_CONTROLLER_DEFAULT_INBOUND_POLICY` and of the annotation
+    /// `config.tulle.io/default-inbound-policy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboundPolicy::Allow => "allow",
+            InboundPolicy::Authenticated => "authenticated",
+            InboundPolicy::Deny => "deny",
+        }
     }
 }
 
@@ -152,16 +162,10 @@ pub struct InstallArgs {
     /// Log level (tracing filter) of the injected proxies.
     #[arg(long, default_value = "warn,tulle_proxy=info")]
     pub proxy_log_level: String,
-    /// Removed until access policies are enforced (issue 11): any value but `allow` is
-    /// refused with the reason.
-    #[arg(
-        long,
-        alias = "default-policy",
-        hide = true,
-        value_name = "POLICY",
-        value_parser = refuse_inbound_policy
-    )]
-    pub default_inbound_policy: Option<String>,
+    /// The mesh default inbound policy of pods no TrafficTarget names (overridable per
+    /// namespace or workload with the annotation `config.tulle.io/default-inbound-policy`).
+    #[arg(long, alias = "default-policy", value_enum, default_value_t)]
+    pub default_inbound_policy: InboundPolicy,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,
@@ -307,7 +311,7 @@ mod tests {
         assert_eq!(a.tag, env!("CARGO_PKG_VERSION"));
         assert_eq!(a.trust_domain, "cluster.local");
         assert_eq!(a.webhook_failure_policy, FailurePolicy::Ignore);
-        assert_eq!(a.default_inbound_policy, None);
+        assert_eq!(a.default_inbound_policy, InboundPolicy::Allow);
         assert_eq!(a.identity_validity_days, 365);
         assert_eq!(a.output, Output::Yaml);
     }

@@ -56,6 +56,8 @@ impl Manual {
             identity_name: ServiceAccountIdentity::new(IDENTITY, NAMESPACE, td).dns_name(),
             destination_addr: format!("{CONTROLLER}.{NAMESPACE}.svc.cluster.local:8086"),
             destination_name: ServiceAccountIdentity::new(CONTROLLER, NAMESPACE, td).dns_name(),
+            policy_addr: format!("{CONTROLLER}.{NAMESPACE}.svc.cluster.local:8090"),
+            policy_name: ServiceAccountIdentity::new(CONTROLLER, NAMESPACE, td).dns_name(),
             log_level: args.proxy_log_level.clone(),
             resources: tulle_inject::Resources::default(),
         };

@@ -47,36 +47,37 @@ fn usage_errors_exit_2() {
     }
 }
 
-/// Issue 15 item 1: no proxy enforces access policy yet, so asking for one is refused with the
-/// reason instead of installing an open mesh that looks locked down.
+/// Issue 11: the mesh default inbound policy reaches the controller's Deployment; a value
+/// other than allow, authenticated or deny is refused by the parser.
 #[test]
-fn default_policy_is_refused_until_access_policies_are_enforced() {
+fn default_inbound_policy_reaches_the_controller() {
     for flag in ["--default-policy", "--default-inbound-policy"] {
-        for value in ["deny", "authenticated"] {
+        for value in ["allow", "authenticated", "deny"] {
             let out = tulle(&["install", flag, value]);
-            let err = text(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
-            assert!(out.stdout.is_empty(), "{flag} {value}: printed manifests");
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+            let yaml = text(&out.stdout);
             assert!(
-                err.contains("--default-inbound-policy"),
-                "names the flag: {err}"
-            );
-            assert!(
-                err.contains("access policies are not enforced yet") && err.contains("issue 11"),
-                "says why and what brings it: {err}"
+                yaml.contains(&format!(
+                    "name: TULLE_CONTROLLER_DEFAULT_INBOUND_POLICY\n          value: {value}"
+                )),
+                "{flag} {value}: the controller env does not carry it"
             );
         }
     }
-    // `allow` is what the mesh does anyway: an old script that spells it out still works, and
-    // the controller gets no policy setting it would ignore.
-    let out = tulle(&["install", "--default-inbound-policy", "allow"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(!text(&out.stdout).contains("POLICY"));
-    let help = text(&tulle(&["install", "--help"]).stdout);
+    let out = tulle(&["install"]);
     assert!(
-        !help.contains("inbound-policy"),
-        "the flag is hidden: {help}"
+        text(&out.stdout)
+            .contains("name: TULLE_CONTROLLER_DEFAULT_INBOUND_POLICY\n          value: allow")
     );
+    let out = tulle(&["install", "--default-inbound-policy", "open"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("allow") && err.contains("authenticated") && err.contains("deny"),
+        "lists the values: {err}"
+    );
+    let help = text(&tulle(&["install", "--help"]).stdout);
+    assert!(help.contains("--default-inbound-policy"), "{help}");
 }
 
 #[test]

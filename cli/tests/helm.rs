@@ -237,31 +237,34 @@ fn chart_rejects_bad_values_clearly() {
     assert!(e.contains("go together"), "{e}");
 }
 
-/// Issue 15 item 1: an old values file asking for an access policy fails the install with
-/// the reason; `allow` (what the mesh does anyway) renders, without any policy env var.
+/// Issue 11: `defaultInboundPolicy` reaches the controller's env; other values are refused
+/// by the values schema.
 #[test]
-fn chart_refuses_a_default_policy_it_cannot_enforce() {
-    for v in ["deny", "authenticated", "true"] {
-        let e = helm(&[
-            "template",
-            "tulle",
-            "charts/tulle",
-            "-n",
-            "tulle-system",
-            "--set",
-            &format!("defaultInboundPolicy={v}"),
-        ])
-        .unwrap_err();
+fn chart_default_inbound_policy_reaches_the_controller() {
+    for v in ["allow", "authenticated", "deny"] {
+        let objs = rendered(&["--set", &format!("defaultInboundPolicy={v}")]);
+        let dep = objs
+            .iter()
+            .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "tulle-controller")
+            .expect("controller Deployment");
+        let env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap();
         assert!(
-            e.contains("defaultInboundPolicy")
-                && e.contains("access policies are not enforced yet")
-                && e.contains("issue 11"),
-            "{v}: {e}"
+            env.iter()
+                .any(|e| e["name"] == "TULLE_CONTROLLER_DEFAULT_INBOUND_POLICY" && e["value"] == v),
+            "{v}: {env:?}"
         );
     }
-    let objs = rendered(&["--set", "defaultInboundPolicy=allow"]);
-    for o in objs.iter().filter(|o| o["kind"] == "Deployment") {
-        let env = &o["spec"]["template"]["spec"]["containers"][0]["env"];
-        assert!(!env.to_string().contains("POLICY"), "{env}");
-    }
+    let e = helm(&[
+        "template",
+        "tulle",
+        "charts/tulle",
+        "-n",
+        "tulle-system",
+        "--set",
+        "defaultInboundPolicy=open",
+    ])
+    .unwrap_err();
+    assert!(e.contains("defaultInboundPolicy"), "{e}");
 }

@@ -175,7 +175,10 @@ fn smi_versions_served() {
         served("trafficsplits.split.smi-spec.io"),
         ["v1alpha4", "v1alpha3", "v1alpha2", "v1alpha1"]
     );
-    assert_eq!(served("traffictargets.access.smi-spec.io"), ["v1alpha3"]);
+    assert_eq!(
+        served("traffictargets.access.smi-spec.io"),
+        ["v1alpha3", "v1alpha2"]
+    );
     assert_eq!(
         served("httproutegroups.specs.smi-spec.io"),
         ["v1alpha4", "v1alpha3"]
@@ -276,6 +279,8 @@ fn flags_reach_the_manifests() {
             "trace",
             "--trust-domain",
             "example.org",
+            "--default-inbound-policy",
+            "deny",
         ])
         .unwrap(),
     );
@@ -296,19 +301,12 @@ fn flags_reach_the_manifests() {
             .unwrap()["value"]
             .clone()
     };
-    // No policy setting the controller would ignore (issue 15 item 1).
-    assert!(
-        !c["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["name"].as_str().unwrap().contains("POLICY")),
-        "{}",
-        c["env"]
-    );
     assert_eq!(env("TULLE_CONTROLLER_PROXY_IMAGE"), "r.example/x/proxy:t1");
     assert_eq!(env("TULLE_CONTROLLER_PROXY_VERSION"), "t1");
     assert_eq!(env("TULLE_CONTROLLER_PROXY_LOG_LEVEL"), "trace");
+    // Issue 11: the mesh default inbound policy, and the policy API's address.
+    assert_eq!(env("TULLE_CONTROLLER_DEFAULT_INBOUND_POLICY"), "deny");
+    assert_eq!(env("TULLE_CONTROLLER_POLICY_ADDR"), "0.0.0.0:8090");
     assert_eq!(
         env("TULLE_CONTROLLER_IDENTITY_SERVER_NAME"),
         "tulle-identity.tulle-system.serviceaccount.identity.tulle.example.org"
@@ -367,5 +365,34 @@ fn uninstall_covers_everything_install_creates() {
             cluster_scoped.contains(&kind),
             "{kind} missing from uninstall"
         );
+    }
+}
+
+/// Invalid TrafficTargets (no destination, no rules, no sources) are rejected by the CRD
+/// schema of every served version (issue 11), and v1alpha2 keeps `destination.port`.
+#[test]
+fn traffic_target_schema_rejects_incomplete_objects() {
+    let objs = generated();
+    let tt = objs
+        .iter()
+        .find(|o| o["metadata"]["name"] == "traffictargets.access.smi-spec.io")
+        .unwrap();
+    assert_eq!(tt["spec"]["conversion"]["strategy"], "Webhook");
+    for v in tt["spec"]["versions"].as_array().unwrap() {
+        let spec = &v["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        assert_eq!(
+            spec["required"],
+            serde_json::json!(["destination", "rules", "sources"]),
+            "{}",
+            v["name"]
+        );
+        assert_eq!(spec["properties"]["rules"]["minItems"], 1);
+        assert_eq!(spec["properties"]["sources"]["minItems"], 1);
+        let port = &spec["properties"]["destination"]["properties"]["port"];
+        if v["name"] == "v1alpha2" {
+            assert_eq!(port["type"], "integer");
+        } else {
+            assert!(port.is_null(), "v1alpha3 has no destination.port");
+        }
     }
 }

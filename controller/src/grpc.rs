@@ -1,6 +1,11 @@
 //! The `tulle.destination.Destination` gRPC service, over [`core::Discover`] only (no
 //! Kubernetes types here). Each `Get` stream sends the current state at once, then the
-//! difference (Add / Remove / NoEndpoints) on every change.
+//! difference (Add / Remove / NoEndpoints) on every change. The inbound policy service is
+//! in [`policy`].
+
+pub mod policy;
+
+pub use policy::{CallerCheck, PolicyService};
 
 use crate::core::{self, Discover, Endpoint, Resolution};
 use futures::Stream;

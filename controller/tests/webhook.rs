@@ -72,6 +72,9 @@ fn config() -> inject::Config {
         destination_addr: "tulle-controller.tulle-system.svc.cluster.local:8086".into(),
         destination_name:
             "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local".into(),
+        policy_addr: "tulle-controller.tulle-system.svc.cluster.local:8090".into(),
+        policy_name: "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local"
+            .into(),
         log_level: "info".into(),
         resources: inject::Resources::default(),
     }

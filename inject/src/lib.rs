@@ -101,6 +101,10 @@ pub struct Config {
     pub destination_addr: String,
     /// The identity tulle-controller presents.
     pub destination_name: String,
+    /// tulle-controller's inbound policy `host:port` as seen from any pod.
+    pub policy_addr: String,
+    /// The identity tulle-controller's policy server presents.
+    pub policy_name: String,
     /// Default proxy log filter (`TULLE_PROXY_LOG`).
     pub log_level: String,
     /// Default proxy resources.

@@ -165,6 +165,8 @@ fn proxy_container(
         env_value("TULLE_PROXY_IDENTITY_TRUST_ANCHORS_PEM", anchors),
         env_value("TULLE_PROXY_DESTINATION_SVC_ADDR", &cfg.destination_addr),
         env_value("TULLE_PROXY_DESTINATION_SVC_NAME", &cfg.destination_name),
+        env_value("TULLE_PROXY_POLICY_SVC_ADDR", &cfg.policy_addr),
+        env_value("TULLE_PROXY_POLICY_SVC_NAME", &cfg.policy_name),
         env_field("TULLE_PROXY_POD_NAMESPACE", "metadata.namespace"),
         env_field("TULLE_PROXY_POD_NAME", "metadata.name"),
     ];

@@ -1,8 +1,10 @@
 //! `tulle-smi`: the SMI CRDs are installed and serve the versions tulle serves; the
 //! TrafficSplit conversion webhook has a caBundle and answers (a server-side dry-run create of
 //! a v1alpha1 TrafficSplit in tulle-system, whose `500m` weight must come back as `500m`);
-//! and the Warning Events tulle-controller put on SMI objects (missing backends, port
-//! mismatches, duplicate apexes, ...) are listed as warnings, not failures.
+//! the Warning Events tulle-controller put on SMI objects (missing backends, port
+//! mismatches, duplicate apexes, TrafficTargets referencing missing routes, ...) are listed as
+//! warnings, not failures; and UDPRoutes are reported as not enforced (the proxy does not
+//! carry UDP).
 
 use super::{Category, CheckFuture, CheckResult, Ctx, kube_error};
 use crate::manifest::{self, CONTROLLER, NAMESPACE};
@@ -20,10 +22,18 @@ use std::{
     time::SystemTime,
 };
 
-/// The CRD whose conversion webhook is checked.
+/// The CRD whose conversion webhook is checked (also with a dry run).
 pub const TRAFFIC_SPLITS: &str = "trafficsplits.split.smi-spec.io";
+/// The other CRD converted by the controller's webhook (v1alpha2 ↔ v1alpha3).
+pub const TRAFFIC_TARGETS: &str = "traffictargets.access.smi-spec.io";
 /// The SMI kinds tulle-controller reports Events on.
-const KINDS: [&str; 3] = ["TrafficSplit", "HTTPRouteGroup", "TCPRoute"];
+const KINDS: [&str; 5] = [
+    "TrafficSplit",
+    "TrafficTarget",
+    "HTTPRouteGroup",
+    "TCPRoute",
+    "UDPRoute",
+];
 /// At most this many Events are listed.
 const MAX_WARNINGS: usize = 20;
 
@@ -47,19 +57,27 @@ impl Category for Smi {
                 let got = crds.get_opt(&name).await;
                 found.push((want, got));
             }
-            let ts = found.iter().find_map(|(w, got)| match got {
-                Ok(Some(c)) if w.metadata.name.as_deref() == Some(TRAFFIC_SPLITS) => {
-                    Some(c.clone())
-                }
-                _ => None,
-            });
+            let live = |name: &str| {
+                found.iter().find_map(|(w, got)| match got {
+                    Ok(Some(c)) if w.metadata.name.as_deref() == Some(name) => Some(c.clone()),
+                    _ => None,
+                })
+            };
+            let (ts, tt) = (live(TRAFFIC_SPLITS), live(TRAFFIC_TARGETS));
             let mut out = vec![crd_check(found)];
             out.push(ca_bundle_check(ts.as_ref()));
+            out.push(ca_bundle_check_of(
+                TRAFFIC_TARGETS,
+                "TrafficTarget",
+                "v1alpha2",
+                tt.as_ref(),
+            ));
             out.push(dry_run_check(dry_run(&client).await));
             let events = Api::<Event>::all(client.clone())
                 .list(&ListParams::default().fields("type=Warning"))
                 .await;
-            let live = live_uids(&client).await;
+            let (live, udp_routes) = live_uids(&client).await;
+            out.push(udp_check(udp_routes));
             out.extend(warning_checks(events.map(|l| l.items), live, super::now()));
             out
         })
@@ -109,23 +127,38 @@ pub fn crd_check(
 }
 
 fn restart_hint() -> String {
+    restart_hint_of(TRAFFIC_SPLITS)
+}
+
+fn restart_hint_of(crd: &str) -> String {
     format!(
-        "the controller patches the caBundle of {TRAFFIC_SPLITS} (RBAC get/patch on that CRD): check its logs (`kubectl -n {NAMESPACE} logs deploy/{CONTROLLER}`)"
+        "the controller patches the caBundle of {crd} (RBAC get/patch on that CRD): check its logs (`kubectl -n {NAMESPACE} logs deploy/{CONTROLLER}`)"
     )
 }
 
 /// The trafficsplits CRD converts with the controller's webhook and has its caBundle.
 pub fn ca_bundle_check(crd: Option<&CustomResourceDefinition>) -> CheckResult {
-    let name = "TrafficSplit conversion webhook is configured with a caBundle";
+    ca_bundle_check_of(TRAFFIC_SPLITS, "TrafficSplit", "v1alpha1", crd)
+}
+
+/// CRD `crd_name` (of `kind`, whose `old` version needs conversion) converts with the
+/// controller's webhook and has its caBundle.
+pub fn ca_bundle_check_of(
+    crd_name: &str,
+    kind: &str,
+    old: &str,
+    crd: Option<&CustomResourceDefinition>,
+) -> CheckResult {
+    let name = format!("{kind} conversion webhook is configured with a caBundle");
     let Some(crd) = crd else {
-        return CheckResult::fail(name, format!("{TRAFFIC_SPLITS} not found"), INSTALL);
+        return CheckResult::fail(name, format!("{crd_name} not found"), INSTALL);
     };
     let conv = crd.spec.conversion.as_ref();
     if conv.map(|c| c.strategy.as_str()) != Some("Webhook") {
         return CheckResult::fail(
             name,
             format!(
-                "{TRAFFIC_SPLITS} has no conversion webhook (another install's CRD?): v1alpha1 TrafficSplits cannot be served"
+                "{crd_name} has no conversion webhook (another install's CRD?): {old} {kind}s cannot be served"
             ),
             INSTALL,
         );
@@ -141,7 +174,7 @@ pub fn ca_bundle_check(crd: Option<&CustomResourceDefinition>) -> CheckResult {
         CheckResult::fail(
             name,
             "the conversion webhook has no caBundle yet: the API server cannot call it",
-            restart_hint(),
+            restart_hint_of(crd_name),
         )
     }
 }
@@ -200,22 +233,63 @@ pub fn dry_run_check(r: Result<DynamicObject, kube::Error>) -> CheckResult {
     }
 }
 
-async fn live_uids(client: &kube::Client) -> Option<HashSet<String>> {
-    let mut out = HashSet::new();
-    for (group, kind, plural) in [
-        ("split.smi-spec.io", "TrafficSplit", "trafficsplits"),
-        ("specs.smi-spec.io", "HTTPRouteGroup", "httproutegroups"),
-        ("specs.smi-spec.io", "TCPRoute", "tcproutes"),
+/// The uids of every SMI object (None when one kind cannot be listed), and the number of
+/// UDPRoutes (None when they cannot be listed).
+async fn live_uids(client: &kube::Client) -> (Option<HashSet<String>>, Option<usize>) {
+    let mut out = Some(HashSet::new());
+    let mut udp = None;
+    for (group, version, kind, plural) in [
+        (
+            "split.smi-spec.io",
+            "v1alpha4",
+            "TrafficSplit",
+            "trafficsplits",
+        ),
+        (
+            "access.smi-spec.io",
+            "v1alpha3",
+            "TrafficTarget",
+            "traffictargets",
+        ),
+        (
+            "specs.smi-spec.io",
+            "v1alpha4",
+            "HTTPRouteGroup",
+            "httproutegroups",
+        ),
+        ("specs.smi-spec.io", "v1alpha4", "TCPRoute", "tcproutes"),
+        ("specs.smi-spec.io", "v1alpha4", "UDPRoute", "udproutes"),
     ] {
-        let ar = ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk(group, "v1alpha4", kind),
-            plural,
-        );
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let list = api.list_metadata(&ListParams::default()).await.ok()?;
-        out.extend(list.items.into_iter().filter_map(|o| o.metadata.uid));
+        match api.list_metadata(&ListParams::default()).await {
+            Ok(list) => {
+                if kind == "UDPRoute" {
+                    udp = Some(list.items.len());
+                }
+                if let Some(o) = out.as_mut() {
+                    o.extend(list.items.into_iter().filter_map(|o| o.metadata.uid));
+                }
+            }
+            Err(_) => out = None,
+        }
     }
-    Some(out)
+    (out, udp)
+}
+
+/// UDPRoutes are accepted but not enforced: a warning when some exist.
+pub fn udp_check(count: Option<usize>) -> CheckResult {
+    let name = "UDPRoutes are not enforced";
+    let why = "the proxy does not carry UDP: UDP traffic is neither authorized nor blocked by the mesh (a TrafficTarget's UDPRoute ports are admitted for TCP)";
+    match count {
+        Some(0) | None => CheckResult::ok(name, format!("none in use; {why}")),
+        Some(n) => CheckResult::warn(
+            name,
+            format!("{n} UDPRoute(s) exist; {why}"),
+            "restrict UDP with a Kubernetes NetworkPolicy",
+        ),
+    }
 }
 
 fn event_time(e: &Event) -> Option<i64> {

@@ -5,7 +5,10 @@
 //!   the controller patches in the caBundle): v1alpha1 `resource.Quantity` weights become
 //!   milli-units, v1alpha2/v1alpha1 keep `matches` in an annotation.
 //! - HTTPRouteGroup: v1alpha4 (storage) and v1alpha3, identical schemas (strategy `None`).
-//! - TrafficTarget v1alpha3, TCPRoute v1alpha4, UDPRoute v1alpha4: only these versions.
+//! - TrafficTarget: v1alpha3 (storage) and v1alpha2, converted by the same webhook: v1alpha2
+//!   `spec.destination.port` is kept in the annotation `access.smi-spec.io/destination-port`
+//!   (read by the controller as a port restriction, never dropped).
+//! - TCPRoute v1alpha4, UDPRoute v1alpha4 (accepted, not enforced): only these versions.
 
 use super::{CONTROLLER, NAMESPACE, meta, smi_schema};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -47,9 +50,9 @@ fn table() -> [Crd; 5] {
             kind: "TrafficTarget",
             plural: "traffictargets",
             short: "tt",
-            versions: &["v1alpha3"],
-            schema: |_| smi_schema::traffic_target(),
-            webhook: false,
+            versions: &["v1alpha3", "v1alpha2"],
+            schema: smi_schema::traffic_target,
+            webhook: true,
             columns: &[("Destination", "string", ".spec.destination.name")],
         },
         Crd {

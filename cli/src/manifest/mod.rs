@@ -16,7 +16,7 @@ pub use rbac::WEBHOOK_TLS_SECRET;
 
 use crate::{
     Error,
-    args::{FailurePolicy, InstallArgs, Output},
+    args::{FailurePolicy, InboundPolicy, InstallArgs, Output},
     pki::{self, Pki, PkiFiles},
     render,
 };
@@ -58,6 +58,8 @@ pub struct Values {
     pub controller_replicas: i32,
     /// Injected proxies' log level.
     pub proxy_log_level: String,
+    /// The mesh default inbound policy.
+    pub default_inbound_policy: InboundPolicy,
 }
 
 impl Values {
@@ -70,6 +72,7 @@ impl Values {
             webhook_failure_policy: a.webhook_failure_policy,
             controller_replicas: a.controller_replicas,
             proxy_log_level: a.proxy_log_level.clone(),
+            default_inbound_policy: a.default_inbound_policy,
         }
     }
 
@@ -198,6 +201,7 @@ pub fn uninstall(output: Output) -> Result<String, Error> {
         webhook_failure_policy: FailurePolicy::Ignore,
         controller_replicas: 1,
         proxy_log_level: String::new(),
+        default_inbound_policy: InboundPolicy::Allow,
     };
     let placeholder = Pki {
         trust_anchors_pem: String::new(),

@@ -90,8 +90,11 @@ pub fn traffic_split(version: &str) -> Value {
     )
 }
 
-/// TrafficTarget (access.smi-spec.io v1alpha3).
-pub fn traffic_target() -> Value {
+/// TrafficTarget (access.smi-spec.io) in `version`: v1alpha3, or v1alpha2 (with
+/// `destination.port`, kept by the conversion webhook in the annotation
+/// `access.smi-spec.io/destination-port`; no UDPRoute rules). A TrafficTarget without
+/// destination, rules or sources is rejected by the schema (required, minItems).
+pub fn traffic_target(version: &str) -> Value {
     let subject = |what: &str| {
         json!({
             "type": "object",
@@ -104,8 +107,13 @@ pub fn traffic_target() -> Value {
             },
         })
     };
-    top(
-        "TrafficTarget allows the listed source ServiceAccounts to reach the pods of the destination ServiceAccount on the listed routes.",
+    let rule_kinds: &[&str] = if version == "v1alpha2" {
+        &["HTTPRouteGroup", "TCPRoute"]
+    } else {
+        &["HTTPRouteGroup", "TCPRoute", "UDPRoute"]
+    };
+    let mut schema = top(
+        "TrafficTarget allows the listed source ServiceAccounts to reach the pods of the destination ServiceAccount on the listed routes (UDPRoute rules are accepted but not enforced: the proxy does not carry UDP).",
         json!({
             "type": "object",
             "required": ["destination", "rules", "sources"],
@@ -125,7 +133,7 @@ pub fn traffic_target() -> Value {
                         "type": "object",
                         "required": ["kind", "name"],
                         "properties": {
-                            "kind": {"type": "string", "enum": ["HTTPRouteGroup", "TCPRoute", "UDPRoute"]},
+                            "kind": {"type": "string", "enum": rule_kinds},
                             "name": name("The route object's name, in the TrafficTarget's namespace."),
                             "matches": {
                                 "type": "array",
@@ -141,7 +149,16 @@ pub fn traffic_target() -> Value {
                 },
             },
         }),
-    )
+    );
+    if version == "v1alpha2" {
+        schema["properties"]["spec"]["properties"]["destination"]["properties"]["port"] = json!({
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 65535,
+            "description": "Only this destination (pod) port (v1alpha3: use a TCPRoute). Kept on v1alpha3 in the annotation access.smi-spec.io/destination-port.",
+        });
+    }
+    schema
 }
 
 /// HTTPRouteGroup (specs.smi-spec.io v1alpha3 and v1alpha4).

@@ -113,6 +113,7 @@ pub fn services(v: &Values) -> Vec<Value> {
             "controller",
             vec![
                 port("grpc", 8086, 8086),
+                port("policy", 8090, 8090),
                 port("webhook", 443, 9443),
                 port("admin", ADMIN_PORT, ADMIN_PORT),
             ],
@@ -303,9 +304,15 @@ pub fn deployments(v: &Values) -> Vec<Value> {
             env_value("TULLE_CONTROLLER_PROXY_IMAGE", v.image("proxy")),
             env_value("TULLE_CONTROLLER_PROXY_VERSION", &v.tag),
             env_value("TULLE_CONTROLLER_PROXY_LOG_LEVEL", &v.proxy_log_level),
+            env_value("TULLE_CONTROLLER_POLICY_ADDR", "0.0.0.0:8090"),
+            env_value(
+                "TULLE_CONTROLLER_DEFAULT_INBOUND_POLICY",
+                v.default_inbound_policy.as_str(),
+            ),
         ],
         ports: vec![
             container_port("grpc", 8086),
+            container_port("policy", 8090),
             container_port("webhook", 9443),
             container_port("admin", ADMIN_PORT),
         ],

@@ -5,6 +5,7 @@
 
 use super::{
     Profile, Resolution, Target,
+    access::PodAccess,
     problems::Problems,
     state::{AddrOwner, Key, Naming, PodInfo, ServiceInfo, SliceInfo, State},
 };
@@ -18,7 +19,10 @@ use std::{
 };
 use tokio::sync::watch;
 
+mod policy;
 mod smi;
+
+pub use policy::PolicyWatch;
 
 /// Index sizes and activity.
 #[derive(Clone, Debug, Default)]
@@ -75,6 +79,7 @@ struct Inner {
     state: State,
     targets: HashMap<Target, TargetWatch>,
     profiles: HashMap<Target, watch::Sender<Profile>>,
+    policies: HashMap<Key, policy::PolicyTx>,
     problems: watch::Sender<Arc<Problems>>,
 }
 
@@ -84,6 +89,12 @@ struct Affected {
     services: HashSet<Key>,
     pods: HashSet<Key>,
     profiles: bool,
+    /// Namespaces whose default inbound policy changed.
+    namespaces: HashSet<String>,
+    /// Destination ServiceAccounts whose TrafficTargets or routes changed.
+    accounts: HashSet<Key>,
+    /// Every pod's policy may have changed.
+    policies: bool,
     all: bool,
 }
 
@@ -111,6 +122,7 @@ impl Index {
                 state: State::default(),
                 targets: HashMap::new(),
                 profiles: HashMap::new(),
+                policies: HashMap::new(),
                 problems: watch::channel(Arc::new(Problems::new())).0,
             }),
             metrics: IndexMetrics::default(),
@@ -243,8 +255,14 @@ impl Index {
 
     // === Pods ===
 
-    /// Adds or replaces a Pod.
+    /// Adds or replaces a Pod (without probes or default-policy annotation: see
+    /// [`Index::apply_pod_access`]).
     pub fn apply_pod(&self, ns: &str, name: &str, pod: PodInfo) {
+        self.apply_pod_access(ns, name, pod, PodAccess::default());
+    }
+
+    /// Adds or replaces a Pod with what its inbound policy needs.
+    pub fn apply_pod_access(&self, ns: &str, name: &str, pod: PodInfo, access: PodAccess) {
         let key = (ns.to_string(), name.to_string());
         self.update(|s, a| {
             remove_pod(s, &key);
@@ -252,6 +270,7 @@ impl Index {
                 s.pod_by_ip.insert(*ip, key.clone());
             }
             s.pods.insert(key.clone(), pod);
+            s.pod_access.insert(key.clone(), access);
             pod_affects(s, &key, a);
         });
     }
@@ -267,13 +286,24 @@ impl Index {
 
     /// Replaces all Pods.
     pub fn reset_pods(&self, all: Vec<(String, String, PodInfo)>) {
+        self.reset_pods_access(
+            all.into_iter()
+                .map(|(ns, name, p)| (ns, name, (p, PodAccess::default())))
+                .collect(),
+        );
+    }
+
+    /// Replaces all Pods, with what their inbound policies need.
+    pub fn reset_pods_access(&self, all: Vec<(String, String, (PodInfo, PodAccess))>) {
         self.update(|s, a| {
             s.pods.clear();
             s.pod_by_ip.clear();
-            for (ns, name, pod) in all {
+            s.pod_access.clear();
+            for (ns, name, (pod, access)) in all {
                 for ip in &pod.ips {
                     s.pod_by_ip.insert(*ip, (ns.clone(), name.clone()));
                 }
+                s.pod_access.insert((ns.clone(), name.clone()), access);
                 s.pods.insert((ns, name), pod);
             }
             a.all = true;
@@ -348,6 +378,7 @@ impl Index {
             true
         });
         m.watched_targets.set(inner.targets.len() as i64);
+        policy::publish(&mut inner.policies, state, naming, &affected);
         if affected.all || affected.profiles || !affected.services.is_empty() {
             inner.profiles.retain(|target, tx| {
                 if tx.receiver_count() == 0 {
@@ -379,6 +410,7 @@ fn remove_service(s: &mut State, key: &Key) {
 }
 
 fn remove_pod(s: &mut State, key: &Key) {
+    s.pod_access.remove(key);
     if let Some(old) = s.pods.remove(key) {
         for ip in old.ips {
             if s.pod_by_ip.get(&ip) == Some(key) {

@@ -1,7 +1,12 @@
-//! Domain types of destination discovery, free of Kubernetes types: targets, endpoints,
-//! resolutions, profiles, and the [`Index`] that computes them from cluster state.
+//! Domain types of destination discovery and inbound policy, free of Kubernetes types:
+//! targets, endpoints, resolutions, profiles, pod policies, and the [`Index`] that computes
+//! them from cluster state.
 
+pub mod access;
 mod index;
+mod policy;
+#[cfg(test)]
+mod policy_tests;
 mod problems;
 pub mod quantity;
 mod smi;
@@ -10,8 +15,12 @@ mod target;
 #[cfg(test)]
 mod tests;
 
-pub use index::{Index, IndexMetrics};
-pub use problems::{ObjectKey, Problem, ProblemSet, Problems};
+pub use access::{
+    AccessRule, Authorization, DefaultPolicy, NamespaceInfo, PodAccess, PodPolicy, ProbeInfo,
+    Subject, TrafficTargetInfo, UdpRouteInfo,
+};
+pub use index::{Index, IndexMetrics, PolicyWatch};
+pub use problems::{ObjectKey, Problem, ProblemSet, Problems, reason};
 pub use smi::{
     HttpRule, Invalid, ObjectMeta, RouteGroupInfo, RouteRef, SmiKind, SmiObject, SplitInfo,
     TcpRouteInfo,
@@ -103,5 +112,18 @@ impl Discover for Index {
 
     fn watch_profile(&self, target: &Target) -> tokio::sync::watch::Receiver<Profile> {
         Index::watch_profile(self, target)
+    }
+}
+
+/// What the policy gRPC layer needs: watches on pods' inbound policies.
+pub trait Policies: Send + Sync + 'static {
+    /// The policy of pod `name` of `namespace` (current and future; None once the pod is
+    /// gone), with the identity the pod's proxy holds; None when the pod is not known.
+    fn watch_policy(&self, namespace: &str, name: &str) -> Option<PolicyWatch>;
+}
+
+impl Policies for Index {
+    fn watch_policy(&self, namespace: &str, name: &str) -> Option<PolicyWatch> {
+        Index::watch_policy(self, namespace, name)
     }
 }

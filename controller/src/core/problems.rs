@@ -1,4 +1,5 @@
-//! The problems a user can make with SMI objects, computed from the index state (pure): each
+//! The problems a user can make with SMI objects (TrafficSplits here, TrafficTargets in
+//! [`access`]), computed from the index state (pure): each
 //! becomes a Warning Event on the object (see `k8s::events`), published when an object's set
 //! of problems changes.
 
@@ -7,6 +8,8 @@ use super::{
     state::State,
 };
 use std::collections::{BTreeMap, BTreeSet};
+
+mod access;
 
 /// Event reasons.
 pub mod reason {
@@ -30,6 +33,16 @@ pub mod reason {
     pub const DUPLICATE_APEX: &str = "DuplicateApex";
     /// No backend can take traffic: meshed clients get 503.
     pub const ALL_WEIGHTS_ZERO: &str = "AllWeightsZero";
+    /// A TrafficTarget rule names a match its HTTPRouteGroup does not have.
+    pub const MATCH_NOT_FOUND: &str = "MatchNotFound";
+    /// A TrafficTarget rule of a kind other than HTTPRouteGroup, TCPRoute or UDPRoute.
+    pub const UNSUPPORTED_RULE: &str = "UnsupportedRule";
+    /// A TrafficTarget subject of a kind other than ServiceAccount.
+    pub const UNSUPPORTED_SUBJECT: &str = "UnsupportedSubject";
+    /// A TrafficTarget references a UDPRoute: UDP is not carried by the proxy.
+    pub const UDP_NOT_ENFORCED: &str = "UDPRouteNotEnforced";
+    /// A TrafficTarget admits nothing (its rules or sources resolve to nothing).
+    pub const ADMITS_NOTHING: &str = "AdmitsNothing";
 }
 
 /// An object with problems.
@@ -229,6 +242,7 @@ impl State {
                 );
             }
         }
+        self.access_problems(&mut add);
         out
     }
 }

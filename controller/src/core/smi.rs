@@ -1,4 +1,5 @@
-//! SMI objects in domain terms (TrafficSplit, HTTPRouteGroup, TCPRoute), and how a split
+//! SMI objects in domain terms (TrafficSplit, HTTPRouteGroup, TCPRoute; the access kinds are
+//! in [`super::access`]), and how a split
 //! applies to one apex Service port (the profile's backends and route rules).
 //!
 //! Semantics (see the crate README, "TrafficSplit"):
@@ -87,6 +88,10 @@ pub enum SmiKind {
     HttpRouteGroup,
     /// specs.smi-spec.io TCPRoute.
     TcpRoute,
+    /// access.smi-spec.io TrafficTarget.
+    TrafficTarget,
+    /// specs.smi-spec.io UDPRoute.
+    UdpRoute,
 }
 
 impl SmiKind {
@@ -96,6 +101,8 @@ impl SmiKind {
             Self::TrafficSplit => "TrafficSplit",
             Self::HttpRouteGroup => "HTTPRouteGroup",
             Self::TcpRoute => "TCPRoute",
+            Self::TrafficTarget => "TrafficTarget",
+            Self::UdpRoute => "UDPRoute",
         }
     }
 }

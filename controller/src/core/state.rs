@@ -3,6 +3,7 @@
 
 use super::{
     DEFAULT_WEIGHT, Endpoint, Profile, ProtocolHint, Resolution, Target, WeightedBackend,
+    access::{DefaultPolicy, NamespaceInfo, PodAccess, TrafficTargetInfo, UdpRouteInfo},
     smi::{Invalid, RouteGroupInfo, Selected, SmiKind, SplitInfo, TcpRouteInfo},
 };
 use std::{
@@ -78,6 +79,14 @@ pub struct State {
     pub(crate) splits: HashMap<Key, SplitInfo>,
     pub(crate) route_groups: HashMap<Key, RouteGroupInfo>,
     pub(crate) tcp_routes: HashMap<Key, TcpRouteInfo>,
+    pub(crate) traffic_targets: HashMap<Key, TrafficTargetInfo>,
+    pub(crate) udp_routes: HashMap<Key, UdpRouteInfo>,
+    /// Namespaces by name (their default inbound policy).
+    pub(crate) namespaces: HashMap<String, NamespaceInfo>,
+    /// What the policy needs of each pod (annotation, probes).
+    pub(crate) pod_access: HashMap<Key, PodAccess>,
+    /// The install's default inbound policy.
+    pub(crate) default_policy: DefaultPolicy,
     /// SMI objects that exist but could not be read (treated as absent).
     pub(crate) invalid: HashMap<(SmiKind, Key), Invalid>,
     /// Service key → names of its slices.

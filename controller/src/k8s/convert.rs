@@ -1,10 +1,17 @@
 //! Conversions from Kubernetes objects to the core index inputs.
 
-use crate::core::{PodInfo, ServiceInfo, ServicePort, SliceEndpoint, SliceInfo};
-use k8s_openapi::api::{
-    core::v1::{Pod, Service},
-    discovery::v1::EndpointSlice,
+use crate::core::{
+    DefaultPolicy, NamespaceInfo, PodAccess, PodInfo, ProbeInfo, ServiceInfo, ServicePort,
+    SliceEndpoint, SliceInfo, access::DEFAULT_POLICY_ANNOTATION,
 };
+use k8s_openapi::{
+    api::{
+        core::v1::{Container, Namespace, Pod, Probe, Service},
+        discovery::v1::EndpointSlice,
+    },
+    apimachinery::pkg::util::intstr::IntOrString,
+};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Label or annotation that marks a pod as meshed (set by injection).
@@ -139,6 +146,98 @@ pub fn pod(pod: &Pod) -> PodInfo {
     }
 }
 
+/// A Pod with what its inbound policy needs (probes, default-policy annotation).
+pub fn pod_with_access(p: &Pod) -> (PodInfo, PodAccess) {
+    let spec = p.spec.as_ref();
+    let mut probes: Vec<ProbeInfo> = spec
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.name != PROXY_CONTAINER)
+        .flat_map(|c| {
+            [&c.liveness_probe, &c.readiness_probe, &c.startup_probe]
+                .into_iter()
+                .flatten()
+                .filter_map(move |pr| probe(c, pr))
+        })
+        .collect();
+    probes.sort();
+    probes.dedup();
+    let access = PodAccess {
+        default_policy: default_policy(
+            p.metadata.annotations.as_ref(),
+            "pod",
+            p.metadata.namespace.as_deref().unwrap_or_default(),
+            p.metadata.name.as_deref().unwrap_or_default(),
+        ),
+        probes,
+    };
+    (pod(p), access)
+}
+
+/// A Namespace as the policy index sees it.
+pub fn namespace(ns: &Namespace) -> NamespaceInfo {
+    NamespaceInfo {
+        default_policy: default_policy(
+            ns.metadata.annotations.as_ref(),
+            "namespace",
+            "",
+            ns.metadata.name.as_deref().unwrap_or_default(),
+        ),
+    }
+}
+
+/// The `config.tulle.io/default-inbound-policy` annotation; an invalid value fails closed to
+/// `deny` (logged at warn).
+fn default_policy(
+    annotations: Option<&BTreeMap<String, String>>,
+    what: &str,
+    ns: &str,
+    name: &str,
+) -> Option<DefaultPolicy> {
+    let v = annotations?.get(DEFAULT_POLICY_ANNOTATION)?;
+    Some(DefaultPolicy::parse(v).unwrap_or_else(|e| {
+        tracing::warn!(kind = what, namespace = ns, name, annotation = DEFAULT_POLICY_ANNOTATION, error = %e, "invalid annotation: the inbound policy fails closed to deny until it is fixed");
+        DefaultPolicy::Deny
+    }))
+}
+
+/// The port (and HTTP path) a probe reaches; named ports resolved against `c`'s ports.
+fn probe(c: &Container, p: &Probe) -> Option<ProbeInfo> {
+    let resolve = |port: &IntOrString| match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => c
+            .ports
+            .iter()
+            .flatten()
+            .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+            .and_then(|cp| u16::try_from(cp.container_port).ok()),
+    };
+    if let Some(h) = &p.http_get {
+        let path = h.path.as_deref().unwrap_or("/");
+        let path = path.split('?').next().unwrap_or_default();
+        return Some(ProbeInfo {
+            port: resolve(&h.port)?,
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
+        });
+    }
+    if let Some(t) = &p.tcp_socket {
+        return Some(ProbeInfo {
+            port: resolve(&t.port)?,
+            path: String::new(),
+        });
+    }
+    let g = p.grpc.as_ref()?;
+    Some(ProbeInfo {
+        port: u16::try_from(g.port).ok()?,
+        path: String::new(),
+    })
+}
+
 /// The pod's owner as (lower-case kind, name): a ReplicaSet created by a Deployment
 /// becomes ("deployment", name without the pod-template-hash suffix).
 fn owner(pod: &Pod) -> Option<(String, String)> {
@@ -196,6 +295,55 @@ mod tests {
         assert_eq!(info.service_account, "default");
         assert_eq!(info.owner, Some(("statefulset".into(), "db".into())));
         assert_eq!(info.ips.len(), 1);
+    }
+
+    #[test]
+    fn probes_and_default_policy() {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "shop",
+                "annotations": {DEFAULT_POLICY_ANNOTATION: "Deny"}},
+            "spec": {"containers": [
+                {"name": "app", "ports": [{"name": "http", "containerPort": 8080}, {"containerPort": 9000}],
+                 "livenessProbe": {"httpGet": {"port": "http", "path": "/live?full=1"}},
+                 "readinessProbe": {"httpGet": {"port": 8080, "path": "/ready"}},
+                 "startupProbe": {"tcpSocket": {"port": 9000}}},
+                {"name": "grpc", "readinessProbe": {"grpc": {"port": 9090}},
+                 "livenessProbe": {"httpGet": {"port": "nope"}}},
+                {"name": "tulle-proxy", "readinessProbe": {"httpGet": {"port": 4191, "path": "/ready"}}}
+            ]}
+        }))
+        .unwrap();
+        let (_, access) = pod_with_access(&p);
+        assert_eq!(access.default_policy, Some(DefaultPolicy::Deny));
+        let probes: Vec<(u16, &str)> = access
+            .probes
+            .iter()
+            .map(|p| (p.port, p.path.as_str()))
+            .collect();
+        assert_eq!(
+            probes,
+            [(8080, "/live"), (8080, "/ready"), (9000, ""), (9090, "")]
+        );
+
+        let invalid: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": "shop", "annotations": {DEFAULT_POLICY_ANNOTATION: "allow-all"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            namespace(&invalid).default_policy,
+            Some(DefaultPolicy::Deny)
+        );
+        let plain: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": "shop"}})).unwrap();
+        assert_eq!(namespace(&plain).default_policy, None);
+        let ok: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": "shop", "annotations": {DEFAULT_POLICY_ANNOTATION: "authenticated"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            namespace(&ok).default_policy,
+            Some(DefaultPolicy::Authenticated)
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 pub fn api_version(kind: SmiKind) -> &'static str {
     match kind {
         SmiKind::TrafficSplit => "split.smi-spec.io/v1alpha4",
-        SmiKind::HttpRouteGroup | SmiKind::TcpRoute => "specs.smi-spec.io/v1alpha4",
+        SmiKind::HttpRouteGroup | SmiKind::TcpRoute | SmiKind::UdpRoute => {
+            "specs.smi-spec.io/v1alpha4"
+        }
+        SmiKind::TrafficTarget => "access.smi-spec.io/v1alpha3",
     }
 }
 

@@ -1,19 +1,23 @@
 //! Kubernetes watchers feeding the [`Index`], and the task that publishes the SMI objects'
 //! problems as Events. Access needed (RBAC): list/watch on services, endpointslices
-//! (discovery.k8s.io), pods, trafficsplits (split.smi-spec.io), httproutegroups and tcproutes
-//! (specs.smi-spec.io); create/patch on events (events.k8s.io).
+//! (discovery.k8s.io), pods, namespaces, trafficsplits (split.smi-spec.io), traffictargets
+//! (access.smi-spec.io), httproutegroups, tcproutes and udproutes (specs.smi-spec.io);
+//! create/patch on events (events.k8s.io).
 //!
 //! Every watch is one [`watch::handle`] loop over an [`watch::IndexResource`]. The SMI
 //! resources are watched as [`DynamicObject`]s and read by the tolerant parsers of [`smi`]:
 //! one object that cannot be read is ignored (with a log line and a Warning Event) and never
 //! stalls the watch.
 
+pub mod access;
 pub mod convert;
 pub mod events;
 pub mod smi;
 pub mod watch;
 
-use crate::core::{Index, RouteGroupInfo, SplitInfo, TcpRouteInfo};
+use crate::core::{
+    Index, RouteGroupInfo, SplitInfo, TcpRouteInfo, TrafficTargetInfo, UdpRouteInfo,
+};
 use kube::{
     Api, Client, Resource,
     core::DynamicObject,
@@ -38,15 +42,39 @@ pub struct Synced {
     splits: AtomicBool,
     route_groups: AtomicBool,
     tcp_routes: AtomicBool,
+    traffic_targets: AtomicBool,
+    udp_routes: AtomicBool,
+    namespaces: AtomicBool,
 }
 
 impl Synced {
     /// Services, EndpointSlices and Pods are all listed (the SMI resources are optional:
-    /// their CRDs may not be installed).
+    /// their CRDs may not be installed; Namespaces only matter to the policy API, see
+    /// [`Synced::policy_ready`]).
     pub fn is_ready(&self) -> bool {
         self.services.load(Ordering::Relaxed)
             && self.slices.load(Ordering::Relaxed)
             && self.pods.load(Ordering::Relaxed)
+    }
+
+    /// Pods, Namespaces and the SMI access resources are listed: inbound policies are
+    /// complete (a policy served before would admit what a TrafficTarget not yet listed
+    /// restricts).
+    pub fn policy_ready(&self) -> bool {
+        self.pods.load(Ordering::Relaxed)
+            && self.namespaces.load(Ordering::Relaxed)
+            && self.traffic_targets.load(Ordering::Relaxed)
+            && self.route_groups.load(Ordering::Relaxed)
+            && self.tcp_routes.load(Ordering::Relaxed)
+            && self.udp_routes.load(Ordering::Relaxed)
+    }
+
+    /// Pods, Namespaces and TrafficTargets are listed (the routes may not be: a route
+    /// that is not known admits nothing).
+    pub fn policy_base_ready(&self) -> bool {
+        self.pods.load(Ordering::Relaxed)
+            && self.namespaces.load(Ordering::Relaxed)
+            && self.traffic_targets.load(Ordering::Relaxed)
     }
 
     /// Services and every SMI resource are listed: problems found now are real ones.
@@ -55,12 +83,14 @@ impl Synced {
             && self.splits.load(Ordering::Relaxed)
             && self.route_groups.load(Ordering::Relaxed)
             && self.tcp_routes.load(Ordering::Relaxed)
+            && self.traffic_targets.load(Ordering::Relaxed)
+            && self.udp_routes.load(Ordering::Relaxed)
     }
 }
 
 /// Spawns one watch task per resource kind.
 pub fn spawn_watches(client: Client, index: Arc<Index>, synced: Arc<Synced>) {
-    use k8s_openapi::api::core::v1::{Pod, Service};
+    use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
     let c = &client;
     spawn(
         Api::all(c.clone()),
@@ -81,10 +111,18 @@ pub fn spawn_watches(client: Client, index: Arc<Index>, synced: Arc<Synced>) {
     spawn(
         Api::all(c.clone()),
         "pods",
-        |o: &Pod| Some(convert::pod(o)),
+        |o: &Pod| Some(convert::pod_with_access(o)),
         &index,
         &synced,
         |s| &s.pods,
+    );
+    spawn(
+        Api::all(c.clone()),
+        "namespaces",
+        |o: &Namespace| Some(convert::namespace(o)),
+        &index,
+        &synced,
+        |s| &s.namespaces,
     );
     spawn_smi::<SplitInfo>(
         c,
@@ -112,6 +150,24 @@ pub fn spawn_watches(client: Client, index: Arc<Index>, synced: Arc<Synced>) {
         &index,
         &synced,
         |s| &s.tcp_routes,
+    );
+    spawn_smi::<TrafficTargetInfo>(
+        c,
+        access::traffic_target_resource(),
+        "traffictargets",
+        access::traffic_target,
+        &index,
+        &synced,
+        |s| &s.traffic_targets,
+    );
+    spawn_smi::<UdpRouteInfo>(
+        c,
+        access::udp_route_resource(),
+        "udproutes",
+        access::udp_route,
+        &index,
+        &synced,
+        |s| &s.udp_routes,
     );
 }
 

@@ -4,7 +4,9 @@
 //! `Result<T, Invalid>`: an object that cannot be read is recorded as invalid (its Events say
 //! why) and the watch keeps serving every other object.
 
-use crate::core::{Index, Invalid, PodInfo, ServiceInfo, SliceInfo, SmiObject};
+use crate::core::{
+    Index, Invalid, NamespaceInfo, PodAccess, PodInfo, ServiceInfo, SliceInfo, SmiObject,
+};
 use futures::{Stream, StreamExt};
 use kube::{
     Resource, ResourceExt,
@@ -58,6 +60,31 @@ impl IndexResource<PodInfo> for Index {
     }
     fn reset(&self, all: Vec<(String, String, PodInfo)>) {
         self.reset_pods(all);
+    }
+}
+
+impl IndexResource<(PodInfo, PodAccess)> for Index {
+    fn apply(&self, ns: &str, name: &str, (pod, access): (PodInfo, PodAccess)) {
+        self.apply_pod_access(ns, name, pod, access);
+    }
+    fn delete(&self, ns: &str, name: &str) {
+        self.delete_pod(ns, name);
+    }
+    fn reset(&self, all: Vec<(String, String, (PodInfo, PodAccess))>) {
+        self.reset_pods_access(all);
+    }
+}
+
+/// Namespaces are cluster-scoped: `ns` is empty, `name` the namespace.
+impl IndexResource<NamespaceInfo> for Index {
+    fn apply(&self, _: &str, name: &str, v: NamespaceInfo) {
+        self.apply_namespace(name, v);
+    }
+    fn delete(&self, _: &str, name: &str) {
+        self.delete_namespace(name);
+    }
+    fn reset(&self, all: Vec<(String, String, NamespaceInfo)>) {
+        self.reset_namespaces(all.into_iter().map(|(_, n, v)| (n, v)).collect());
     }
 }
 

@@ -1,5 +1,5 @@
-//! Wiring: flags, the index, the Kubernetes watches, the gRPC server, the injector webhook
-//! and the admin server.
+//! Wiring: flags, the index, the Kubernetes watches, the destination and policy gRPC
+//! servers, the injector webhook and the admin server.
 
 mod tls;
 mod webhook;
@@ -7,8 +7,8 @@ mod webhook;
 pub use webhook::{WebhookArgs, inject_config};
 
 use crate::{
-    core::{Index, Naming},
-    grpc::{DestinationService, GrpcMetrics},
+    core::{DefaultPolicy, Index, Naming},
+    grpc::{CallerCheck, DestinationService, GrpcMetrics, PolicyService},
     k8s,
 };
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
@@ -27,6 +27,22 @@ pub struct Args {
         default_value = "0.0.0.0:8086"
     )]
     pub destination_addr: SocketAddr,
+    /// Address of the inbound policy gRPC server (SMI Traffic Access).
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_POLICY_ADDR",
+        default_value = "0.0.0.0:8090"
+    )]
+    pub policy_addr: SocketAddr,
+    /// The mesh default inbound policy of pods no TrafficTarget names: allow,
+    /// authenticated or deny (overridden by the namespace's then the pod's
+    /// `config.tulle.io/default-inbound-policy` annotation).
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_DEFAULT_INBOUND_POLICY",
+        default_value = "allow"
+    )]
+    pub default_inbound_policy: DefaultPolicy,
     /// Address of the admin server (/metrics, /ready, /live).
     #[arg(
         long,
@@ -48,8 +64,10 @@ pub struct Args {
         default_value = "cluster.local"
     )]
     pub trust_domain: String,
-    /// tulle-identity's address (`host:port`). When set, the destination API is served
-    /// over TLS with a certificate from identity; when unset, over plaintext.
+    /// tulle-identity's address (`host:port`). When set, the destination and policy APIs
+    /// are served over mTLS with a certificate from identity (clients must present a mesh
+    /// certificate; the policy API serves a pod's policy to that pod's identity only); when
+    /// unset, over plaintext without any caller check (development and tests only).
     #[arg(long, env = "TULLE_CONTROLLER_IDENTITY_ADDR")]
     pub identity_addr: Option<String>,
     /// The identity tulle-identity presents.
@@ -123,12 +141,14 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         cluster_domain: args.cluster_domain.clone(),
         trust_domain: args.trust_domain.clone(),
     }));
+    index.set_default_policy(args.default_inbound_policy);
     index.metrics().register(&mut registry);
     let grpc_metrics = GrpcMetrics::default();
     grpc_metrics.register(&mut registry);
 
     let synced = Arc::new(k8s::Synced::default());
     k8s::spawn_watches(client.clone(), index.clone(), synced.clone());
+    let policy_synced = synced.clone();
     let recorder = kube::runtime::events::Recorder::new(
         client.clone(),
         kube::runtime::events::Reporter {
@@ -167,21 +187,53 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     ));
 
     let listener = bind(args.destination_addr).await?;
+    let policy_listener = bind(args.policy_addr).await?;
+    let policy_ready = {
+        let (s, started) = (policy_synced, std::time::Instant::now());
+        // Route CRDs that are not installed never list: go ahead after a minute (a missing
+        // route admits nothing). TrafficTargets must be listed: without them every
+        // targeted pod would get the (more open) default.
+        Arc::new(move || {
+            s.policy_ready() || (s.policy_base_ready() && started.elapsed() > SMI_SYNC_WAIT)
+        }) as Arc<dyn Fn() -> bool + Send + Sync>
+    };
+    let check = if serving.is_some() {
+        CallerCheck::MeshIdentity
+    } else {
+        CallerCheck::InsecureNone
+    };
+    let policy_svc = PolicyService::new(index.clone(), check, policy_ready).into_server();
     let svc = DestinationService::new(index, grpc_metrics).into_server();
-    let server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-        .add_service(svc);
-    let grpc = match serving {
+    let builder = || {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+    };
+    let server = builder().add_service(svc);
+    let policy_server = builder().add_service(policy_svc);
+    let (grpc, policy) = match serving {
         Some((cert, roots)) => {
             let cfg = cert
                 .mtls_server_config(roots)
                 .map_err(|e| RunError::Tls(e.to_string()))?;
             tracing::info!(addr = %args.destination_addr, "serving destination gRPC over mTLS (clients must present a mesh certificate)");
-            tokio::spawn(server.serve_with_incoming(tulle_api::tls::incoming(listener, cfg)))
+            tracing::info!(addr = %args.policy_addr, "serving policy gRPC over mTLS (a pod's policy only to the pod's own identity)");
+            (
+                tokio::spawn(
+                    server.serve_with_incoming(tulle_api::tls::incoming(listener, cfg.clone())),
+                ),
+                tokio::spawn(
+                    policy_server
+                        .serve_with_incoming(tulle_api::tls::incoming(policy_listener, cfg)),
+                ),
+            )
         }
         None => {
-            tracing::warn!(addr = %args.destination_addr, "serving destination gRPC over plaintext (no --identity-addr)");
-            tokio::spawn(server.serve_with_incoming(incoming(listener)))
+            tracing::warn!(addr = %args.destination_addr, "serving destination gRPC over plaintext (no --identity-addr): development and tests only");
+            tracing::warn!(addr = %args.policy_addr, "serving policy gRPC over plaintext WITHOUT caller checks (no --identity-addr): development and tests only");
+            (
+                tokio::spawn(server.serve_with_incoming(incoming(listener))),
+                tokio::spawn(policy_server.serve_with_incoming(incoming(policy_listener))),
+            )
         }
     };
     let injector = async {
@@ -192,6 +244,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     };
     tokio::select! {
         r = grpc => Err(RunError::Serve(format!("destination gRPC: {r:?}"))),
+        r = policy => Err(RunError::Serve(format!("policy gRPC: {r:?}"))),
         r = admin => Err(RunError::Serve(format!("admin: {r:?}"))),
         r = injector => Err(RunError::Serve(format!("injector webhook: {r:?}"))),
     }

@@ -77,6 +77,12 @@ pub struct WebhookArgs {
     /// The controller's identity for proxies [default: SERVICE_ACCOUNT.NAMESPACE.serviceaccount.identity.tulle.TRUST_DOMAIN].
     #[arg(long, env = "TULLE_CONTROLLER_PROXY_DESTINATION_SVC_NAME")]
     pub proxy_destination_svc_name: Option<String>,
+    /// The controller's inbound policy address for proxies [default: WEBHOOK_SERVICE_NAME.NAMESPACE.svc.CLUSTER_DOMAIN:POLICY_PORT].
+    #[arg(long, env = "TULLE_CONTROLLER_PROXY_POLICY_SVC_ADDR")]
+    pub proxy_policy_svc_addr: Option<String>,
+    /// The controller's identity on the policy API, for proxies [default: the destination's].
+    #[arg(long, env = "TULLE_CONTROLLER_PROXY_POLICY_SVC_NAME")]
+    pub proxy_policy_svc_name: Option<String>,
     /// This controller's pod name (the reporting instance of its Events).
     #[arg(long, env = "TULLE_CONTROLLER_POD_NAME")]
     pub pod_name: Option<String>,
@@ -113,6 +119,21 @@ pub fn inject_config(args: &Args) -> inject::Config {
         destination_name: w.proxy_destination_svc_name.clone().unwrap_or_else(|| {
             ServiceAccountIdentity::new(&args.service_account, ns, &args.trust_domain).dns_name()
         }),
+        policy_addr: w.proxy_policy_svc_addr.clone().unwrap_or_else(|| {
+            format!(
+                "{}.{ns}.svc.{cd}:{}",
+                w.webhook_service_name,
+                args.policy_addr.port()
+            )
+        }),
+        policy_name: w
+            .proxy_policy_svc_name
+            .clone()
+            .or_else(|| w.proxy_destination_svc_name.clone())
+            .unwrap_or_else(|| {
+                ServiceAccountIdentity::new(&args.service_account, ns, &args.trust_domain)
+                    .dns_name()
+            }),
         log_level: w.proxy_log_level.clone(),
         resources: inject::Resources::default(),
     }
@@ -205,6 +226,25 @@ mod tests {
         assert_eq!(
             c.destination_name,
             "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local"
+        );
+        assert_eq!(
+            c.policy_addr,
+            "tulle-controller.tulle-system.svc.cluster.local:8090"
+        );
+        assert_eq!(c.policy_name, c.destination_name);
+        assert_eq!(args.policy_addr.to_string(), "0.0.0.0:8090");
+        assert_eq!(
+            args.default_inbound_policy,
+            crate::core::DefaultPolicy::Allow
+        );
+        let deny =
+            Args::try_parse_from(["tulle-controller", "--default-inbound-policy", "deny"]).unwrap();
+        assert_eq!(
+            deny.default_inbound_policy,
+            crate::core::DefaultPolicy::Deny
+        );
+        assert!(
+            Args::try_parse_from(["tulle-controller", "--default-inbound-policy", "open"]).is_err()
         );
         let off = Args::try_parse_from(["tulle-controller", "--inject-disabled", "true"]).unwrap();
         assert!(off.webhook.inject_disabled);

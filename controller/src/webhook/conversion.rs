@@ -1,6 +1,7 @@
-//! The CRD conversion webhook of TrafficSplit (`POST /convert`, apiextensions.k8s.io/v1
-//! ConversionReview), served by the injector's HTTPS server. v1alpha4 is the storage (hub)
-//! version; every conversion goes through it:
+//! The CRD conversion webhook of TrafficSplit and TrafficTarget (`POST /convert`,
+//! apiextensions.k8s.io/v1 ConversionReview), served by the injector's HTTPS server.
+//! TrafficTargets are converted in [`access`]. For TrafficSplit, v1alpha4 is the storage
+//! (hub) version; every conversion goes through it:
 //!
 //! - v1alpha1 → v1alpha4: weights are `resource.Quantity` values and are normalised to
 //!   milli-units (`500m` → 500, `1` → 1000, `"75"` → 75000, `1.5` → 1500) so that
@@ -11,6 +12,8 @@
 //! - v1alpha1/v1alpha2 have no `spec.matches`: on the way down they are kept as JSON in the
 //!   annotation [`MATCHES_ANNOTATION`], and restored from it on the way up;
 //! - v1alpha2 ↔ v1alpha3 ↔ v1alpha4: the `apiVersion` only (same fields).
+
+pub mod access;
 
 use crate::core::quantity;
 use kube::core::{
@@ -38,7 +41,7 @@ pub struct BadReview(String);
 #[error("{0}")]
 pub struct ConversionError(String);
 
-fn fail(msg: impl Into<String>) -> ConversionError {
+pub(crate) fn fail(msg: impl Into<String>) -> ConversionError {
     ConversionError(msg.into())
 }
 
@@ -57,8 +60,13 @@ pub fn review(body: &[u8]) -> Result<ConversionReview, BadReview> {
         match convert(obj, &desired) {
             Ok(o) => out.push(o),
             Err(e) => {
-                tracing::info!(object = %name, %desired, error = %e, "TrafficSplit conversion refused");
-                let msg = format!("cannot convert TrafficSplit {name} to {desired}: {e}");
+                let kind = if desired.starts_with(access::GROUP) {
+                    "TrafficTarget"
+                } else {
+                    "TrafficSplit"
+                };
+                tracing::info!(object = %name, %desired, error = %e, "{kind} conversion refused");
+                let msg = format!("cannot convert {kind} {name} to {desired}: {e}");
                 return Ok(rsp
                     .failure(Status::failure(&msg, "Invalid").with_code(422))
                     .into_review());
@@ -93,8 +101,12 @@ fn version(api_version: &str) -> Result<&'static str, ConversionError> {
         })
 }
 
-/// Converts one TrafficSplit (JSON) to `desired` (`split.smi-spec.io/<version>`).
+/// Converts one TrafficSplit (JSON) to `desired` (`split.smi-spec.io/<version>`), or one
+/// TrafficTarget to `access.smi-spec.io/<version>` (see [`access`]).
 pub fn convert(mut obj: Value, desired: &str) -> Result<Value, ConversionError> {
+    if desired.starts_with(access::GROUP) {
+        return access::convert(obj, desired);
+    }
     let to = version(desired)?;
     let from = version(obj["apiVersion"].as_str().unwrap_or_default())?;
     if from != to {
@@ -210,7 +222,7 @@ fn restore_matches(obj: &mut Value) -> Result<(), ConversionError> {
     Ok(())
 }
 
-fn annotations(obj: &mut Value) -> Result<&mut Map<String, Value>, ConversionError> {
+pub(crate) fn annotations(obj: &mut Value) -> Result<&mut Map<String, Value>, ConversionError> {
     let meta = obj
         .as_object_mut()
         .ok_or_else(|| fail("the object is not a JSON object"))?

@@ -1,5 +1,6 @@
 //! Keeps `spec.conversion.webhook.clientConfig.caBundle` of the CRDs whose conversion webhook
-//! the controller serves (`trafficsplits.split.smi-spec.io`) equal to the webhook CA bundle: at
+//! the controller serves (`trafficsplits.split.smi-spec.io`,
+//! `traffictargets.access.smi-spec.io`) equal to the webhook CA bundle: at
 //! start, whenever the bundle changes, and every minute (which also repairs a re-applied CRD).
 //! A CRD whose conversion strategy is not `Webhook` is left alone. RBAC: get and patch on
 //! customresourcedefinitions (apiextensions.k8s.io) with resourceNames limited to those CRDs.
@@ -16,7 +17,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The CRDs served by the conversion webhook.
-pub const CONVERSION_CRDS: [&str; 1] = ["trafficsplits.split.smi-spec.io"];
+pub const CONVERSION_CRDS: [&str; 2] = [
+    "trafficsplits.split.smi-spec.io",
+    "traffictargets.access.smi-spec.io",
+];
 
 const RECHECK: Duration = Duration::from_secs(60);
 

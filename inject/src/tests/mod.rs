@@ -15,6 +15,9 @@ fn cfg() -> Config {
         destination_addr: "tulle-controller.tulle-system.svc.cluster.local:8086".into(),
         destination_name:
             "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local".into(),
+        policy_addr: "tulle-controller.tulle-system.svc.cluster.local:8090".into(),
+        policy_name: "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local"
+            .into(),
         log_level: "info".into(),
         resources: Resources::default(),
     }
@@ -207,6 +210,14 @@ fn proxy_environment() {
     );
     assert_eq!(
         e("TULLE_PROXY_DESTINATION_SVC_NAME"),
+        "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local"
+    );
+    assert_eq!(
+        e("TULLE_PROXY_POLICY_SVC_ADDR"),
+        "tulle-controller.tulle-system.svc.cluster.local:8090"
+    );
+    assert_eq!(
+        e("TULLE_PROXY_POLICY_SVC_NAME"),
         "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local"
     );
     assert_eq!(

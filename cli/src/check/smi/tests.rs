@@ -190,3 +190,35 @@ fn warning_events_are_listed_as_warnings() {
     );
     assert_eq!(err[0].status, Status::Warn);
 }
+
+#[test]
+fn traffic_target_warnings_and_udp_routes() {
+    let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_100);
+    let events = vec![event(
+        "TrafficTarget",
+        "allow-web",
+        "u1",
+        "RouteNotFound",
+        "2023-11-14T22:13:20Z",
+        CONTROLLER,
+    )];
+    let r = warning_checks(Ok(events), None, now);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, Status::Warn);
+    assert!(
+        r[0].name
+            .contains("TrafficTarget shop/allow-web: RouteNotFound"),
+        "{}",
+        r[0].name
+    );
+
+    let none = udp_check(Some(0));
+    assert_eq!(none.status, Status::Ok);
+    let some = udp_check(Some(2));
+    assert_eq!(some.status, Status::Warn);
+    assert!(
+        some.message.contains("2 UDPRoute") && some.message.contains("does not carry UDP"),
+        "{}",
+        some.message
+    );
+}

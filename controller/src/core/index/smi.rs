@@ -1,5 +1,5 @@
-//! The index's SMI objects: TrafficSplits, HTTPRouteGroups and TCPRoutes (valid or not), and
-//! the watch on their problems.
+//! The index's SMI objects: TrafficSplits, TrafficTargets, HTTPRouteGroups, TCPRoutes and
+//! UDPRoutes (valid or not), and the watch on their problems.
 
 use super::Index;
 use crate::core::{
@@ -22,16 +22,18 @@ impl Index {
     pub fn apply_smi<T: SmiObject>(&self, ns: &str, name: &str, obj: Result<T, Invalid>) {
         let key = (ns.to_string(), name.to_string());
         self.update(|s, a| {
+            a.accounts.extend(s.access_accounts(T::KIND, &key));
             match obj {
                 Ok(v) => {
                     s.invalid.remove(&(T::KIND, key.clone()));
-                    T::map(s).insert(key, v);
+                    T::map(s).insert(key.clone(), v);
                 }
                 Err(inv) => {
                     T::map(s).remove(&key);
-                    s.invalid.insert((T::KIND, key), inv);
+                    s.invalid.insert((T::KIND, key.clone()), inv);
                 }
             }
+            a.accounts.extend(s.access_accounts(T::KIND, &key));
             a.profiles = true;
         });
     }
@@ -40,6 +42,7 @@ impl Index {
     pub fn delete_smi<T: SmiObject>(&self, ns: &str, name: &str) {
         let key = (ns.to_string(), name.to_string());
         self.update(|s, a| {
+            a.accounts.extend(s.access_accounts(T::KIND, &key));
             T::map(s).remove(&key);
             s.invalid.remove(&(T::KIND, key));
             a.profiles = true;
@@ -62,6 +65,7 @@ impl Index {
                 }
             }
             a.profiles = true;
+            a.policies = true;
         });
     }
 
