@@ -257,14 +257,13 @@ impl Inbound {
             return;
         };
         let port = target.addr.port();
-        if !self.authorize_tcp(port, client) {
+        let mut rx = self.rt.policy.clone();
+        if !self.authorize_tcp(&mut rx, port, client) {
             return;
         }
         let cfg = &self.rt.config;
         let forwarded = tcp::forward(&mut io, &target, cfg.connect_timeout, cfg.idle_timeout);
-        let revoke = revoked(self.rt.policy.clone(), |p| {
-            p.check_tcp(port, client).allowed
-        });
+        let revoke = revoked(rx, |p| p.check_tcp(port, client).allowed);
         tokio::select! {
             r = forwarded => if let Err(e) = r {
                 tracing::info!("inbound opaque: {e}");
@@ -277,9 +276,10 @@ impl Inbound {
         }
     }
 
-    /// Decides (and counts) an opaque connection.
-    fn authorize_tcp(&self, port: u16, client: Option<&str>) -> bool {
-        let policy = self.rt.policy.borrow().clone();
+    /// Decides (and counts) an opaque connection by the current policy of `rx` (marked
+    /// seen: later changes are revocation checks).
+    fn authorize_tcp(&self, rx: &mut PolicyRx, port: u16, client: Option<&str>) -> bool {
+        let policy = rx.borrow_and_update().clone();
         let d = policy.check_tcp(port, client);
         let labels = authz_labels(&policy, port, &d, client, false);
         self.rt
@@ -306,7 +306,7 @@ impl Inbound {
         let Some(target) = self.app_target(app, port) else {
             return;
         };
-        if !self.authorize_tcp(target.addr.port(), None) {
+        if !self.authorize_tcp(&mut self.rt.policy.clone(), target.addr.port(), None) {
             return;
         }
         let cfg = &self.rt.config;
@@ -349,9 +349,10 @@ impl Inbound {
             })
             .layer(DowngradeLayer)
             .service(self.app.clone());
-        let revoke = revoked(self.rt.policy.clone(), |p| {
-            p.may_admit(port, client.as_deref())
-        });
+        // Requests are checked one by one; only later policy updates close the connection.
+        let mut rx = self.rt.policy.clone();
+        rx.mark_unchanged();
+        let revoke = revoked(rx, |p| p.may_admit(port, client.as_deref()));
         serve_until(io, h2, cfg, &self.rt.drain, stack, revoke).await
     }
 
@@ -406,8 +407,8 @@ fn mesh_client(tls: &TlsStatus) -> Option<&str> {
     }
 }
 
-/// Resolves when a policy update makes `admits` false (never when the policy source is
-/// gone: the last policy stays in force).
+/// Resolves when a policy update after the last one `rx` has seen makes `admits` false
+/// (never when the policy source is gone: the last policy stays in force).
 async fn revoked(mut rx: PolicyRx, admits: impl Fn(&Policy) -> bool) {
     loop {
         if rx.changed().await.is_err() {

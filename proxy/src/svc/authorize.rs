@@ -24,13 +24,16 @@ use crate::svc::AppTarget;
 /// Metric handles cached per connection (a connection has one client; few ports and routes).
 const MAX_CACHED: usize = 64;
 
+/// Policy generation, target port and decision.
+type CacheKey = (u64, u16, Decision);
+
 /// The authorization state of one inbound connection.
 pub struct AuthzConn {
     policy: PolicyRx,
     /// The client's mesh identity (`None`: no mesh identity).
     client: Option<Box<str>>,
     metrics: Arc<Metrics>,
-    cache: Mutex<Vec<((u64, u16, Decision), Counter)>>,
+    cache: Mutex<Vec<(CacheKey, Counter)>>,
 }
 
 impl std::fmt::Debug for AuthzConn {
