@@ -287,7 +287,7 @@ impl Inbound {
             .authz(AuthzKind::Tcp, d.allowed, &labels)
             .inc();
         if !d.allowed {
-            tracing::info!(
+            tracing::debug!(
                 client = client.unwrap_or("-"),
                 port,
                 "connection denied: {}",

@@ -150,7 +150,8 @@ where
             return Either::Right(self.inner.call(req));
         }
         let reason = policy.deny_reason(&d);
-        tracing::info!(
+        // Debug only: denials are counted, and a denied client must not flood the log.
+        tracing::debug!(
             client = client.unwrap_or("-"),
             port,
             method = %req.method(),
