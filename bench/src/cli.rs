@@ -47,17 +47,21 @@ pub enum PathKind {
     Tulle,
     /// The tulle pair with a 50/50 TrafficSplit between two backend services in force.
     TulleSplit,
+    /// The tulle pair with an inbound policy in force: one TrafficTarget with 20 HTTP route
+    /// rules, the bench client allowed by the last one.
+    TulleAuthz,
     Nginx,
     Haproxy,
 }
 
 impl PathKind {
-    pub const ALL: [PathKind; 5] = [
+    pub const ALL: [PathKind; 6] = [
         PathKind::Direct,
         PathKind::Haproxy,
         PathKind::Nginx,
         PathKind::Tulle,
         PathKind::TulleSplit,
+        PathKind::TulleAuthz,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +69,7 @@ impl PathKind {
             PathKind::Direct => "direct",
             PathKind::Tulle => "tulle",
             PathKind::TulleSplit => "tulle-split",
+            PathKind::TulleAuthz => "tulle-authz",
             PathKind::Nginx => "nginx",
             PathKind::Haproxy => "haproxy",
         }

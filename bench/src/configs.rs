@@ -103,6 +103,45 @@ pub fn haproxy_inbound(certs: &CertFiles, listen: SocketAddr, backend: SocketAdd
     )
 }
 
+/// The tulle inbound proxy's static policy of the `tulle-authz` path (the shape of
+/// `tulle_proxy::policy::PolicyFile`): the pod is targeted by one TrafficTarget listing four
+/// other identities and then `client`, on `port`, with 20 HTTP route rules of which only the
+/// last (`GET /`) matches the bench requests: the worst case of an allowed request.
+pub fn tulle_authz_policy(client: &str, port: u16) -> String {
+    let mut identities: Vec<String> = (1..=4)
+        .map(|i| format!("other-{i}.bench.serviceaccount.identity.tulle.cluster.local"))
+        .collect();
+    identities.push(client.to_string());
+    let mut routes: Vec<serde_json::Value> = (1..20)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("bench-routes/rule-{i}"),
+                "path_regex": format!("/api/v{i}/(users|orders)/[0-9]+"),
+                "methods": ["GET", "POST"],
+                "headers": if i % 5 == 0 {
+                    serde_json::json!([{"name": "x-tenant", "value_regex": "bench-[a-z]+"}])
+                } else {
+                    serde_json::json!([])
+                },
+            })
+        })
+        .collect();
+    routes.push(
+        serde_json::json!({"name": "bench-routes/root", "path_regex": "/", "methods": ["GET"]}),
+    );
+    serde_json::json!({
+        "default_policy": "deny",
+        "targeted": true,
+        "authorizations": [{
+            "traffic_target": "bench/web",
+            "identities": identities,
+            "ports": [port],
+            "http_routes": routes,
+        }],
+    })
+    .to_string()
+}
+
 /// The tulle outbound proxy's static discovery: the bench authority resolves to the inbound
 /// proxy, which must present [`SERVER_NAME`]. With `split`, a 50/50 TrafficSplit of the bench
 /// authority between two backend services, each resolving to the same inbound proxy.

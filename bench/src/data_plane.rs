@@ -25,7 +25,12 @@ pub fn run(args: &DataPlaneArgs) -> anyhow::Result<()> {
         args.paths.clone()
     };
     let mut notes = Vec::new();
-    let tulle = if kinds.contains(&PathKind::Tulle) || kinds.contains(&PathKind::TulleSplit) {
+    let tulle = if kinds.iter().any(|k| {
+        matches!(
+            k,
+            PathKind::Tulle | PathKind::TulleSplit | PathKind::TulleAuthz
+        )
+    }) {
         match args
             .proxy_bin
             .clone()

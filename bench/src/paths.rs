@@ -114,8 +114,9 @@ pub fn start(kind: PathKind, ctx: &Ctx) -> anyhow::Result<RunningPath> {
                 proxies: vec![outbound, inbound],
             }
         }
-        PathKind::Tulle => start_tulle(ctx, false)?,
-        PathKind::TulleSplit => start_tulle(ctx, true)?,
+        PathKind::Tulle => start_tulle(ctx, false, false)?,
+        PathKind::TulleSplit => start_tulle(ctx, true, false)?,
+        PathKind::TulleAuthz => start_tulle(ctx, false, true)?,
     };
     verify(path.entry, START_TIMEOUT).with_context(|| {
         let logs: Vec<String> = path
@@ -133,8 +134,11 @@ pub fn start(kind: PathKind, ctx: &Ctx) -> anyhow::Result<RunningPath> {
 }
 
 /// The tulle pair; with `split`, the outbound proxy applies a 50/50 TrafficSplit between two
-/// backend services (both served by the same inbound proxy, so only the split's cost differs).
-fn start_tulle(ctx: &Ctx, split: bool) -> anyhow::Result<RunningPath> {
+/// backend services (both served by the same inbound proxy, so only the split's cost differs);
+/// with `authz`, the inbound proxy enforces a static policy of one TrafficTarget with 20 HTTP
+/// route rules, the bench client allowed by the last one (only the authorization's cost
+/// differs).
+fn start_tulle(ctx: &Ctx, split: bool, authz: bool) -> anyhow::Result<RunningPath> {
     let Some(bin) = &ctx.tulle else {
         bail!("no tulle-proxy binary")
     };
@@ -179,6 +183,14 @@ fn start_tulle(ctx: &Ctx, split: bool) -> anyhow::Result<RunningPath> {
             ctx.backend.port().to_string(),
         )
         .env("TULLE_PROXY_INBOUND_APP_HOST", ctx.backend.ip().to_string());
+    if authz {
+        let policy_path = dir.join("tulle-policy.json");
+        std::fs::write(
+            &policy_path,
+            configs::tulle_authz_policy(CLIENT_NAME, ctx.backend.port()),
+        )?;
+        cmd_in.env("TULLE_PROXY_STATIC_POLICY", &policy_path);
+    }
     let mut inbound = Proc::spawn("tulle-in", cmd_in, dir)?;
     inbound.wait_listening(mid, START_TIMEOUT)?;
     let mut cmd_out = tulle(

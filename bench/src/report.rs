@@ -267,6 +267,23 @@ pub fn targets(r: &Results) -> Vec<Target> {
         "× tulle",
         &|v| v <= 1.05,
     );
+    let authz_ratio = |l: &str, f: fn(&Row) -> Option<f64>| {
+        get("tulle-authz", l, f)
+            .zip(get("tulle", l, f))
+            .map(|(a, b)| a / b)
+    };
+    add(
+        "tulle-authz max throughput ≥ 0.95 × tulle",
+        authz_ratio("max", |x| x.rps),
+        "× tulle",
+        &|v| v >= 0.95,
+    );
+    add(
+        "tulle-authz p50 at 1,000 req/s ≤ 1.05 × tulle",
+        authz_ratio("1000", |x| x.p50_us),
+        "× tulle",
+        &|v| v <= 1.05,
+    );
     add(
         "idle RSS ≤ 10 MiB/proxy",
         get("tulle", "1000", |x| x.rss_kb_idle_per_proxy),

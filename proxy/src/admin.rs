@@ -23,7 +23,12 @@ pub async fn handle(rt: Arc<Runtime>, req: Request<Incoming>) -> Response<Body> 
         ),
         "/live" => simple(StatusCode::OK, "live\n"),
         "/ready" => {
-            if rt.ready.load(Ordering::Acquire)
+            if rt.policy.borrow().is_pending() {
+                simple(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: waiting for the inbound policy from the policy service\n",
+                )
+            } else if rt.ready.load(Ordering::Acquire)
                 && rt.tls.store.has_cert()
                 && !rt.drain.is_draining()
             {

@@ -14,6 +14,7 @@ use crate::identity::Tls;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
+use crate::policy::{Policy, PolicyFile, PolicyRx};
 use crate::runtime::{DrainHandle, Runtime, drain};
 
 /// A running proxy.
@@ -25,6 +26,39 @@ pub struct Proxy {
     pub runtime: Arc<Runtime>,
     drain: DrainHandle,
     accept: Vec<JoinHandle<()>>,
+}
+
+/// The proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("{0} (TULLE_PROXY_STATIC_POLICY)")]
+    StaticPolicy(#[from] crate::policy::PolicyFileError),
+    #[error(transparent)]
+    PolicyService(#[from] crate::control::policy::SetupError),
+}
+
+/// The inbound policy source of `config`: the policy service, a static file, or `allow`.
+pub fn policy_from_config(config: &Config, tls: &Tls) -> Result<PolicyRx, StartError> {
+    if let Some(p) = &config.policy {
+        tracing::info!(svc = %p.svc.addr, pod = %format!("{}/{}", p.namespace, p.pod), "inbound policy from the policy service; not ready until it answers");
+        let rx = crate::control::policy::watch(
+            p,
+            tls.control_client(),
+            crate::control::policy::Timing::default(),
+        )?;
+        return Ok(rx);
+    }
+    if let Some(path) = &config.static_policy {
+        let policy = PolicyFile::from_path(path)?.compile();
+        tracing::info!(path = %path.display(), policy = %policy.summary(), "static inbound policy");
+        return Ok(crate::policy::fixed(policy));
+    }
+    tracing::info!(
+        "no policy service (TULLE_PROXY_POLICY_SVC_ADDR) nor static policy (TULLE_PROXY_STATIC_POLICY): every inbound client is allowed"
+    );
+    Ok(crate::policy::fixed(Policy::allow_all()))
 }
 
 /// Binding a listener failed.
@@ -53,11 +87,23 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, BindE
 }
 
 impl Proxy {
-    /// Binds the listeners and starts serving. Ports 0 in `config` pick free ports (tests).
+    /// Binds the listeners and starts serving, with the inbound policy `config` names
+    /// ([`policy_from_config`]). Ports 0 in `config` pick free ports (tests).
     pub async fn start(
+        config: Config,
+        tls: Tls,
+        discovery: Arc<dyn Discover>,
+    ) -> Result<Proxy, StartError> {
+        let policy = policy_from_config(&config, &tls)?;
+        Ok(Self::start_with_policy(config, tls, discovery, policy).await?)
+    }
+
+    /// [`Proxy::start`] with the given inbound policy (tests: a [`crate::policy::StaticPolicy`]).
+    pub async fn start_with_policy(
         mut config: Config,
         tls: Tls,
         discovery: Arc<dyn Discover>,
+        policy: PolicyRx,
     ) -> Result<Proxy, BindError> {
         let inbound = bind("inbound", config.inbound_addr).await?;
         let outbound = bind("outbound", config.outbound_addr).await?;
@@ -72,6 +118,7 @@ impl Proxy {
             tls,
             metrics: Arc::new(Metrics::new()),
             discovery,
+            policy,
             drain: d,
             ready: AtomicBool::new(false),
         });

@@ -57,6 +57,9 @@ pub const ENV_IDENTITY_SVC_NAME: &str = "TULLE_PROXY_IDENTITY_SVC_NAME";
 pub const ENV_IDENTITY_TOKEN_FILE: &str = "TULLE_PROXY_IDENTITY_TOKEN_FILE";
 pub const ENV_DESTINATION_SVC_ADDR: &str = "TULLE_PROXY_DESTINATION_SVC_ADDR";
 pub const ENV_DESTINATION_SVC_NAME: &str = "TULLE_PROXY_DESTINATION_SVC_NAME";
+pub const ENV_POLICY_SVC_ADDR: &str = "TULLE_PROXY_POLICY_SVC_ADDR";
+pub const ENV_POLICY_SVC_NAME: &str = "TULLE_PROXY_POLICY_SVC_NAME";
+pub const ENV_STATIC_POLICY: &str = "TULLE_PROXY_STATIC_POLICY";
 pub const ENV_POD_NAMESPACE: &str = "TULLE_PROXY_POD_NAMESPACE";
 pub const ENV_POD_NAME: &str = "TULLE_PROXY_POD_NAME";
 pub const ENV_STATIC_CONFIG: &str = "TULLE_PROXY_STATIC_CONFIG";
@@ -147,6 +150,14 @@ pub struct DestinationConfig {
     pub pod: Option<String>,
 }
 
+/// The policy service (SMI Traffic Access) and the pod whose inbound policy is watched.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PolicyConfig {
+    pub svc: ControlService,
+    pub namespace: String,
+    pub pod: String,
+}
+
 /// The effective proxy configuration.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Config {
@@ -158,6 +169,11 @@ pub struct Config {
     pub destination: Option<DestinationConfig>,
     /// JSON file with static destinations (see `discovery::StaticFile`).
     pub static_config: Option<PathBuf>,
+    /// The controller's policy service; without it (and without `static_policy`) inbound
+    /// traffic is allowed.
+    pub policy: Option<PolicyConfig>,
+    /// JSON file with a static inbound policy (see `policy::PolicyFile`).
+    pub static_policy: Option<PathBuf>,
     /// Original destination assumed for outbound connections that were not redirected.
     pub outbound_orig_dst_fallback: Option<SocketAddr>,
     /// Host of the application for inbound connections that were not redirected by iptables
@@ -283,6 +299,24 @@ impl Config {
                 pod: env.get(ENV_POD_NAME),
             }),
         };
+        let policy = match env.get(ENV_POLICY_SVC_ADDR) {
+            None => None,
+            Some(_) => Some(PolicyConfig {
+                svc: service(ENV_POLICY_SVC_ADDR, ENV_POLICY_SVC_NAME)?,
+                namespace: required(ENV_POD_NAMESPACE)?,
+                pod: required(ENV_POD_NAME)?,
+            }),
+        };
+        let static_policy = env.get(ENV_STATIC_POLICY).map(PathBuf::from);
+        if policy.is_some()
+            && let Some(p) = &static_policy
+        {
+            return Err(ConfigError {
+                var: ENV_STATIC_POLICY,
+                value: p.display().to_string(),
+                reason: format!("set only one of it and {ENV_POLICY_SVC_ADDR}"),
+            });
+        }
         let detect_timeout = dur(env, ENV_DETECT_TIMEOUT, Duration::from_secs(1))?;
         if detect_timeout > Duration::from_secs(1) || detect_timeout.is_zero() {
             return Err(ConfigError {
@@ -306,6 +340,8 @@ impl Config {
             identity,
             destination,
             static_config: env.get(ENV_STATIC_CONFIG).map(PathBuf::from),
+            policy,
+            static_policy,
             outbound_orig_dst_fallback: opt(env, ENV_OUTBOUND_ORIG_DST_FALLBACK)?,
             inbound_app_host: opt(env, ENV_INBOUND_APP_HOST)?,
             inbound_port_fallback: opt(env, ENV_INBOUND_PORT_FALLBACK)?,
@@ -554,6 +590,35 @@ mod tests {
         env.insert(ENV_POD_NAMESPACE, "shop");
         let c = Config::from_strings(&env).unwrap();
         assert_eq!(c.destination.unwrap().namespace, "shop");
+    }
+
+    #[test]
+    fn policy_service_or_static_policy() {
+        let mut env = base();
+        assert!(Config::from_strings(&env).unwrap().policy.is_none());
+        env.insert(
+            ENV_POLICY_SVC_ADDR,
+            "tulle-controller.tulle-system.svc:8090",
+        );
+        assert_eq!(
+            Config::from_strings(&env).unwrap_err().var,
+            ENV_POLICY_SVC_NAME
+        );
+        env.insert(
+            ENV_POLICY_SVC_NAME,
+            "tulle-controller.tulle-system.serviceaccount.identity.tulle.cluster.local",
+        );
+        env.insert(ENV_POD_NAMESPACE, "shop");
+        assert_eq!(Config::from_strings(&env).unwrap_err().var, ENV_POD_NAME);
+        env.insert(ENV_POD_NAME, "web-1");
+        let p = Config::from_strings(&env).unwrap().policy.unwrap();
+        assert_eq!((p.namespace.as_str(), p.pod.as_str()), ("shop", "web-1"));
+        env.insert(ENV_STATIC_POLICY, "/policy.json");
+        let err = Config::from_strings(&env).unwrap_err();
+        assert!(err.to_string().contains(ENV_POLICY_SVC_ADDR), "{err}");
+        env.remove(ENV_POLICY_SVC_ADDR);
+        let c = Config::from_strings(&env).unwrap();
+        assert!(c.policy.is_none() && c.static_policy.is_some());
     }
 
     #[test]

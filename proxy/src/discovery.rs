@@ -154,7 +154,12 @@ impl StaticSplit {
             .iter()
             .map(|m| {
                 let headers: Vec<(String, String)> = m.headers.clone().into_iter().collect();
-                HttpMatch::new(&self.name, &m.path_regex, &m.methods, &headers)
+                HttpMatch::new(
+                    &format!("TrafficSplit {}", self.name),
+                    &m.path_regex,
+                    &m.methods,
+                    &headers,
+                )
             })
             .collect::<Result<_, RuleError>>()?;
         let backends = self

@@ -22,6 +22,10 @@ pub const ORIG_PORT: HeaderName = HeaderName::from_static("tulle-orig-port");
 /// Header added by the inbound proxy: the client's mesh identity.
 pub const CLIENT_ID: HeaderName = HeaderName::from_static("tulle-client-id");
 
+/// How long in-flight requests of a connection whose authorization was revoked may take
+/// before the connection is dropped.
+pub const REVOKE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serves one HTTP connection (`h2` or HTTP/1.1 with upgrades) with a tower service
 /// (cloned for each request) until it ends, or until shutdown begins, then closes it
 /// gracefully.
@@ -35,9 +39,32 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    serve_until(io, h2, config, drain, svc, std::future::pending()).await
+}
+
+/// [`serve`], and when `revoke` resolves (the client is no longer authorized) the
+/// connection is shut down gracefully (HTTP/2 GOAWAY) and dropped after [`REVOKE_GRACE`].
+pub async fn serve_until<I, S, R>(
+    io: I,
+    h2: bool,
+    config: &Config,
+    drain: &Drain,
+    svc: S,
+    revoke: R,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    R: std::future::Future<Output = ()>,
+{
     let svc = TowerToHyperService::new(svc);
     let io = TokioIo::new(io);
     let mut signal = drain.signal();
+    tokio::pin!(revoke);
     if h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
@@ -52,11 +79,13 @@ where
             .keep_alive_timeout(std::time::Duration::from_secs(20));
         let conn = b.serve_connection(io, svc);
         tokio::pin!(conn);
-        tokio::select! {
+        let revoked = tokio::select! {
             r = conn.as_mut() => { if let Err(e) = r { tracing::debug!("h2 connection: {e}") } return }
-            _ = signal.changed() => conn.as_mut().graceful_shutdown(),
-        }
-        let _ = conn.await;
+            _ = signal.changed() => false,
+            _ = &mut revoke => true,
+        };
+        conn.as_mut().graceful_shutdown();
+        finish(conn, revoked).await;
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
         b.timer(TokioTimer::new())
@@ -65,10 +94,22 @@ where
             .max_headers(128);
         let conn = b.serve_connection(io, svc).with_upgrades();
         tokio::pin!(conn);
-        tokio::select! {
+        let revoked = tokio::select! {
             r = conn.as_mut() => { if let Err(e) = r { tracing::debug!("http/1 connection: {e}") } return }
-            _ = signal.changed() => conn.as_mut().graceful_shutdown(),
-        }
+            _ = signal.changed() => false,
+            _ = &mut revoke => true,
+        };
+        conn.as_mut().graceful_shutdown();
+        finish(conn, revoked).await;
+    }
+}
+
+/// Waits for a connection shutting down; a revoked one at most [`REVOKE_GRACE`].
+async fn finish<F: std::future::Future>(conn: F, revoked: bool) {
+    if revoked {
+        tracing::info!("closing a connection: its client is no longer authorized");
+        let _ = tokio::time::timeout(REVOKE_GRACE, conn).await;
+    } else {
         let _ = conn.await;
     }
 }

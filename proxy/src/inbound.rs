@@ -3,7 +3,10 @@
 //! Pipeline per connection: original port → detection (TLS ClientHello, HTTP/2, HTTP/1,
 //! opaque) → mesh mTLS termination with client identity (ALPN `tulle.h2`: HTTP/2 with
 //! per-request original port/protocol headers; `tulle.tcp`/`tulle.h1`: transport header) →
-//! HTTP restored to the client's original version, or opaque bytes → the application.
+//! authorization against the pod's inbound policy (per HTTP request in
+//! [`crate::svc::Authorize`], per opaque connection here; connections a policy update no
+//! longer admits are closed) → HTTP restored to the client's original version, or opaque
+//! bytes → the application.
 //!
 //! The application is reached at the connection's original destination IP (the pod's own IP),
 //! never at loopback for a client that did not itself connect to loopback: a listener the
@@ -21,14 +24,15 @@ use tower::ServiceBuilder;
 use crate::client::AppClient;
 use crate::detect::{Protocol, client_hello_sni, detect};
 use crate::error::ProxyError;
-use crate::http::serve;
+use crate::http::serve_until;
 use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, peer_identity};
 use crate::io::{CountingIo, PrefixedIo, original_dst, read_header};
-use crate::metrics::{Direction, HttpMetrics, TlsStatus, labels};
+use crate::metrics::{AuthzKind, Direction, HttpMetrics, TlsStatus, labels};
+use crate::policy::{Policy, PolicyRx};
 use crate::runtime::Runtime;
 use crate::svc::{
-    AppTarget, DowngradeLayer, ErrorResponseLayer, InboundConn, MeshHeadersLayer, PickMetrics,
-    RecordHttpLayer, ResponseTimeoutLayer,
+    AppTarget, AuthorizeLayer, AuthzConn, DowngradeLayer, ErrorResponseLayer, InboundConn,
+    MeshHeadersLayer, PickMetrics, RecordHttpLayer, ResponseTimeoutLayer, authz_labels,
 };
 use crate::tcp::{self, TcpTarget};
 
@@ -196,7 +200,8 @@ impl Inbound {
                     };
                     let p = Some(p).filter(|p| *p != cfg.inbound_addr.port()).or(port);
                     if a == ALPN_TCP {
-                        self.opaque(io, app, p).await
+                        let client = mesh_client(&status).map(str::to_string);
+                        self.opaque(io, app, p, client.as_deref()).await
                     } else {
                         let conn = self.conn(status, app, p, true);
                         self.http(io, false, conn).await
@@ -225,7 +230,7 @@ impl Inbound {
                 self.http(io, proto == Protocol::Http2, conn).await
             }
             _ if silent && !opaque_port => self.silent(io, app, port, status).await,
-            _ => self.opaque(io, app, port).await,
+            _ => self.opaque(io, app, port, None).await,
         }
     }
 
@@ -242,18 +247,54 @@ impl Inbound {
         })
     }
 
-    async fn opaque<I>(&self, mut io: I, app: IpAddr, port: Option<u16>)
+    /// An opaque connection from `client` (its mesh identity, if any): authorized, then
+    /// forwarded until it ends or a policy update no longer admits it.
+    async fn opaque<I>(&self, mut io: I, app: IpAddr, port: Option<u16>, client: Option<&str>)
     where
         I: AsyncRead + AsyncWrite + Unpin,
     {
         let Some(target) = self.app_target(app, port) else {
             return;
         };
+        let port = target.addr.port();
+        let mut rx = self.rt.policy.clone();
+        if !self.authorize_tcp(&mut rx, port, client) {
+            return;
+        }
         let cfg = &self.rt.config;
         let forwarded = tcp::forward(&mut io, &target, cfg.connect_timeout, cfg.idle_timeout);
-        if let Err(e) = forwarded.await {
-            tracing::info!("inbound opaque: {e}");
+        let revoke = revoked(rx, |p| p.check_tcp(port, client).allowed);
+        tokio::select! {
+            r = forwarded => if let Err(e) = r {
+                tracing::info!("inbound opaque: {e}");
+            },
+            _ = revoke => tracing::info!(
+                client = client.unwrap_or("-"),
+                port,
+                "closing an opaque connection: its client is no longer authorized"
+            ),
         }
+    }
+
+    /// Decides (and counts) an opaque connection by the current policy of `rx` (marked
+    /// seen: later changes are revocation checks).
+    fn authorize_tcp(&self, rx: &mut PolicyRx, port: u16, client: Option<&str>) -> bool {
+        let policy = rx.borrow_and_update().clone();
+        let d = policy.check_tcp(port, client);
+        let labels = authz_labels(&policy, port, &d, client, false);
+        self.rt
+            .metrics
+            .authz(AuthzKind::Tcp, d.allowed, &labels)
+            .inc();
+        if !d.allowed {
+            tracing::debug!(
+                client = client.unwrap_or("-"),
+                port,
+                "connection denied: {}",
+                policy.deny_reason(&d)
+            );
+        }
+        d.allowed
     }
 
     /// A plaintext client silent through detection: as on the outbound side, whichever of
@@ -265,6 +306,9 @@ impl Inbound {
         let Some(target) = self.app_target(app, port) else {
             return;
         };
+        if !self.authorize_tcp(&mut self.rt.policy.clone(), target.addr.port(), None) {
+            return;
+        }
         let cfg = &self.rt.config;
         let up = match tcp::connect(&target, cfg.connect_timeout).await {
             Ok(up) => up,
@@ -287,16 +331,29 @@ impl Inbound {
             conn: conn.clone(),
             last: Arc::default(),
         };
+        let client = mesh_client(&conn.tls).map(str::to_string);
+        let authz = AuthzConn::new(
+            self.rt.policy.clone(),
+            client.as_deref(),
+            self.rt.metrics.clone(),
+        );
+        // A mesh connection carries requests for any port (per-request headers).
+        let port = if conn.mesh { None } else { conn.port };
         let stack = ServiceBuilder::new()
             .layer(MeshHeadersLayer::new(conn))
             .layer(RecordHttpLayer::new(pick))
+            .layer(AuthorizeLayer::new(Arc::new(authz)))
             .layer(ErrorResponseLayer)
             .layer(ResponseTimeoutLayer {
                 timeout: cfg.response_timeout,
             })
             .layer(DowngradeLayer)
             .service(self.app.clone());
-        serve(io, h2, cfg, &self.rt.drain, stack).await
+        // Requests are checked one by one; only later policy updates close the connection.
+        let mut rx = self.rt.policy.clone();
+        rx.mark_unchanged();
+        let revoke = revoked(rx, |p| p.may_admit(port, client.as_deref()));
+        serve_until(io, h2, cfg, &self.rt.drain, stack, revoke).await
     }
 
     fn metrics(
@@ -339,6 +396,27 @@ impl Inbound {
             map.insert(key, m.clone());
         }
         m
+    }
+}
+
+/// The client's mesh identity, if it has one.
+fn mesh_client(tls: &TlsStatus) -> Option<&str> {
+    match tls {
+        TlsStatus::Mesh(id) if !id.is_empty() => Some(id),
+        _ => None,
+    }
+}
+
+/// Resolves when a policy update after the last one `rx` has seen makes `admits` false
+/// (never when the policy source is gone: the last policy stays in force).
+async fn revoked(mut rx: PolicyRx, admits: impl Fn(&Policy) -> bool) {
+    loop {
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if !admits(&rx.borrow_and_update()) {
+            return;
+        }
     }
 }
 

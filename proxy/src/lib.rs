@@ -7,7 +7,8 @@
 //! [`config`] (env vars), [`control`] (identity and destination service clients),
 //! [`identity`] (certificates, TLS), [`discovery`] (targets → endpoints), [`detect`]
 //! (protocol detection), [`balance`] (p2c over peak-EWMA), [`routes`] (outbound route cache),
-//! [`split`] (TrafficSplit matching and weighted choice),
+//! [`split`] (TrafficSplit matching and weighted choice), [`route_match`] (HTTPRouteGroup
+//! matches), [`policy`] (SMI Traffic Access: the inbound policy and its decisions),
 //! [`client`] (connections to endpoints), [`svc`] (the tower layers of the request path),
 //! [`tcp`] (opaque forwarding), [`outbound`] / [`inbound`] (the two pipelines),
 //! [`metrics`] and [`admin`] (observability), [`runtime`] (shared handles, drain),
@@ -31,6 +32,8 @@ pub mod init;
 pub mod io;
 pub mod metrics;
 pub mod outbound;
+pub mod policy;
+pub mod route_match;
 pub mod routes;
 pub mod runtime;
 pub mod split;

@@ -107,7 +107,16 @@ pub struct Metrics {
     tcp_read_bytes_total: Family<Labels, Counter>,
     tcp_write_bytes_total: Family<Labels, Counter>,
     tcp_close_total: Family<Labels, Counter>,
+    /// `inbound_{http,tcp}_authz_{allow,deny}_total`, indexed by [`AuthzKind`] and allowed.
+    authz: [[Family<Labels, Counter>; 2]; 2],
     process: Process,
+}
+
+/// What an authorization decision was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthzKind {
+    Http = 0,
+    Tcp = 1,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +177,22 @@ impl Metrics {
             tcp_close_total.clone(),
         );
 
+        let authz: [[Family<Labels, Counter>; 2]; 2] = Default::default();
+        for (kind, what) in [(AuthzKind::Http, "http"), (AuthzKind::Tcp, "tcp")] {
+            for (allowed, verdict) in [(false, "deny"), (true, "allow")] {
+                let unit = if kind == AuthzKind::Http {
+                    "HTTP requests"
+                } else {
+                    "TCP connections"
+                };
+                registry.register(
+                    format!("inbound_{what}_authz_{verdict}"),
+                    format!("Inbound {unit} the policy {verdict}s"),
+                    authz[kind as usize][usize::from(allowed)].clone(),
+                );
+            }
+        }
+
         let process = Process::default();
         registry.register(
             "process_cpu_seconds",
@@ -225,6 +250,7 @@ impl Metrics {
             tcp_read_bytes_total,
             tcp_write_bytes_total,
             tcp_close_total,
+            authz,
             process,
         }
     }
@@ -251,6 +277,12 @@ impl Metrics {
             write: self.tcp_write_bytes_total.get_or_create_owned(&labels),
             close: self.tcp_close_total.get_or_create_owned(&labels),
         }
+    }
+
+    /// The counter of inbound authorization decisions of one kind and verdict for one label
+    /// set (`target_port`, `authz`, `route`, `client_id`).
+    pub fn authz(&self, kind: AuthzKind, allowed: bool, labels: &Labels) -> Counter {
+        self.authz[kind as usize][usize::from(allowed)].get_or_create_owned(labels)
     }
 
     /// Prometheus text format of all metrics.

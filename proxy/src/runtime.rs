@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::discovery::Discover;
 use crate::identity::Tls;
 use crate::metrics::Metrics;
+use crate::policy::PolicyRx;
 
 /// Handles shared by all parts of a running proxy.
 pub struct Runtime {
@@ -17,6 +18,8 @@ pub struct Runtime {
     pub tls: Tls,
     pub metrics: Arc<Metrics>,
     pub discovery: Arc<dyn Discover>,
+    /// The pod's current inbound policy (SMI Traffic Access).
+    pub policy: PolicyRx,
     pub drain: Drain,
     /// Set once identity and listeners are up (`/ready`).
     pub ready: AtomicBool,

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method};
 use rand::Rng;
-use regex::Regex;
 
 /// A split in force for one apex service and port.
 #[derive(Debug, Clone)]
@@ -35,102 +34,7 @@ pub struct Backend {
     pub weight: u32,
 }
 
-/// One HTTPRouteGroup match: every part present must match.
-#[derive(Debug, Clone)]
-pub struct HttpMatch {
-    /// Anchored at the start of the path only (SMI semantics).
-    path: Option<Regex>,
-    /// Empty: any method.
-    methods: Vec<Method>,
-    /// Header name (lower case) and a regex the whole value must match.
-    headers: Vec<(http::HeaderName, Regex)>,
-}
-
-/// A route rule the proxy cannot use.
-#[derive(Debug, thiserror::Error)]
-pub enum RuleError {
-    #[error("invalid regex {regex:?} in TrafficSplit {split}: {source}")]
-    Regex {
-        split: String,
-        regex: String,
-        source: Box<regex::Error>,
-    },
-    #[error("invalid header name {name:?} in TrafficSplit {split}")]
-    HeaderName { split: String, name: String },
-    #[error("invalid method {method:?} in TrafficSplit {split}")]
-    Method { split: String, method: String },
-}
-
-impl HttpMatch {
-    /// Compiles one match of split `split` (for error messages).
-    pub fn new(
-        split: &str,
-        path_regex: &str,
-        methods: &[String],
-        headers: &[(String, String)],
-    ) -> Result<Self, RuleError> {
-        let compile = |re: String| {
-            Regex::new(&re).map_err(|e| RuleError::Regex {
-                split: split.to_string(),
-                regex: re,
-                source: Box::new(e),
-            })
-        };
-        let path = match path_regex {
-            "" => None,
-            re => Some(compile(format!("^(?:{re})"))?),
-        };
-        let methods = if methods.iter().any(|m| m == "*") {
-            Vec::new()
-        } else {
-            methods
-                .iter()
-                .map(|m| {
-                    Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                        RuleError::Method {
-                            split: split.to_string(),
-                            method: m.clone(),
-                        }
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        };
-        let headers = headers
-            .iter()
-            .map(|(name, re)| {
-                let name = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-                    .map_err(|_| RuleError::HeaderName {
-                        split: split.to_string(),
-                        name: name.clone(),
-                    })?;
-                Ok((name, compile(format!("^(?:{re})$"))?))
-            })
-            .collect::<Result<_, RuleError>>()?;
-        Ok(HttpMatch {
-            path,
-            methods,
-            headers,
-        })
-    }
-
-    /// Whether a request with this method, path and headers matches.
-    pub fn matches(&self, method: &Method, path: &str, headers: &HeaderMap) -> bool {
-        if !self.methods.is_empty() && !self.methods.contains(method) {
-            return false;
-        }
-        if let Some(re) = &self.path
-            && !re.is_match(path)
-        {
-            return false;
-        }
-        self.headers.iter().all(|(name, re)| {
-            headers
-                .get_all(name)
-                .iter()
-                .any(|v| v.to_str().is_ok_and(|v| re.is_match(v)))
-        })
-    }
-}
+pub use crate::route_match::{HttpMatch, RuleError};
 
 impl Split {
     /// Whether the split covers an HTTP request (no matches: every request).
@@ -213,53 +117,6 @@ mod tests {
     }
 
     #[test]
-    fn path_is_anchored_at_the_start_only() {
-        let r = m("/api", &[], &[]);
-        let none = HeaderMap::new();
-        assert!(r.matches(&Method::GET, "/api", &none));
-        assert!(r.matches(&Method::GET, "/api/v1/x", &none));
-        assert!(!r.matches(&Method::GET, "/v2/api", &none));
-        // An alternation stays anchored as a whole.
-        let r = m("/a|/b", &[], &[]);
-        assert!(r.matches(&Method::GET, "/b/1", &none));
-        assert!(!r.matches(&Method::GET, "/x/a", &none));
-    }
-
-    #[test]
-    fn methods_and_wildcard() {
-        let none = HeaderMap::new();
-        let r = m("", &["GET", "post"], &[]);
-        assert!(r.matches(&Method::GET, "/", &none));
-        assert!(r.matches(&Method::POST, "/", &none));
-        assert!(!r.matches(&Method::DELETE, "/", &none));
-        let any = m("", &["GET", "*"], &[]);
-        assert!(any.matches(&Method::DELETE, "/", &none));
-    }
-
-    #[test]
-    fn headers_are_anded_and_match_the_whole_value() {
-        let r = m(
-            "",
-            &[],
-            &[("X-Canary", "true"), ("user-agent", ".*Firefox.*")],
-        );
-        let ff = headers(&[("x-canary", "true"), ("user-agent", "Mozilla Firefox/1")]);
-        assert!(r.matches(&Method::GET, "/", &ff));
-        // One header missing: no match.
-        assert!(!r.matches(&Method::GET, "/", &headers(&[("x-canary", "true")])));
-        // The whole value must match: "true" does not match "untrue".
-        let partial = headers(&[("x-canary", "untrue"), ("user-agent", "Firefox")]);
-        assert!(!r.matches(&Method::GET, "/", &partial));
-        // Any of repeated values may match.
-        let repeated = headers(&[
-            ("x-canary", "no"),
-            ("x-canary", "true"),
-            ("user-agent", "Firefox"),
-        ]);
-        assert!(r.matches(&Method::GET, "/", &repeated));
-    }
-
-    #[test]
     fn matches_are_ored_and_empty_means_everything() {
         let none = HeaderMap::new();
         let mut s = Split {
@@ -275,14 +132,6 @@ mod tests {
         assert!(s.covers(&Method::GET, "/b", &headers(&[("x-canary", "true")])));
         assert!(!s.covers(&Method::GET, "/b", &none));
         assert!(!s.covers_connections());
-    }
-
-    #[test]
-    fn invalid_rules_are_errors_that_name_the_split() {
-        let e = HttpMatch::new("ns/s", "([", &[], &[]).unwrap_err();
-        assert!(e.to_string().contains("ns/s"), "{e}");
-        assert!(HttpMatch::new("ns/s", "", &["GE T".into()], &[]).is_err());
-        assert!(HttpMatch::new("ns/s", "", &[], &[("bad header".into(), "x".into())]).is_err());
     }
 
     #[test]

@@ -212,7 +212,12 @@ fn split(p: &DestinationProfile) -> Result<Split, RuleError> {
                 .iter()
                 .map(|h| (h.name.clone(), h.value_regex.clone()))
                 .collect();
-            HttpMatch::new(&name, &m.path_regex, &m.methods, &headers)
+            HttpMatch::new(
+                &format!("TrafficSplit {name}"),
+                &m.path_regex,
+                &m.methods,
+                &headers,
+            )
         })
         .collect::<Result<_, _>>()?;
     let backends = p

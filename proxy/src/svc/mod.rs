@@ -8,13 +8,14 @@
 //! → [`crate::client::EndpointClient`].
 //!
 //! Inbound, per connection: [`MeshHeadersLayer`] (trusted per-request headers from the
-//! client proxy, client identity) → [`RecordHttpLayer`] →
-//! [`ErrorResponseLayer`] → [`ResponseTimeoutLayer`] → [`DowngradeLayer`] (the client's
+//! client proxy, client identity) → [`RecordHttpLayer`] → [`AuthorizeLayer`] (SMI Traffic
+//! Access: `403` unless the policy admits the request) → [`ErrorResponseLayer`] → [`ResponseTimeoutLayer`] → [`DowngradeLayer`] (the client's
 //! original HTTP version restored) → [`crate::client::AppClient`].
 //!
 //! Services are cheap to clone (handles to shared state): hyper clones the connection's
 //! stack for each request.
 
+mod authorize;
 mod errors;
 mod limits;
 mod mesh_headers;
@@ -22,6 +23,7 @@ mod orig_proto;
 mod record;
 mod split;
 
+pub use authorize::{Authorize, AuthorizeLayer, AuthzConn, authz_labels, denied};
 pub use errors::{ErrorResponse, ErrorResponseLayer};
 pub use limits::{FailFast, FailFastLayer, ProxyErrors, ResponseTimeout, ResponseTimeoutLayer};
 pub use mesh_headers::{AppTarget, InboundConn, MeshHeaders, MeshHeadersLayer};
