@@ -1,10 +1,11 @@
 //! The SMI APIs on the real cluster, on one mesh installed with `tulle install`: Traffic
-//! Split (the canary scenario, [`split`]); each case in namespaces of its own, run
-//! concurrently.
+//! Split (the canary scenario, [`split`]) and Traffic Access ([`access`]), each in
+//! namespaces of its own, run concurrently.
 //!
 //! Needs the images of `cluster/load-tulle`, `cluster/image testapp` and the `tulle` binary
 //! (`$TULLE_BIN`); cluster/e2e provides them.
 
+mod access;
 mod split;
 
 use tulle_e2e::install::install_with_cli;
@@ -16,7 +17,9 @@ async fn smi_split_and_access_on_the_installed_mesh() {
     let _mesh = install_with_cli(&kube).await;
     // kubectl runs synchronously inside the cases: each gets a worker thread of its own.
     let canary = tokio::spawn(split::canary_release(kube.clone()));
-    let failed: Vec<String> = [("TrafficSplit", canary.await)]
+    let access = tokio::spawn(access::traffic_access(kube.clone()));
+    let (canary, access) = (canary.await, access.await);
+    let failed: Vec<String> = [("TrafficSplit", canary), ("TrafficAccess", access)]
         .into_iter()
         .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
         .collect();
