@@ -313,7 +313,8 @@ pub async fn traffic_access(kube: kube::Client) {
     denied_403(&client.http("/", 5, &[]), 5, "revoked: client");
 
     // Upstream scenario 2: path and method rules (HTTPRouteGroup), with header rules in both
-    // forms; a TCPRoute for port 9000 only: the echo port 9001 stays closed.
+    // forms (opaque TCP is not admitted by HTTP rules); a TCPRoute for port 9000 only: the
+    // echo port 9001 stays closed.
     apply(
         &ns,
         r#"---
@@ -334,11 +335,22 @@ spec: {matches: {ports: [9000]}}
     );
     apply(
         &ns,
-        &target(
-            "client-api",
-            &n,
-            &[(&n, "client")],
-            "  - {kind: HTTPRouteGroup, name: api, matches: [get-api, header-list, header-map]}\n  - {kind: TCPRoute, name: speaks-first}\n",
+        &format!(
+            "{}{}",
+            target(
+                "client-api",
+                &n,
+                &[(&n, "client")],
+                "  - {kind: HTTPRouteGroup, name: api, matches: [get-api, header-list, header-map]}\n",
+            ),
+            // A TCPRoute in the same TrafficTarget would restrict its HTTP rules to port 9000
+            // too (route ports define the allowed ports): the TCP rule is a target of its own.
+            target(
+                "client-tcp",
+                &n,
+                &[(&n, "client")],
+                "  - {kind: TCPRoute, name: speaks-first}\n",
+            ),
         ),
     );
     until("client-api in force", || {
@@ -381,6 +393,7 @@ spec: {matches: {ports: [9000]}}
         "intruder on an allowed route",
     );
     delete(&n, "traffictarget", "client-api");
+    delete(&n, "traffictarget", "client-tcp");
 
     // A v1alpha2 TrafficTarget: its destination.port restricts it to that port.
     apply(
