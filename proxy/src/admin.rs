@@ -1,5 +1,8 @@
-//! The admin server: `/metrics`, `/ready`, `/live`, `/config`.
+//! The admin server: `/metrics`, `/ready`, `/live` for scrapers and the kubelet, and
+//! `/config` (the proxy's whole configuration) for local clients only (`kubectl exec` or
+//! `kubectl port-forward` reach it over loopback; other pods get 403).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -11,8 +14,19 @@ use hyper::body::Incoming;
 use crate::error::{Body, simple};
 use crate::runtime::Runtime;
 
-/// Answers one admin request.
-pub async fn handle(rt: Arc<Runtime>, req: Request<Incoming>) -> Response<Body> {
+/// Whether `peer` may read `path`: `/config` is for local clients only.
+fn allowed(path: &str, peer: SocketAddr) -> bool {
+    path != "/config" || peer.ip().to_canonical().is_loopback()
+}
+
+/// Answers one admin request from `peer`.
+pub async fn handle(rt: Arc<Runtime>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    if !allowed(req.uri().path(), peer) {
+        return simple(
+            StatusCode::FORBIDDEN,
+            "/config is served to local clients only: use kubectl exec or kubectl port-forward\n",
+        );
+    }
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return simple(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     }
@@ -52,4 +66,22 @@ fn typed(body: String, content_type: &'static str) -> Response<Body> {
         header::HeaderValue::from_static(content_type),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_for_local_clients_only() {
+        let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().unwrap();
+        assert!(!allowed("/config", remote));
+        assert!(allowed("/config", local));
+        assert!(allowed("/config", mapped));
+        for scraped in ["/metrics", "/ready", "/live"] {
+            assert!(allowed(scraped, remote), "{scraped}");
+        }
+    }
 }

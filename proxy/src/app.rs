@@ -132,7 +132,7 @@ impl Proxy {
             spawn_accept(rt.clone(), outbound, move |s, p| {
                 tokio::spawn(out.clone().accept(s, p))
             }),
-            spawn_accept(rt.clone(), admin, move |s, _| {
+            spawn_accept(rt.clone(), admin, move |s, peer| {
                 let rt = admin_rt.clone();
                 tokio::spawn(async move {
                     let _ = s.set_nodelay(true);
@@ -140,7 +140,7 @@ impl Proxy {
                     let drain = rt.drain.clone();
                     let svc = tower::service_fn(move |req| {
                         let rt = rt.clone();
-                        async move { Ok(crate::admin::handle(rt, req).await) }
+                        async move { Ok(crate::admin::handle(rt, req, peer).await) }
                     });
                     crate::http::serve(s, false, &cfg, &drain, svc).await
                 })

@@ -110,7 +110,13 @@ pub struct Metrics {
     /// `inbound_{http,tcp}_authz_{allow,deny}_total`, indexed by [`AuthzKind`] and allowed.
     authz: [[Family<Labels, Counter>; 2]; 2],
     process: Process,
+    /// Distinct TCP label sets created so far (bounded by [`MAX_TCP_SERIES`]).
+    tcp_series: Mutex<std::collections::HashSet<u64>>,
 }
+
+/// At most this many distinct TCP label sets: past it, new connections are counted under
+/// `target_addr="overflow"`, so a port scan cannot grow the proxy's memory without bound.
+pub const MAX_TCP_SERIES: usize = 1_000;
 
 /// What an authorization decision was about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +258,7 @@ impl Metrics {
             tcp_close_total,
             authz,
             process,
+            tcp_series: Mutex::default(),
         }
     }
 
@@ -270,12 +277,32 @@ impl Metrics {
     /// accepted connections, `dst` for connections the proxy opened).
     pub fn tcp(&self, mut labels: Labels, peer: &'static str) -> TcpMetrics {
         labels.push(("peer".into(), peer.into()));
+        self.bound_tcp_series(&mut labels);
         TcpMetrics {
             open_total: self.tcp_open_total.get_or_create_owned(&labels),
             open: self.tcp_open_connections.get_or_create_owned(&labels),
             read: self.tcp_read_bytes_total.get_or_create_owned(&labels),
             write: self.tcp_write_bytes_total.get_or_create_owned(&labels),
             close: self.tcp_close_total.get_or_create_owned(&labels),
+        }
+    }
+
+    /// Past [`MAX_TCP_SERIES`] distinct label sets, a new one is folded into
+    /// `target_addr="overflow"`.
+    fn bound_tcp_series(&self, labels: &mut Labels) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        labels.hash(&mut h);
+        let key = h.finish();
+        let mut seen = self.tcp_series.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(&key) || seen.len() < MAX_TCP_SERIES {
+            seen.insert(key);
+            return;
+        }
+        for (k, v) in labels.iter_mut() {
+            if k == "target_addr" {
+                *v = "overflow".into();
+            }
         }
     }
 
@@ -446,5 +473,41 @@ impl Drop for TcpGuard {
 pub fn add(counter: &Counter, n: usize) {
     if n > 0 {
         counter.inc_by(n as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_series_are_bounded() {
+        let m = Metrics::default();
+        let label = |port: u32| -> Labels {
+            vec![
+                ("direction".into(), "inbound".into()),
+                ("target_addr".into(), format!("10.0.0.1:{port}")),
+            ]
+        };
+        for port in 0..(MAX_TCP_SERIES as u32 + 500) {
+            m.tcp(label(port), "src").open_total.inc();
+        }
+        let text = m.encode();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("tcp_open_total{"))
+            .count();
+        assert_eq!(
+            series,
+            MAX_TCP_SERIES + 1,
+            "the first ones plus one overflow series"
+        );
+        assert!(text.contains("target_addr=\"overflow\""));
+        // A label set seen before the cap keeps its own series.
+        m.tcp(label(0), "src").open_total.inc();
+        assert!(
+            m.encode()
+                .contains("target_addr=\"10.0.0.1:0\",peer=\"src\"} 2")
+        );
     }
 }
