@@ -187,8 +187,20 @@ where
     }
 }
 
+/// The endpoint stage's typed target: builds the per-endpoint state of a balancer from a
+/// discovered endpoint (kept while the endpoint stays).
+pub trait NewEndpoint<E>: Send + Sync {
+    fn new_endpoint(&self, ep: &Endpoint) -> Arc<E>;
+}
+
+impl<E, F: Fn(&Endpoint) -> Arc<E> + Send + Sync> NewEndpoint<E> for F {
+    fn new_endpoint(&self, ep: &Endpoint) -> Arc<E> {
+        self(ep)
+    }
+}
+
 /// Builds the per-endpoint state of a balancer.
-pub type MakeEndpoint<E> = Box<dyn Fn(&Endpoint) -> Arc<E> + Send + Sync>;
+pub type MakeEndpoint<E> = Box<dyn NewEndpoint<E>>;
 /// The current endpoints and their state.
 pub type EndpointSet<E> = Arc<Vec<(Endpoint, Arc<E>)>>;
 
@@ -211,7 +223,7 @@ impl<E: Balanced> Balancer<E> {
         let set = dest
             .endpoints
             .iter()
-            .map(|e| (e.clone(), make(e)))
+            .map(|e| (e.clone(), make.new_endpoint(e)))
             .collect();
         Balancer {
             rx: Mutex::new(rx),
@@ -231,7 +243,7 @@ impl<E: Balanced> Balancer<E> {
                 .iter()
                 .map(|e| match old.iter().find(|(o, _)| o == e) {
                     Some((_, svc)) => (e.clone(), svc.clone()),
-                    None => (e.clone(), (self.make)(e)),
+                    None => (e.clone(), self.make.new_endpoint(e)),
                 })
                 .collect();
             let next = Arc::new(next);
@@ -298,7 +310,7 @@ mod tests {
     }
 
     fn ep() -> MakeEndpoint<Ep> {
-        Box::new(|_| {
+        Box::new(|_: &Endpoint| {
             Arc::new(Ep(Arc::new(PeakEwma::new(
                 Duration::from_millis(30),
                 Duration::from_secs(10),

@@ -6,6 +6,7 @@
 //! plain) with in-flight limit and response timeout; opaque: route by original destination
 //! → TrafficSplit per connection → endpoint (mesh mTLS with a transport header, or plain).
 
+mod endpoint;
 mod split;
 
 use std::convert::Infallible;
@@ -21,25 +22,24 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
-use crate::balance::{Balance, Balanced, Balancer, MakeEndpoint, PeakEwma, Pending, Serve};
-use crate::client::{EndpointClient, H2Client, MeshTls, PlainH1};
+use crate::balance::{Balance, Balancer, Pending};
+use crate::client::PlainH1;
 use crate::detect::{Protocol, detect};
 use crate::discovery::{Destination, Endpoint, Resolution, Target, normalize_authority};
 use crate::error::{Body, ProxyError};
 use crate::http::serve;
-use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, server_name};
 use crate::io::{CountingIo, PrefixedIo, original_dst};
-use crate::metrics::{Direction, HttpMetrics, Labels, TlsStatus, labels};
+use crate::metrics::{Direction, TlsStatus, labels};
 use crate::routes::{Cached, RouteCache};
 use crate::runtime::Runtime;
 use crate::svc::{
-    BoxResponse, ErrorResponse, ErrorResponseLayer, FailFast, FailFastLayer, OrigProto,
-    OrigProtoLayer, RecordHttp, RecordHttpLayer, ResponseTimeout, ResponseTimeoutLayer,
-    SplitRouter, SplitState,
+    BoxResponse, ErrorResponse, ErrorResponseLayer, FailFast, FailFastLayer, SplitRouter,
+    SplitState,
 };
 use crate::tcp::{self, TcpTarget};
+use endpoint::{HttpEndpoints, OutEndpoint, TcpEndpoints};
 use split::{Concrete, Logical};
 
 const MAX_ROUTES: usize = 10_000;
@@ -49,11 +49,6 @@ pub const PASSTHROUGH_TTL: std::time::Duration = std::time::Duration::from_secs(
 /// How long a route that failed closed (discovery unavailable) answers 503 before the
 /// target is resolved again.
 pub const FAIL_CLOSED_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-const NO_TLS_PLAIN: &str = "not_provided_by_service_discovery";
-
-/// The request stack of one endpoint.
-type EndpointStack =
-    RecordHttp<ErrorResponse<ResponseTimeout<OrigProto<EndpointClient>>>, Arc<HttpMetrics>>;
 
 /// The request stack of one route (a service, or an original destination outside the mesh):
 /// the split between the apex and its backends, each a [`BackendStack`].
@@ -78,82 +73,6 @@ impl Service<Request<Incoming>> for BackendStack {
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         self.svc.call(req)
-    }
-}
-
-/// Per-endpoint state of an HTTP route: load and request stack.
-#[derive(Debug)]
-pub struct OutEndpoint {
-    ewma: Arc<PeakEwma>,
-    http: EndpointStack,
-}
-
-/// Per-endpoint state for opaque connections: load and where they go.
-#[derive(Debug)]
-pub struct TcpEndpoint {
-    ewma: Arc<PeakEwma>,
-    target: TcpTarget,
-}
-
-impl Balanced for TcpEndpoint {
-    fn load(&self) -> &Arc<PeakEwma> {
-        &self.ewma
-    }
-}
-
-fn new_ewma() -> Arc<PeakEwma> {
-    Arc::new(PeakEwma::new(
-        std::time::Duration::from_millis(30),
-        std::time::Duration::from_secs(10),
-    ))
-}
-
-/// Mesh TLS with `alpn` to a meshed endpoint (`None`: not meshed).
-fn mesh_tls(rt: &Runtime, ep: &Endpoint, alpn: &'static [u8]) -> Option<MeshTls> {
-    let id = ep.identity.as_ref()?;
-    Some(MeshTls {
-        config: rt.tls.client(alpn),
-        name: server_name(id)?,
-        identity: id.clone(),
-    })
-}
-
-/// The metric labels of an endpoint: route authority, address, TLS, `dst_*` metadata
-/// (with `dst_service`, the concrete backend service, when known).
-fn endpoint_labels(authority: Option<&str>, service: Option<&str>, ep: &Endpoint) -> Labels {
-    let status = match &ep.identity {
-        Some(id) => TlsStatus::Mesh(id.clone()),
-        None => TlsStatus::NoIdentity(NO_TLS_PLAIN),
-    };
-    let with_service;
-    let dst = match service {
-        Some(svc) if !ep.labels.contains_key("service") => {
-            let mut l = ep.labels.clone();
-            l.insert("service".to_string(), svc.to_string());
-            with_service = l;
-            &with_service
-        }
-        _ => &ep.labels,
-    };
-    labels(
-        Direction::Outbound,
-        authority,
-        &ep.addr.to_string(),
-        &status,
-        Some(dst),
-    )
-}
-
-impl Balanced for OutEndpoint {
-    fn load(&self) -> &Arc<PeakEwma> {
-        &self.ewma
-    }
-}
-
-impl Serve<Request<Incoming>> for OutEndpoint {
-    type Service = EndpointStack;
-    fn service(&self) -> EndpointStack {
-        self.http.clone()
     }
 }
 
@@ -308,7 +227,13 @@ impl Outbound {
         }
         match res {
             Resolution::Found(rx) => {
-                let Some(ep) = Balancer::new(rx, self.make_tcp_endpoint()).pick() else {
+                let Some(ep) = Balancer::new(
+                    rx,
+                    Box::new(TcpEndpoints {
+                        rt: self.rt.clone(),
+                    }),
+                )
+                .pick() else {
                     tracing::info!(%orig, "no endpoints; closing");
                     return None;
                 };
@@ -367,55 +292,6 @@ impl Outbound {
         }
     }
 
-    /// Builds the HTTP state of each endpoint of a backend service: metrics labelled with
-    /// the route's `authority` and the backend's `service`.
-    fn make_endpoint(
-        &self,
-        authority: Option<String>,
-        service: Option<String>,
-    ) -> MakeEndpoint<OutEndpoint> {
-        let rt = self.rt.clone();
-        let h1 = self.h1.clone();
-        Box::new(move |ep: &Endpoint| {
-            let cfg = &rt.config;
-            let tls = mesh_tls(&rt, ep, ALPN_H2);
-            let l = endpoint_labels(authority.as_deref(), service.as_deref(), ep);
-            let tcp = rt.metrics.tcp(l.clone(), "dst");
-            let h2 = H2Client::new(ep.addr, tls.clone(), cfg.connect_timeout, Some(tcp));
-            let upgrade_tls = mesh_tls(&rt, ep, ALPN_H1);
-            let client =
-                EndpointClient::new(ep.addr, h2, upgrade_tls, h1.clone(), cfg.connect_timeout);
-            let http = ServiceBuilder::new()
-                .layer(RecordHttpLayer::new(Arc::new(rt.metrics.http(l))))
-                .layer(ErrorResponseLayer)
-                .layer(ResponseTimeoutLayer {
-                    timeout: cfg.response_timeout,
-                })
-                .layer(OrigProtoLayer::new(ep.addr.port(), tls.is_some()))
-                .service(client);
-            Arc::new(OutEndpoint {
-                ewma: new_ewma(),
-                http,
-            })
-        })
-    }
-
-    /// Builds the opaque-TCP state of each endpoint of a destination.
-    fn make_tcp_endpoint(&self) -> MakeEndpoint<TcpEndpoint> {
-        let rt = self.rt.clone();
-        Box::new(move |ep: &Endpoint| {
-            let l = endpoint_labels(None, None, ep);
-            Arc::new(TcpEndpoint {
-                ewma: new_ewma(),
-                target: TcpTarget {
-                    addr: ep.addr,
-                    mesh: mesh_tls(&rt, ep, ALPN_TCP),
-                    metrics: Some(rt.metrics.tcp(l, "dst")),
-                },
-            })
-        })
-    }
-
     /// The stack of one backend service over the endpoints of `rx`.
     fn backend_stack(
         &self,
@@ -423,7 +299,15 @@ impl Outbound {
         label: Option<String>,
         service: Option<String>,
     ) -> BackendStack {
-        let balancer = Arc::new(Balancer::new(rx, self.make_endpoint(label, service)));
+        let balancer = Arc::new(Balancer::new(
+            rx,
+            Box::new(HttpEndpoints {
+                rt: self.rt.clone(),
+                h1: self.h1.clone(),
+                authority: label,
+                service,
+            }),
+        ));
         let fail_fast = FailFastLayer {
             max_in_flight: self.rt.config.max_in_flight,
         };
