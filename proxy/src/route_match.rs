@@ -104,11 +104,12 @@ impl HttpMatch {
     }
 }
 
+/// Builders shared by the tests of the modules that match routes.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
 
-    fn m(path: &str, methods: &[&str], headers: &[(&str, &str)]) -> HttpMatch {
+    pub(crate) fn m(path: &str, methods: &[&str], headers: &[(&str, &str)]) -> HttpMatch {
         let methods: Vec<String> = methods.iter().map(|s| s.to_string()).collect();
         let headers: Vec<(String, String)> = headers
             .iter()
@@ -117,7 +118,7 @@ mod tests {
         HttpMatch::new("ns/s", path, &methods, &headers).unwrap()
     }
 
-    fn headers(h: &[(&str, &str)]) -> HeaderMap {
+    pub(crate) fn headers(h: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in h {
             map.append(
@@ -127,6 +128,12 @@ mod tests {
         }
         map
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{headers, m};
+    use super::*;
 
     #[test]
     fn path_is_anchored_at_the_start_only() {

@@ -94,27 +94,8 @@ pub struct Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route_match::test_support::{headers, m};
     use rand::SeedableRng;
-
-    fn m(path: &str, methods: &[&str], headers: &[(&str, &str)]) -> HttpMatch {
-        let methods: Vec<String> = methods.iter().map(|s| s.to_string()).collect();
-        let headers: Vec<(String, String)> = headers
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
-        HttpMatch::new("ns/s", path, &methods, &headers).unwrap()
-    }
-
-    fn headers(h: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in h {
-            map.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        map
-    }
 
     #[test]
     fn matches_are_ored_and_empty_means_everything() {
