@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -19,6 +19,7 @@ use tulle_api::destination::update::Update as U;
 use tulle_api::destination::{GetDestination, WeightedAddr, protocol_hint};
 
 use crate::config::DestinationConfig;
+use crate::control::LastUsed;
 use crate::control::backoff::Backoff;
 use crate::control::profile::Profiles;
 use crate::discovery::{
@@ -59,7 +60,7 @@ enum Outcome {
 #[derive(Debug)]
 struct Entry {
     outcome: watch::Receiver<Outcome>,
-    last_used: Mutex<Instant>,
+    last_used: LastUsed,
 }
 
 #[derive(Debug)]
@@ -121,13 +122,13 @@ impl DestinationDiscovery {
     fn entry(&self, key: &str) -> Arc<Entry> {
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = cache.get(key) {
-            *e.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            e.last_used.touch();
             return e.clone();
         }
         let (tx, rx) = watch::channel(Outcome::Pending);
         let entry = Arc::new(Entry {
             outcome: rx,
-            last_used: Mutex::new(Instant::now()),
+            last_used: LastUsed::now(),
         });
         cache.insert(key.to_string(), entry.clone());
         let authority = key.parse::<SocketAddr>().is_err().then(|| key.to_string());
@@ -352,20 +353,12 @@ async fn watch_target(
 
 /// No watcher outside this client and no resolution for `idle`.
 fn is_idle(published: &Published, entry: &Entry, idle: Duration) -> bool {
-    !published.in_use() && since_used(entry) >= idle
-}
-
-fn since_used(entry: &Entry) -> Duration {
-    entry
-        .last_used
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .elapsed()
+    !published.in_use() && entry.last_used.elapsed() >= idle
 }
 
 async fn wait_idle(entry: &Entry, timing: &Timing) {
     loop {
-        let since = since_used(entry);
+        let since = entry.last_used.elapsed();
         if since >= timing.idle {
             return;
         }

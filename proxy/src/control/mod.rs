@@ -8,3 +8,25 @@ pub mod destination;
 pub mod identity;
 pub mod policy;
 pub mod profile;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// When a cached control-plane stream was last asked for (streams without users are dropped
+/// after an idle time).
+#[derive(Debug)]
+pub(crate) struct LastUsed(Mutex<Instant>);
+
+impl LastUsed {
+    pub(crate) fn now() -> Self {
+        LastUsed(Mutex::new(Instant::now()))
+    }
+
+    pub(crate) fn touch(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+    }
+}

@@ -9,13 +9,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tonic::transport::Channel;
 use tulle_api::destination::destination_client::DestinationClient;
 use tulle_api::destination::{DestinationProfile, GetDestination};
 
+use crate::control::LastUsed;
 use crate::control::backoff::Backoff;
 use crate::control::destination::Timing;
 use crate::discovery::normalize_authority;
@@ -25,7 +26,7 @@ use crate::split::{Backend, HttpMatch, Profile, RuleError, Split};
 struct Entry {
     profile: watch::Receiver<Arc<Profile>>,
     answered: watch::Receiver<bool>,
-    last_used: Mutex<Instant>,
+    last_used: LastUsed,
 }
 
 #[derive(Debug)]
@@ -71,7 +72,7 @@ impl Profiles {
     fn entry(&self, key: &str) -> Arc<Entry> {
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = cache.get(key) {
-            *e.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            e.last_used.touch();
             return e.clone();
         }
         let (tx, rx) = watch::channel(Arc::new(Profile::default()));
@@ -79,7 +80,7 @@ impl Profiles {
         let entry = Arc::new(Entry {
             profile: rx,
             answered,
-            last_used: Mutex::new(Instant::now()),
+            last_used: LastUsed::now(),
         });
         cache.insert(key.to_string(), entry.clone());
         tokio::spawn(watch_profile(
@@ -116,7 +117,8 @@ async fn watch_profile(
     let mut tick = tokio::time::interval((timing.idle / 4).max(Duration::from_millis(10)));
     // Users hold receivers; the entry holds one itself.
     let idle = |entry: &Entry| {
-        tx.receiver_count() <= 1 && since_used(entry) >= timing.idle || inner.strong_count() == 0
+        tx.receiver_count() <= 1 && entry.last_used.elapsed() >= timing.idle
+            || inner.strong_count() == 0
     };
     'reconnect: loop {
         if idle(&entry) {
@@ -169,14 +171,6 @@ async fn watch_profile(
         }
     }
     tracing::debug!(%key, "profile stream dropped (idle)");
-}
-
-fn since_used(entry: &Entry) -> Duration {
-    entry
-        .last_used
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .elapsed()
 }
 
 /// Converts the controller's profile. A split whose rules do not compile is not applied
