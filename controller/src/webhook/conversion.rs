@@ -89,14 +89,23 @@ fn describe(obj: &Value) -> String {
 }
 
 fn version(api_version: &str) -> Result<&'static str, ConversionError> {
+    served_version(api_version, GROUP, &VERSIONS)
+}
+
+/// The version of `api_version` if it is `<group>/<one of versions>`.
+fn served_version(
+    api_version: &str,
+    group: &str,
+    versions: &[&'static str],
+) -> Result<&'static str, ConversionError> {
     api_version
-        .strip_prefix(GROUP)
+        .strip_prefix(group)
         .and_then(|v| v.strip_prefix('/'))
-        .and_then(|v| VERSIONS.iter().find(|x| **x == v).copied())
+        .and_then(|v| versions.iter().find(|x| **x == v).copied())
         .ok_or_else(|| {
             fail(format!(
-                "apiVersion {api_version:?} is not one of {GROUP}/{}",
-                VERSIONS.join(", ")
+                "apiVersion {api_version:?} is not one of {group}/{}",
+                versions.join(", ")
             ))
         })
 }

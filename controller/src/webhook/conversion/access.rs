@@ -17,16 +17,7 @@ pub const GROUP: &str = "access.smi-spec.io";
 pub const VERSIONS: [&str; 2] = ["v1alpha2", "v1alpha3"];
 
 fn version(api_version: &str) -> Result<&'static str, ConversionError> {
-    api_version
-        .strip_prefix(GROUP)
-        .and_then(|v| v.strip_prefix('/'))
-        .and_then(|v| VERSIONS.iter().find(|x| **x == v).copied())
-        .ok_or_else(|| {
-            fail(format!(
-                "apiVersion {api_version:?} is not one of {GROUP}/{}",
-                VERSIONS.join(", ")
-            ))
-        })
+    super::served_version(api_version, GROUP, &VERSIONS)
 }
 
 /// Converts one TrafficTarget (JSON) to `desired` (`access.smi-spec.io/<version>`).
