@@ -22,6 +22,11 @@ pub struct Config {
     pub tcp_port: Option<u16>,
     /// `$TCP_ECHO_PORT`: also serve a TCP echo there.
     pub tcp_echo_port: Option<u16>,
+    /// `$FAIL_PERCENT`: this many of every 100 answers of `/` (and any other path) are 500s,
+    /// deterministically (the first N of each hundred), for the metrics tests.
+    pub fail_percent: u8,
+    /// `$DELAY_MS`: those answers wait this long first.
+    pub delay: std::time::Duration,
 }
 
 impl Config {
@@ -50,6 +55,20 @@ impl Config {
                         .with_context(|| format!("TCP_ECHO_PORT={v:?} is not a port number"))
                 })
                 .transpose()?,
+            fail_percent: match env("FAIL_PERCENT") {
+                None => 0,
+                Some(v) => v
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= 100)
+                    .with_context(|| format!("FAIL_PERCENT={v:?} is not a percentage (0-100)"))?,
+            },
+            delay: std::time::Duration::from_millis(match env("DELAY_MS") {
+                None => 0,
+                Some(v) => v
+                    .parse()
+                    .with_context(|| format!("DELAY_MS={v:?} is not a number of milliseconds"))?,
+            }),
             tcp_port: env("TCP_PORT")
                 .map(|v| {
                     v.parse()
@@ -62,9 +81,22 @@ impl Config {
 
 fn router(cfg: &Config, load: Option<load::Shared>) -> axum::Router {
     let (pod, ns) = (cfg.pod.clone(), cfg.namespace.clone());
+    let (fail_percent, delay) = (cfg.fail_percent, cfg.delay);
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let who = move || {
         let (pod, ns) = (pod.clone(), ns.clone());
-        async move { Json(json!({"pod": pod, "namespace": ns})) }
+        let n = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let status = if n % 100 < u64::from(fail_percent) {
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                axum::http::StatusCode::OK
+            };
+            (status, Json(json!({"pod": pod, "namespace": ns})))
+        }
     };
     axum::Router::new()
         .route(
