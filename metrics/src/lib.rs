@@ -13,5 +13,6 @@
 
 pub mod golden;
 pub mod query;
+pub mod scrape;
 
 pub use query::{Matcher, QueryError, Select, Source};

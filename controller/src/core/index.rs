@@ -20,7 +20,10 @@ use std::{
 use tokio::sync::watch;
 
 mod policy;
+mod inventory;
 mod smi;
+
+pub use inventory::{MeshedPod, PodCount, SplitView};
 
 pub use policy::PolicyWatch;
 
