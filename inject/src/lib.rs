@@ -12,19 +12,24 @@
 //! - annotations `tulle.io/injected: "true"` (what makes a second pass a no-op) and
 //!   `tulle.io/proxy-version: <version>`;
 //! - label `tulle.io/proxied: "true"`, so meshed pods can be selected
-//!   (`kubectl get pods -l tulle.io/proxied=true`).
+//!   (`kubectl get pods -l tulle.io/proxied=true`);
+//! - label `tulle.io/proxy-<kind>: <name>` naming the pod's workload (`deployment`,
+//!   `statefulset`, `daemonset`, `job`, ...: [`owner_label`]), which a Prometheus scrape
+//!   relabels into the `deployment`, ... series labels (docs/prometheus.md).
 //!
 //! A pod skipped for any reason but "not enabled" (and "already injected") gets the annotation
 //! `tulle.io/inject-skipped: <reason>`; the webhook also records an Event for it.
 
 pub mod builders;
 mod overrides;
+mod owner;
 mod patch;
 mod sidecar;
 #[cfg(test)]
 mod tests;
 
 pub use overrides::{InvalidAnnotation, Overrides};
+pub use owner::{OWNER_LABEL_PREFIX, owner_label};
 pub use sidecar::{
     ADMIN_PORT, INBOUND_PORT, INIT_CONTAINER, PROXY_CONTAINER, PROXY_UID, TOKEN_VOLUME,
 };

@@ -72,12 +72,12 @@ pub(super) fn inject(pod: &Pod, added: Added, cfg: &Config) -> json_patch::Patch
             (PROXY_VERSION_ANNOTATION, &cfg.proxy_version),
         ],
     );
-    map_entries(
-        &mut ops,
-        "labels",
-        pod.metadata.labels.as_ref(),
-        &[(PROXIED_LABEL, "true")],
-    );
+    let owner = super::owner_label(pod);
+    let mut labels = vec![(PROXIED_LABEL, "true")];
+    if let Some((k, v)) = &owner {
+        labels.push((k.as_str(), v.as_str()));
+    }
+    map_entries(&mut ops, "labels", pod.metadata.labels.as_ref(), &labels);
     let init = serde_json::to_value(&added.init).unwrap_or(Value::Null);
     let proxy = serde_json::to_value(&added.proxy).unwrap_or(Value::Null);
     let volumes: Vec<Value> = added

@@ -254,6 +254,33 @@ fn bare_pod_from_namespace_annotation_and_default_service_account() {
 }
 
 #[test]
+fn owner_label_for_prometheus_relabelling() {
+    // A Deployment's pod: the ReplicaSet's name minus the pod-template-hash.
+    let mut p = web_pod();
+    p["metadata"]["labels"]["pod-template-hash"] = json!("5d4f8");
+    let (_, out) = run(&p, &[]);
+    assert_eq!(
+        out["metadata"]["labels"]["tulle.io/proxy-deployment"],
+        "web"
+    );
+    assert_eq!(out["metadata"]["labels"]["app"], "web");
+    // A StatefulSet's pod without labels: the label map is created with both labels.
+    let mut p = bare_pod();
+    p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "u", "controller": true}]);
+    let (_, out) = run(&p, &[("tulle.io/inject", "enabled")]);
+    assert_eq!(
+        out["metadata"]["labels"],
+        json!({"tulle.io/proxied": "true", "tulle.io/proxy-statefulset": "db"})
+    );
+    // A bare pod gets no owner label.
+    let (_, out) = run(&bare_pod(), &[("tulle.io/inject", "enabled")]);
+    assert_eq!(
+        out["metadata"]["labels"],
+        json!({"tulle.io/proxied": "true"})
+    );
+}
+
+#[test]
 fn second_pass_is_a_no_op() {
     for (v, ns) in [
         (web_pod(), vec![]),
