@@ -19,6 +19,7 @@ pub mod core;
 pub mod grpc;
 pub use tulle_inject as inject;
 pub mod k8s;
+pub mod metrics_api;
 pub mod runtime;
 pub mod scale;
 pub mod webhook;

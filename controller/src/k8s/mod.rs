@@ -12,6 +12,7 @@
 pub mod access;
 pub mod convert;
 pub mod events;
+pub mod metrics_api;
 pub mod smi;
 pub mod watch;
 
