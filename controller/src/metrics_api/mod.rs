@@ -15,6 +15,8 @@ pub mod handler;
 pub mod objects;
 pub mod path;
 pub mod server;
+#[cfg(test)]
+mod tests;
 
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
