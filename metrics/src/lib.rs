@@ -12,6 +12,7 @@
 //! configuration adds by relabelling ([`query::POD_LABELS`]).
 
 pub mod golden;
+pub mod promql;
 pub mod query;
 pub mod scrape;
 
