@@ -1,9 +1,11 @@
 //! Wiring: flags, the index, the Kubernetes watches, the destination and policy gRPC
 //! servers, the injector webhook and the admin server.
 
+mod metrics;
 mod tls;
 mod webhook;
 
+pub use metrics::MetricsArgs;
 pub use webhook::{WebhookArgs, inject_config};
 
 use crate::{
@@ -108,6 +110,9 @@ pub struct Args {
     /// The proxy injector webhook.
     #[command(flatten)]
     pub webhook: WebhookArgs,
+    /// The golden metrics and the SMI Traffic Metrics API.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// The controller failed to start or a server stopped.
@@ -163,8 +168,26 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         // An SMI CRD that is not installed never lists: go ahead after a minute.
         move || s.smi_ready() || (s.is_ready() && started.elapsed() > SMI_SYNC_WAIT),
     ));
-    let injector = webhook::start(&args, client, &mut registry).await?;
+    let injector = webhook::start(&args, client.clone(), &mut registry).await?;
     let injector_cert = injector.as_ref().map(|w| w.cert.clone());
+    // The metrics API serves with the webhook's certificate (same Service, same names).
+    let metrics_api = match &injector {
+        Some(w) => Some(
+            metrics::start(
+                &args.metrics,
+                client,
+                index.clone(),
+                w.cert.clone(),
+                w.bundle.clone(),
+                &mut registry,
+            )
+            .await?,
+        ),
+        None => {
+            tracing::warn!("the SMI Traffic Metrics API is off: it serves with the injector webhook's certificate, and the injector is disabled");
+            None
+        }
+    };
 
     let serving = match &args.identity_addr {
         Some(addr) => Some(start_tls(&args, addr)?),
@@ -242,7 +265,14 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             None => std::future::pending().await,
         }
     };
+    let metrics_api = async {
+        match metrics_api {
+            Some(s) => s.await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
+        r = metrics_api => Err(RunError::Serve(format!("metrics API: {r:?}"))),
         r = grpc => Err(RunError::Serve(format!("destination gRPC: {r:?}"))),
         r = policy => Err(RunError::Serve(format!("policy gRPC: {r:?}"))),
         r = admin => Err(RunError::Serve(format!("admin: {r:?}"))),

@@ -94,6 +94,8 @@ pub(super) struct Webhook {
     pub(super) cert: Arc<SwappableCert>,
     /// The HTTPS server.
     pub(super) server: JoinHandle<std::io::Result<()>>,
+    /// The CA bundle of the serving certificate (for the metrics APIService too).
+    pub(super) bundle: watch::Receiver<String>,
 }
 
 /// What the injector puts in pods, from the flags.
@@ -175,7 +177,7 @@ pub(super) async fn start(
         w.webhook_config_name.clone(),
         bundle_rx.clone(),
     ));
-    tokio::spawn(crd_bundle::maintain(Api::all(client.clone()), bundle_rx));
+    tokio::spawn(crd_bundle::maintain(Api::all(client.clone()), bundle_rx.clone()));
     let config = inject_config(args);
     tracing::info!(?config, "proxy injector configured");
     let injector = Arc::new(Injector {
@@ -189,7 +191,11 @@ pub(super) async fn start(
     let listener = bind(w.webhook_addr).await?;
     tracing::info!(addr = %w.webhook_addr, "serving the proxy injector and TrafficSplit conversion webhooks (HTTPS, POST /inject, POST /convert)");
     let server = tokio::spawn(server::serve(listener, tls, injector));
-    Ok(Some(Webhook { cert, server }))
+    Ok(Some(Webhook {
+        cert,
+        server,
+        bundle: bundle_rx,
+    }))
 }
 
 #[cfg(test)]
