@@ -118,6 +118,9 @@ pub struct Row<T> {
     pub value: T,
 }
 
+/// Rows of latency quantiles: one value per asked quantile, `None` without observations.
+pub type QuantileRows = Vec<Row<Vec<Option<f64>>>>;
+
 /// A source of metrics: the embedded store or Prometheus.
 pub trait Source: Send + Sync {
     /// `sum by (by) (increase(metric{matchers}[window]))`: counter increase over the window,
@@ -130,7 +133,7 @@ pub trait Source: Send + Sync {
         &'a self,
         q: &'a Select,
         quantiles: &'a [f64],
-    ) -> BoxFuture<'a, Result<Vec<Row<Vec<Option<f64>>>>, QueryError>>;
+    ) -> BoxFuture<'a, Result<QuantileRows, QueryError>>;
 
     /// `sum by (by) (metric{matchers})`: the latest value of a gauge.
     fn sum_gauge<'a>(&'a self, q: &'a Select) -> BoxFuture<'a, Result<Vec<Row<f64>>, QueryError>>;
