@@ -97,6 +97,36 @@ fn burst(ns: &str, client: &str, url: &str, n: u64) -> (u64, u64) {
     (v["ok"].as_u64().unwrap_or(0), v["failed"].as_u64().unwrap_or(0))
 }
 
+/// Kills the pod's proxy container through containerd; the kubelet starts it again in the
+/// same pod (a native sidecar), with its counters at zero.
+fn restart_proxy(ns: &str, pod: &str) {
+    let id = kubectl::run(&[
+        "get", "pod", "-n", ns, pod, "-o",
+        "jsonpath={.status.initContainerStatuses[?(@.name==\"tulle-proxy\")].containerID}",
+    ])
+    .expect("proxy container id");
+    let id = id.trim().trim_start_matches("containerd://").to_string();
+    assert!(!id.is_empty(), "no tulle-proxy container in {pod}");
+    let restarts = || {
+        kubectl::run(&[
+            "get", "pod", "-n", ns, pod, "-o",
+            "jsonpath={.status.initContainerStatuses[?(@.name==\"tulle-proxy\")].restartCount}",
+        ])
+        .unwrap_or_default()
+    };
+    let before = restarts();
+    let out = Command::new("ctr")
+        .args(["-a", "/run/tulle-cluster/containerd/containerd.sock", "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", &id])
+        .output()
+        .expect("ctr");
+    assert!(out.status.success(), "ctr tasks kill: {}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + STEP;
+    while restarts() == before {
+        assert!(std::time::Instant::now() < deadline, "the proxy of {pod} did not restart");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// HTTPS GET of the controller's metrics API directly (not through the API server), with
 /// curl: `cert` is the client certificate to present, if any. Returns (status, body).
 fn direct(ip: &str, path: &str, cert: Option<&str>, user: &str) -> (u16, String) {
@@ -197,6 +227,16 @@ pub async fn golden_metrics(kube: kube::Client) {
     assert_eq!(from_client["edge"]["clientId"], id("client"), "{from_client:#}");
     assert_eq!(from_client["edge"]["serverId"], id("web"), "{from_client:#}");
     assert_eq!(counts(&from_client), (ok, failed), "{from_client:#}");
+
+    // A proxy restart resets its counters: the counts go on from where they were, never
+    // negative or huge (the second burst is smaller than the first, so the reset shows).
+    restart_proxy(&n, &web_pod);
+    wait::pods_ready(&kube, &n, "app=web", 1, STEP).await.expect("web after the proxy restart");
+    tokio::time::sleep(SCRAPED).await;
+    let (ok2, failed2) = burst(&n, &client, &web_url, REQUESTS / 3);
+    tokio::time::sleep(SCRAPED).await;
+    let item = raw(&format!("{base}/deployments/web{window}"));
+    assert_eq!(counts(&item), (ok + ok2, failed + failed2), "after the proxy restart: {item:#}");
 
     // The TrafficSplit: the canary's answers (all failures) apart from the primary's.
     let apex = format!("http://web-apex.{n}.svc.cluster.local/");
