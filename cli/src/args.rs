@@ -63,6 +63,12 @@ pub enum Command {
     Version(VersionArgs),
     /// Mesh the workloads of YAML from files or stdin: `tulle inject app.yaml | kubectl apply -f -`.
     Inject(InjectArgs),
+    /// Golden metrics (success rate, RPS, latency) of namespaces, pods, workloads or
+    /// TrafficSplits: `tulle stat deploy -n demo`.
+    Stat(crate::stat::StatArgs),
+    /// Who talks to whom, with which mesh identities, over mTLS or not:
+    /// `tulle edges deploy -n demo`.
+    Edges(crate::stat::EdgesArgs),
 }
 
 /// Output format of manifests.
@@ -166,6 +172,10 @@ pub struct InstallArgs {
     /// namespace or workload with the annotation `config.tulle.io/default-inbound-policy`).
     #[arg(long, alias = "default-policy", value_enum, default_value_t)]
     pub default_inbound_policy: InboundPolicy,
+    /// Query this Prometheus (an http(s) URL; it must scrape the proxies) for the SMI Traffic
+    /// Metrics API instead of the controller's embedded scraper.
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,

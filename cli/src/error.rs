@@ -12,6 +12,11 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Bad configuration or input: unusable certificate files, invalid values.
     pub const CONFIG: u8 = 64;
+    /// `stat`/`edges`: the SMI Traffic Metrics API is not installed, or not available (the
+    /// controller is not ready, or its metrics backend failed).
+    pub const UNAVAILABLE: u8 = 69;
+    /// `stat`/`edges`: the Kubernetes API refused the request (RBAC).
+    pub const FORBIDDEN: u8 = 77;
 }
 
 /// Everything that can make a command fail.
@@ -32,6 +37,9 @@ pub enum Error {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// The SMI Traffic Metrics API could not answer (`stat`, `edges`).
+    #[error(transparent)]
+    Metrics(#[from] crate::stat::api::ApiError),
 }
 
 impl Error {
@@ -40,6 +48,7 @@ impl Error {
         match self {
             Error::Pki(_) | Error::Input(_) => exit::CONFIG,
             Error::Render(_) | Error::Stdout(_) | Error::Runtime(_) => exit::FAILURE,
+            Error::Metrics(e) => e.exit_code(),
         }
     }
 }

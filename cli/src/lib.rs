@@ -9,6 +9,8 @@
 //! - `tulle version` prints the client version and the control plane's.
 //! - `tulle inject` meshes the workloads of a YAML stream ([`inject`]): the annotation, or with
 //!   `--manual` the sidecar itself.
+//! - `tulle stat` and `tulle edges` print golden metrics and edges from the SMI Traffic
+//!   Metrics API, through the Kubernetes API server ([`stat`]).
 //!
 //! The manifests are built from typed k8s-openapi objects ([`manifest`]), so the output is
 //! well-formed by construction. Exit codes are stable: see [`exit`].
@@ -24,6 +26,7 @@ pub mod kubeconfig;
 pub mod manifest;
 pub mod pki;
 pub mod render;
+pub mod stat;
 pub mod version;
 
 pub use args::Cli;
@@ -41,13 +44,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             let out = manifest::install(&args, std::time::SystemTime::now())?;
             write_stdout(&out)
         }
-        Command::Check(args) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(Error::Runtime)?;
-            rt.block_on(check::run(&global, &args))
-        }
+        Command::Check(args) => runtime()?.block_on(check::run(&global, &args)),
         Command::Uninstall(args) => {
             let out = manifest::uninstall(args.output)?;
             write_stdout(&out)
@@ -60,15 +57,28 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             write_stdout(&out)
         }
         Command::Version(args) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(Error::Runtime)?;
-            let report = rt.block_on(version::report(&global, &args));
+            let report = runtime()?.block_on(version::report(&global, &args));
             print!("{}", report.text);
             Ok(report.exit_code)
         }
+        Command::Stat(args) => print(runtime()?.block_on(stat::run_stat(&global, &args))?),
+        Command::Edges(args) => print(runtime()?.block_on(stat::run_edges(&global, &args))?),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
+}
+
+fn print(p: stat::Printed) -> Result<u8, Error> {
+    let code = write_stdout(&p.stdout)?;
+    for line in p.stderr {
+        eprintln!("{line}");
+    }
+    Ok(code)
 }
 
 fn write_stdout(s: &str) -> Result<u8, Error> {

@@ -268,3 +268,37 @@ fn chart_default_inbound_policy_reaches_the_controller() {
     .unwrap_err();
     assert!(e.contains("defaultInboundPolicy"), "{e}");
 }
+
+/// `prometheusUrl` reaches the controller's env like `tulle install --prometheus-url`; other
+/// strings are refused by the values schema.
+#[test]
+fn chart_prometheus_url_reaches_the_controller() {
+    let url = "http://prometheus.monitoring.svc:9090";
+    let env_of = |objs: &[Value]| {
+        objs.iter()
+            .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "tulle-controller")
+            .expect("controller Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+            .clone()
+    };
+    let chart = env_of(&rendered(&["--set", &format!("prometheusUrl={url}")]));
+    let cli = env_of(&docs(&install(&["--prometheus-url", url]).unwrap()));
+    assert_eq!(chart, cli);
+    assert!(
+        chart
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "TULLE_CONTROLLER_PROMETHEUS_URL" && e["value"] == url)
+    );
+    let e = helm(&[
+        "template",
+        "tulle",
+        "charts/tulle",
+        "-n",
+        "tulle-system",
+        "--set",
+        "prometheusUrl=prometheus:9090",
+    ])
+    .unwrap_err();
+    assert!(e.contains("prometheusUrl"), "{e}");
+}

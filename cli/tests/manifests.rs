@@ -70,10 +70,25 @@ fn apply_order_works_in_one_pass() {
     for (i, o) in objs.iter().enumerate() {
         if o["metadata"]["namespace"].is_string() {
             assert!(i > ns_pos, "{:?} comes before its namespace", key(o));
-            assert_eq!(o["metadata"]["namespace"], "tulle-system");
+            // The one exception: the aggregated API server's auth-reader binding.
+            let want = if o["metadata"]["name"] == "tulle-controller-auth-reader" {
+                "kube-system"
+            } else {
+                "tulle-system"
+            };
+            assert_eq!(o["metadata"]["namespace"], want, "{:?}", key(o));
         }
     }
     assert_eq!(kinds.last(), Some(&"MutatingWebhookConfiguration"));
+    // The metrics APIService points at the controller: after its Deployment.
+    let pos = |kind: &str, name: &str| {
+        objs.iter()
+            .position(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    assert!(
+        pos("APIService", "v1alpha1.metrics.smi-spec.io") > pos("Deployment", "tulle-controller")
+    );
 }
 
 #[test]
@@ -345,6 +360,11 @@ fn uninstall_covers_everything_install_creates() {
         docs(&tulle_cli::manifest::uninstall(tulle_cli::args::Output::Yaml).unwrap());
     let removed: BTreeSet<_> = removed_docs.iter().map(key).collect();
     assert_eq!(installed, removed);
+    assert!(removed.contains(&(
+        "RoleBinding".to_string(),
+        "kube-system".to_string(),
+        "tulle-controller-auth-reader".to_string()
+    )));
     // bare references: nothing secret in the uninstall output
     for d in &removed_docs {
         assert!(d.get("data").is_none() && d.get("spec").is_none(), "{d}");
@@ -360,6 +380,7 @@ fn uninstall_covers_everything_install_creates() {
         "ClusterRoleBinding",
         "MutatingWebhookConfiguration",
         "Namespace",
+        "APIService",
     ] {
         assert!(
             cluster_scoped.contains(&kind),

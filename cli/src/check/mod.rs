@@ -20,7 +20,7 @@ mod version;
 mod webhook;
 
 #[cfg(test)]
-mod test_api;
+pub(crate) mod test_api;
 
 use crate::args::{CheckArgs, GlobalArgs};
 use serde::Serialize;

@@ -44,6 +44,12 @@ pub const KINDS: &[(&str, &str, bool, &str)] = &[
         false,
         "MutatingWebhookConfigurations",
     ),
+    (
+        "apiregistration.k8s.io",
+        "apiservices",
+        false,
+        "APIServices",
+    ),
     ("", "serviceaccounts", true, "ServiceAccounts"),
     ("rbac.authorization.k8s.io", "roles", true, "Roles"),
     (

@@ -3,8 +3,10 @@
 //! a v1alpha1 TrafficSplit in tulle-system, whose `500m` weight must come back as `500m`);
 //! the Warning Events tulle-controller put on SMI objects (missing backends, port
 //! mismatches, duplicate apexes, TrafficTargets referencing missing routes, ...) are listed as
-//! warnings, not failures; and UDPRoutes are reported as not enforced (the proxy does not
-//! carry UDP).
+//! warnings, not failures; UDPRoutes are reported as not enforced (the proxy does not
+//! carry UDP); and the SMI Traffic Metrics APIService is Available ([`metrics_api`]).
+
+pub mod metrics_api;
 
 use super::{Category, CheckFuture, CheckResult, Ctx, kube_error};
 use crate::manifest::{self, CONTROLLER, NAMESPACE};
@@ -73,6 +75,7 @@ impl Category for Smi {
                 tt.as_ref(),
             ));
             out.push(dry_run_check(dry_run(&client).await));
+            out.push(metrics_api::check(&client).await);
             let events = Api::<Event>::all(client.clone())
                 .list(&ListParams::default().fields("type=Warning"))
                 .await;

@@ -2,17 +2,20 @@
 //!
 //! [`objects`] returns them in an order `kubectl apply -f -` accepts in one pass: the CRDs and
 //! the namespace first, then ServiceAccounts and RBAC, the trust anchors and the issuer, the
-//! Services, the Deployments, and last the injector webhook configuration (so that no pod of
-//! the control plane is created while a webhook that points at it exists).
+//! Services, the Deployments, the SMI Traffic Metrics APIService (served by the controller, so
+//! after its Deployment), and last the injector webhook configuration (so that no pod of the
+//! control plane is created while a webhook that points at it exists).
 
+mod apiservice;
 mod crds;
 mod rbac;
 mod smi_schema;
 mod webhook;
 mod workloads;
 
+pub use apiservice::{METRICS_API_PORT, METRICS_API_SERVICE};
 pub use crds::{CONVERSION_PATH, conversion_crd_names, crd_names, crds};
-pub use rbac::WEBHOOK_TLS_SECRET;
+pub use rbac::{AUTH_READER_BINDING, WEBHOOK_TLS_SECRET};
 
 use crate::{
     Error,
@@ -60,6 +63,8 @@ pub struct Values {
     pub proxy_log_level: String,
     /// The mesh default inbound policy.
     pub default_inbound_policy: InboundPolicy,
+    /// The Prometheus the controller queries instead of its embedded scraper.
+    pub prometheus_url: Option<String>,
 }
 
 impl Values {
@@ -73,6 +78,7 @@ impl Values {
             controller_replicas: a.controller_replicas,
             proxy_log_level: a.proxy_log_level.clone(),
             default_inbound_policy: a.default_inbound_policy,
+            prometheus_url: a.prometheus_url.clone(),
         }
     }
 
@@ -109,7 +115,29 @@ impl Values {
         if !td_ok {
             return bad("--trust-domain must be a DNS name, got", &self.trust_domain);
         }
+        if let Some(url) = &self.prometheus_url
+            && !is_http_url(url)
+        {
+            return bad(
+                "--prometheus-url must be an http:// or https:// URL with a host, got",
+                url,
+            );
+        }
         Ok(())
+    }
+}
+
+/// `http://host[:port][/path]` or `https://...`: a scheme, a host, no whitespace.
+fn is_http_url(s: &str) -> bool {
+    if s.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    match s.parse::<http::Uri>() {
+        Ok(u) => {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.host().is_some_and(|h| !h.is_empty())
+        }
+        Err(_) => false,
     }
 }
 
@@ -122,7 +150,8 @@ pub fn labels(component: &str, version: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// Metadata with the common labels; `namespace` is `None` for cluster-scoped objects.
+/// Metadata with the common labels; `namespace` is `None` for cluster-scoped objects (and
+/// the control-plane namespace for namespaced ones).
 pub fn meta(name: &str, namespaced: bool, component: &str, version: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
@@ -154,6 +183,7 @@ pub fn objects(v: &Values, pki: &Pki) -> Vec<Value> {
     out.extend(workloads::pki_objects(v, pki));
     out.extend(workloads::services(v));
     out.extend(workloads::deployments(v));
+    out.push(value(&apiservice::metrics_api(v)));
     out.push(value(&webhook::injector(v)));
     out
 }
@@ -202,6 +232,7 @@ pub fn uninstall(output: Output) -> Result<String, Error> {
         controller_replicas: 1,
         proxy_log_level: String::new(),
         default_inbound_policy: InboundPolicy::Allow,
+        prometheus_url: None,
     };
     let placeholder = Pki {
         trust_anchors_pem: String::new(),

@@ -6,8 +6,15 @@
 //!   injector webhook configuration (to keep its caBundle current) and the CRDs it converts
 //!   (trafficsplits: the conversion webhook's caBundle); create/patch Events; and,
 //!   in tulle-system only, the Secret that persists the webhook serving certificate.
+//! - controller, for the SMI Traffic Metrics API it serves: list the workloads it reports
+//!   on (Deployments, DaemonSets, StatefulSets, Jobs), create SubjectAccessReviews (to
+//!   authorize its callers), get/patch only its own APIService (the caBundle), and read
+//!   `kube-system/extension-apiserver-authentication` (the front-proxy CA: the built-in Role
+//!   every aggregated API server is bound to).
 
-use super::{CONTROLLER, IDENTITY, NAMESPACE, Values, WEBHOOK_CONFIG, meta, value};
+use super::{
+    CONTROLLER, IDENTITY, METRICS_API_SERVICE, NAMESPACE, Values, WEBHOOK_CONFIG, meta, value,
+};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
@@ -15,6 +22,8 @@ use serde_json::Value;
 
 /// The Secret the controller may keep its webhook serving certificate in.
 pub const WEBHOOK_TLS_SECRET: &str = "tulle-webhook-tls";
+/// The RoleBinding (in kube-system) of the controller to `extension-apiserver-authentication-reader`.
+pub const AUTH_READER_BINDING: &str = "tulle-controller-auth-reader";
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
     let v = |xs: &[&str]| Some(xs.iter().map(|s| s.to_string()).collect());
@@ -110,6 +119,25 @@ pub fn objects(v: &Values) -> Vec<Value> {
                 &crds.iter().map(String::as_str).collect::<Vec<_>>(),
             )
         },
+        rule(
+            &["apps"],
+            &["deployments", "daemonsets", "statefulsets"],
+            &["list"],
+        ),
+        rule(&["batch"], &["jobs"], &["list"]),
+        rule(
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+            &["create"],
+        ),
+        named(
+            rule(
+                &["apiregistration.k8s.io"],
+                &["apiservices"],
+                &["get", "patch"],
+            ),
+            &[METRICS_API_SERVICE],
+        ),
     ];
     controller_rules.extend(events());
 
@@ -142,6 +170,15 @@ pub fn objects(v: &Values) -> Vec<Value> {
         value(&RoleBinding {
             metadata: meta(CONTROLLER, true, "controller", ver),
             role_ref: role_ref("Role", CONTROLLER),
+            subjects: Some(subject(CONTROLLER)),
+        }),
+        value(&RoleBinding {
+            metadata: {
+                let mut m = meta(AUTH_READER_BINDING, true, "controller", ver);
+                m.namespace = Some("kube-system".into());
+                m
+            },
+            role_ref: role_ref("Role", "extension-apiserver-authentication-reader"),
             subjects: Some(subject(CONTROLLER)),
         }),
     ]

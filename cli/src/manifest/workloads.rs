@@ -1,8 +1,8 @@
 //! ServiceAccounts, the PKI objects, Services and Deployments of identity and controller.
 
 use super::{
-    CONTROL_PLANE_COMPONENT_LABEL, CONTROLLER, IDENTITY, ISSUER_SECRET, NAMESPACE,
-    TRUST_ANCHORS_CONFIGMAP, TRUST_ANCHORS_KEY, Values, WEBHOOK_CONFIG, meta, value,
+    CONTROL_PLANE_COMPONENT_LABEL, CONTROLLER, IDENTITY, ISSUER_SECRET, METRICS_API_PORT,
+    NAMESPACE, TRUST_ANCHORS_CONFIGMAP, TRUST_ANCHORS_KEY, Values, WEBHOOK_CONFIG, meta, value,
 };
 use crate::pki::Pki;
 use k8s_openapi::{
@@ -116,6 +116,7 @@ pub fn services(v: &Values) -> Vec<Value> {
                 port("policy", 8090, 8090),
                 port("webhook", 443, 9443),
                 port("admin", ADMIN_PORT, ADMIN_PORT),
+                port("metrics-api", METRICS_API_PORT, METRICS_API_PORT),
             ],
         )),
     ]
@@ -277,44 +278,53 @@ pub fn deployments(v: &Values) -> Vec<Value> {
         requests: ("10m", "32Mi"),
         memory_limit: "256Mi",
     };
+    let mut controller_env = vec![
+        env_field("TULLE_CONTROLLER_NAMESPACE", "metadata.namespace"),
+        env_value("TULLE_CONTROLLER_SERVICE_ACCOUNT", CONTROLLER),
+        env_value("TULLE_CONTROLLER_TRUST_DOMAIN", &v.trust_domain),
+        env_value(
+            "TULLE_CONTROLLER_IDENTITY_ADDR",
+            format!("{IDENTITY}.{NAMESPACE}.svc.cluster.local:8080"),
+        ),
+        env_value(
+            "TULLE_CONTROLLER_IDENTITY_SERVER_NAME",
+            identity_name(IDENTITY),
+        ),
+        env_value(
+            "TULLE_CONTROLLER_TRUST_ANCHORS",
+            format!("{ANCHORS_DIR}/{TRUST_ANCHORS_KEY}"),
+        ),
+        env_value("TULLE_CONTROLLER_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
+        env_value("TULLE_CONTROLLER_WEBHOOK_ADDR", "0.0.0.0:9443"),
+        env_value("TULLE_CONTROLLER_WEBHOOK_CONFIG_NAME", WEBHOOK_CONFIG),
+        env_value("TULLE_CONTROLLER_WEBHOOK_SERVICE_NAME", CONTROLLER),
+        env_value("TULLE_CONTROLLER_PROXY_IMAGE", v.image("proxy")),
+        env_value("TULLE_CONTROLLER_PROXY_VERSION", &v.tag),
+        env_value("TULLE_CONTROLLER_PROXY_LOG_LEVEL", &v.proxy_log_level),
+        env_value("TULLE_CONTROLLER_POLICY_ADDR", "0.0.0.0:8090"),
+        env_value(
+            "TULLE_CONTROLLER_DEFAULT_INBOUND_POLICY",
+            v.default_inbound_policy.as_str(),
+        ),
+        env_value(
+            "TULLE_CONTROLLER_METRICS_API_ADDR",
+            format!("0.0.0.0:{METRICS_API_PORT}"),
+        ),
+    ];
+    if let Some(url) = &v.prometheus_url {
+        controller_env.push(env_value("TULLE_CONTROLLER_PROMETHEUS_URL", url));
+    }
     let controller = Workload {
         name: CONTROLLER,
         component: "controller",
         replicas: v.controller_replicas,
-        env: vec![
-            env_field("TULLE_CONTROLLER_NAMESPACE", "metadata.namespace"),
-            env_value("TULLE_CONTROLLER_SERVICE_ACCOUNT", CONTROLLER),
-            env_value("TULLE_CONTROLLER_TRUST_DOMAIN", &v.trust_domain),
-            env_value(
-                "TULLE_CONTROLLER_IDENTITY_ADDR",
-                format!("{IDENTITY}.{NAMESPACE}.svc.cluster.local:8080"),
-            ),
-            env_value(
-                "TULLE_CONTROLLER_IDENTITY_SERVER_NAME",
-                identity_name(IDENTITY),
-            ),
-            env_value(
-                "TULLE_CONTROLLER_TRUST_ANCHORS",
-                format!("{ANCHORS_DIR}/{TRUST_ANCHORS_KEY}"),
-            ),
-            env_value("TULLE_CONTROLLER_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
-            env_value("TULLE_CONTROLLER_WEBHOOK_ADDR", "0.0.0.0:9443"),
-            env_value("TULLE_CONTROLLER_WEBHOOK_CONFIG_NAME", WEBHOOK_CONFIG),
-            env_value("TULLE_CONTROLLER_WEBHOOK_SERVICE_NAME", CONTROLLER),
-            env_value("TULLE_CONTROLLER_PROXY_IMAGE", v.image("proxy")),
-            env_value("TULLE_CONTROLLER_PROXY_VERSION", &v.tag),
-            env_value("TULLE_CONTROLLER_PROXY_LOG_LEVEL", &v.proxy_log_level),
-            env_value("TULLE_CONTROLLER_POLICY_ADDR", "0.0.0.0:8090"),
-            env_value(
-                "TULLE_CONTROLLER_DEFAULT_INBOUND_POLICY",
-                v.default_inbound_policy.as_str(),
-            ),
-        ],
+        env: controller_env,
         ports: vec![
             container_port("grpc", 8086),
             container_port("policy", 8090),
             container_port("webhook", 9443),
             container_port("admin", ADMIN_PORT),
+            container_port("metrics-api", METRICS_API_PORT),
         ],
         mounts: vec![
             mount("trust-anchors", ANCHORS_DIR),
