@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use tulle_e2e::install::tulle;
 use tulle_e2e::traffic::pods;
 use tulle_e2e::{TestNamespace, kubectl, wait};
 
@@ -227,6 +228,30 @@ pub async fn golden_metrics(kube: kube::Client) {
     assert_eq!(from_client["edge"]["clientId"], id("client"), "{from_client:#}");
     assert_eq!(from_client["edge"]["serverId"], id("web"), "{from_client:#}");
     assert_eq!(counts(&from_client), (ok, failed), "{from_client:#}");
+
+    // The CLI reads the same API: `tulle stat` and `tulle edges`.
+    let table = tulle(&["stat", "deploy", "-n", &n, "-t", "5m"]);
+    eprintln!("tulle stat deploy -n {n} -t 5m:\n{table}");
+    let header = table.lines().next().unwrap_or_default();
+    for col in ["NAME", "MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN"] {
+        assert!(header.contains(col), "{col} in {header}");
+    }
+    let web_row = table.lines().find(|l| l.starts_with("web ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(web_row.contains("1/1") && web_row.contains("90.00%"), "{web_row}");
+    let rows: Value = serde_json::from_str(&tulle(&["stat", "deploy", "web", "-n", &n, "-t", "5m", "-o", "json"]))
+        .expect("tulle stat -o json");
+    let web_json = &rows[0];
+    assert_eq!(web_json["name"], "web", "{rows:#}");
+    assert!((web_json["success"].as_f64().unwrap_or(0.0) - 0.9).abs() < 1e-9, "{rows:#}");
+    let p50 = web_json["latency_ms_p50"].as_f64().unwrap_or(0.0);
+    assert!((100.0..=200.0).contains(&p50), "{rows:#}");
+    let edges_table = tulle(&["edges", "deploy", "-n", &n, "-t", "5m"]);
+    eprintln!("tulle edges deploy -n {n} -t 5m:\n{edges_table}");
+    let edge_row = edges_table
+        .lines()
+        .find(|l| l.starts_with("client ") && l.contains(" web "))
+        .unwrap_or_else(|| panic!("no client → web edge:\n{edges_table}"));
+    assert!(edge_row.contains('√'), "mTLS marked: {edge_row}");
 
     // A proxy restart resets its counters: the counts go on from where they were, never
     // negative or huge (the second burst is smaller than the first, so the reset shows).
