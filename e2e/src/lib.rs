@@ -5,7 +5,7 @@
 //! with timeouts that explain what was not ready ([`wait`]), and use `kubectl` where that is simpler
 //! (exec, logs, port-forward: [`kubectl`]). Images come from `cluster/image`: [`testapp_image`],
 //! and `cluster/load-tulle`: [`mesh::tulle_image`]; [`mesh`] also stands up a control plane and
-//! hand-written proxy sidecars.
+//! hand-written proxy sidecars; [`prometheus`] runs a real Prometheus scraping the proxies.
 //!
 //! Every e2e test is `#[ignore = "needs the cluster: run with cluster/e2e"]` and uses `#[tokio::test]`.
 
@@ -13,6 +13,7 @@ pub mod install;
 pub mod kubectl;
 pub mod mesh;
 mod namespace;
+pub mod prometheus;
 pub mod traffic;
 pub mod wait;
 

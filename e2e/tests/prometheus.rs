@@ -1,0 +1,243 @@
+//! The Prometheus metrics mode on the real cluster: a real Prometheus (built by
+//! `cluster/tools`) scrapes the meshed pods with the job of docs/prometheus.md, and tulle's
+//! golden metrics are read from it through `tulle_metrics::promql::Prometheus` — the source
+//! the controller uses with `--prometheus-url`.
+//!
+//! A meshed `client` sends a steady 10 req/s to a meshed `web` (the testapp's `LOAD_URL`) and
+//! counts its answers. Over a window of about a minute, `golden::stat` of Deployment `web`
+//! (and of its pod) must count what the client counted within one scrape interval's worth of
+//! requests (Prometheus' `increase` extrapolates between 10 s scrapes), with no failures and
+//! a latency p50; `golden::edges` must show client → web over mTLS with web's identity. Then
+//! a third meshed Deployment, `burst`, sends exactly 200 requests (`testapp burst`): the raw
+//! counters in Prometheus must show exactly 200 on both sides — the client proxy's outbound
+//! series labelled `deployment="burst"`, `dst_deployment="web"`, and web's inbound series
+//! from burst's identity — which proves the relabelling (namespace, pod, owner labels from
+//! the injector) and the scrape of the native sidecar's admin port.
+
+use std::time::{Duration, Instant};
+
+use tulle_e2e::traffic::{load, pods};
+use tulle_e2e::{TestNamespace, kubectl, prometheus, wait};
+use tulle_metrics::golden::{self, Filter, Kind, ResourceRef};
+use tulle_metrics::promql::Prometheus;
+
+const STEP: Duration = Duration::from_secs(180);
+const RPS: u64 = 10;
+const BURST: u64 = 200;
+const WINDOW: Duration = Duration::from_secs(60);
+
+fn deployment(name: &str, env: &str) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {name}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      serviceAccountName: {name}
+      containers:
+      - name: app
+        image: {image}
+        imagePullPolicy: Never
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+{env}        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 2}}
+        securityContext: {{runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
+"#,
+        image = tulle_e2e::testapp_image(),
+    )
+}
+
+const WEB_SERVICE: &str = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n";
+
+fn id(sa: &str, ns: &str) -> String {
+    format!("{sa}.{ns}.serviceaccount.identity.tulle.cluster.local")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the cluster: run with cluster/e2e"]
+async fn prometheus_mode_counts_what_the_client_sent() {
+    let t0 = Instant::now();
+    let kube = tulle_e2e::client().await.expect("cluster");
+    let _mesh = prometheus::mesh(&kube).await;
+    let prom = prometheus::deploy(&kube).await;
+    eprintln!(
+        "[{:>3}s] Prometheus ready at {}",
+        t0.elapsed().as_secs(),
+        prom.url()
+    );
+
+    let ns = TestNamespace::new("prom").await.expect("namespace");
+    let n = ns.name.clone();
+    kubectl::run(&["annotate", "namespace", &n, "tulle.io/inject=enabled"]).unwrap();
+    let load_env = format!(
+        "        - {{name: LOAD_URL, value: \"http://web.{n}.svc.cluster.local/\"}}\n        - {{name: LOAD_RPS, value: \"{RPS}\"}}\n"
+    );
+    let yaml = [
+        deployment("web", ""),
+        WEB_SERVICE.to_string(),
+        deployment("client", &load_env),
+        deployment("burst", ""),
+    ]
+    .concat();
+    ns.apply(&yaml).unwrap_or_else(|e| panic!("{e}"));
+    let mut names = Vec::new();
+    for app in ["web", "client", "burst"] {
+        wait::pods_ready(&kube, &n, &format!("app={app}"), 1, STEP)
+            .await
+            .expect(app);
+        let pod = pods(&n, &format!("app={app}")).remove(0);
+        prometheus::assert_owner_label(&n, &pod, app);
+        names.push(pod);
+    }
+    let (web_pod, client) = (names[0].clone(), names[1].clone());
+    eprintln!("[{:>3}s] pods ready: {names:?}", t0.elapsed().as_secs());
+    prom.until_scraped(&n, &names, Duration::from_secs(90))
+        .await;
+    // Two more scrapes: web's series have samples before the window starts.
+    tokio::time::sleep(2 * prometheus::SCRAPE_INTERVAL).await;
+    eprintln!("[{:>3}s] all three proxies scraped", t0.elapsed().as_secs());
+
+    // The steady load over about a minute, as the client counted it and as Prometheus has it.
+    let source = Prometheus::new(&prom.url()).expect("Prometheus URL");
+    let before = load(&n, &client);
+    let start = Instant::now();
+    tokio::time::sleep(WINDOW).await;
+    let after = load(&n, &client);
+    let window = Duration::from_secs(start.elapsed().as_secs_f64().round() as u64);
+    let deployments = Filter {
+        kind: Kind::Deployment,
+        namespace: Some(n.clone()),
+        name: Some("web".into()),
+    };
+    let stat = golden::stat(&source, &deployments, window)
+        .await
+        .expect("golden::stat from Prometheus");
+    let pod_stat = golden::stat(
+        &source,
+        &Filter {
+            kind: Kind::Pod,
+            namespace: Some(n.clone()),
+            name: Some(web_pod.clone()),
+        },
+        window,
+    )
+    .await
+    .expect("golden::stat of the pod");
+    let edges = golden::edges(&source, &deployments, window)
+        .await
+        .expect("golden::edges from Prometheus");
+    let sent = after.ok - before.ok;
+    // (Requests sent before web was ready failed with 503s; none may fail in the window.)
+    assert_eq!(
+        after.failed, before.failed,
+        "the client saw failures in the window: {}",
+        after.raw
+    );
+    let web = ResourceRef {
+        kind: Kind::Deployment,
+        namespace: n.clone(),
+        name: "web".into(),
+    };
+    let g = stat
+        .get(&web)
+        .unwrap_or_else(|| panic!("no stat for web: {stat:#?}"));
+    let tolerance = (RPS * prometheus::SCRAPE_INTERVAL.as_secs()) as f64;
+    eprintln!(
+        "[{:>3}s] window {window:?}: client counted {sent} answers; Prometheus: success {:.1}, failure {:.1}, p50 {:?} ms, p99 {:?} ms (tolerance ±{tolerance})",
+        t0.elapsed().as_secs(),
+        g.success,
+        g.failure,
+        g.latency.p50,
+        g.latency.p99
+    );
+    assert!(
+        (g.success - sent as f64).abs() <= tolerance,
+        "success_count {} vs {sent} counted by the client (±{tolerance}): {g:#?}",
+        g.success
+    );
+    assert_eq!(g.failure, 0.0, "{g:#?}");
+    assert!(g.latency.p50.is_some_and(|p| p > 0.0), "{g:#?}");
+    let p = pod_stat
+        .values()
+        .next()
+        .unwrap_or_else(|| panic!("no stat for pod {web_pod}: {pod_stat:#?}"));
+    assert!(
+        (p.success - g.success).abs() < 1e-6,
+        "the pod's count equals its Deployment's: {p:#?} vs {g:#?}"
+    );
+    let edge = edges
+        .iter()
+        .find(|e| e.src.name == "client" && e.dst == web)
+        .unwrap_or_else(|| panic!("no edge client -> web: {edges:#?}"));
+    assert!(edge.secured, "{edge:#?}");
+    assert_eq!(edge.server_id.as_deref(), Some(id("web", &n).as_str()));
+    assert!(
+        (edge.golden.success - sent as f64).abs() <= tolerance,
+        "edge success {} vs {sent} (±{tolerance}): {edge:#?}",
+        edge.golden.success
+    );
+    eprintln!(
+        "[{:>3}s] edge client -> web: mTLS as {:?}, success {:.1}",
+        t0.elapsed().as_secs(),
+        edge.server_id,
+        edge.golden.success
+    );
+
+    // Exactly BURST requests from `burst`: the raw counters in Prometheus, both sides.
+    let burster = names[2].clone();
+    let out = kubectl::exec(
+        &n,
+        &burster,
+        Some("app"),
+        &[
+            "/usr/local/bin/testapp",
+            "burst",
+            &format!("http://web.{n}.svc.cluster.local/"),
+            &BURST.to_string(),
+        ],
+    )
+    .expect("burst");
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["ok"], BURST, "{out}");
+    let outbound = format!(
+        r#"sum(response_total{{namespace="{n}",deployment="burst",direction="outbound",dst_deployment="web",dst_namespace="{n}",tls="true"}})"#
+    );
+    let inbound = format!(
+        r#"sum(response_total{{namespace="{n}",deployment="web",pod="{web_pod}",direction="inbound",client_id="{}",classification="success"}})"#,
+        id("burst", &n)
+    );
+    let counted = wait::until(
+        "Prometheus to have scraped the burst on both sides",
+        Duration::from_secs(45),
+        || async {
+            let o = prom.sum(&outbound).await.ok()?;
+            let i = prom.sum(&inbound).await.ok()?;
+            (o == BURST as f64 && i == BURST as f64).then_some((o, i))
+        },
+        || async {
+            format!(
+                "{outbound} = {:?}\n{inbound} = {:?}",
+                prom.sum(&outbound).await,
+                prom.sum(&inbound).await
+            )
+        },
+    )
+    .await
+    .expect("exact counts");
+    eprintln!(
+        "[{:>3}s] burst of {BURST}: outbound {} / inbound {} in Prometheus; done",
+        t0.elapsed().as_secs(),
+        counted.0,
+        counted.1
+    );
+}
