@@ -290,7 +290,7 @@ pub async fn golden_metrics(kube: kube::Client) {
 
     // Security: the metrics API only answers the API server, and authorizes every caller.
     let ip = kubectl::run(&[
-        "get", "pods", "-n", "tulle-system", "-l", "app.kubernetes.io/name=tulle-controller",
+        "get", "pods", "-n", "tulle-system", "-l", "tulle.io/control-plane-component=controller",
         "-o", "jsonpath={.items[0].status.podIP}",
     ])
     .expect("controller pod IP");
