@@ -69,6 +69,8 @@ pub enum Command {
     /// Who talks to whom, with which mesh identities, over mTLS or not:
     /// `tulle edges deploy -n demo`.
     Edges(crate::stat::EdgesArgs),
+    /// Open the web dashboard: port-forward to it and open the browser (Ctrl-C stops).
+    Dashboard(crate::dashboard::DashboardArgs),
 }
 
 /// Output format of manifests.
@@ -176,6 +178,9 @@ pub struct InstallArgs {
     /// Metrics API instead of the controller's embedded scraper.
     #[arg(long, value_name = "URL")]
     pub prometheus_url: Option<String>,
+    /// Install the web dashboard (`tulle dashboard` opens it); `--dashboard=false` leaves it out.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub dashboard: bool,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: Output,

@@ -40,6 +40,9 @@ pub enum Error {
     /// The SMI Traffic Metrics API could not answer (`stat`, `edges`).
     #[error(transparent)]
     Metrics(#[from] crate::stat::api::ApiError),
+    /// `tulle dashboard` could not reach the dashboard.
+    #[error("{0}")]
+    Dashboard(String),
 }
 
 impl Error {
@@ -47,7 +50,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Pki(_) | Error::Input(_) => exit::CONFIG,
-            Error::Render(_) | Error::Stdout(_) | Error::Runtime(_) => exit::FAILURE,
+            Error::Render(_) | Error::Stdout(_) | Error::Runtime(_) | Error::Dashboard(_) => {
+                exit::FAILURE
+            }
             Error::Metrics(e) => e.exit_code(),
         }
     }

@@ -11,6 +11,7 @@
 //!   `--manual` the sidecar itself.
 //! - `tulle stat` and `tulle edges` print golden metrics and edges from the SMI Traffic
 //!   Metrics API, through the Kubernetes API server ([`stat`]).
+//! - `tulle dashboard` port-forwards to the web dashboard and opens the browser ([`dashboard`]).
 //!
 //! The manifests are built from typed k8s-openapi objects ([`manifest`]), so the output is
 //! well-formed by construction. Exit codes are stable: see [`exit`].
@@ -20,6 +21,7 @@
 
 pub mod args;
 pub mod check;
+pub mod dashboard;
 pub mod error;
 pub mod inject;
 pub mod kubeconfig;
@@ -63,6 +65,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Stat(args) => print(runtime()?.block_on(stat::run_stat(&global, &args))?),
         Command::Edges(args) => print(runtime()?.block_on(stat::run_edges(&global, &args))?),
+        Command::Dashboard(args) => runtime()?.block_on(dashboard::run(&global, &args)),
     }
 }
 

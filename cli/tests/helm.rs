@@ -302,3 +302,21 @@ fn chart_prometheus_url_reaches_the_controller() {
     .unwrap_err();
     assert!(e.contains("prometheusUrl"), "{e}");
 }
+
+/// `dashboard.enabled=false` leaves the dashboard out, as `tulle install --dashboard=false`.
+#[test]
+fn chart_can_leave_out_the_dashboard() {
+    let with: Vec<Value> = rendered(&[]);
+    let without = rendered(&["--set", "dashboard.enabled=false"]);
+    assert!(
+        with.iter()
+            .any(|o| o["metadata"]["name"] == "tulle-dashboard")
+    );
+    assert!(
+        without
+            .iter()
+            .all(|o| o["metadata"]["name"] != "tulle-dashboard")
+    );
+    let cli = docs(&install(&["--dashboard=false"]).unwrap());
+    assert_eq!(cli.len(), without.len());
+}

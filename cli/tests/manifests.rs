@@ -244,8 +244,15 @@ fn traffic_split_versions_differ_where_the_api_does() {
 fn control_plane_pods_are_locked_down() {
     let objs = generated();
     let deployments: Vec<_> = objs.iter().filter(|o| o["kind"] == "Deployment").collect();
-    assert_eq!(deployments.len(), 2);
+    assert_eq!(deployments.len(), 3, "identity, controller, dashboard");
     for d in deployments {
+        // The dashboard has no admin port: its probes are on its HTTP port.
+        let dashboard = d["metadata"]["name"] == "tulle-dashboard";
+        let (probe_port, live_path) = if dashboard {
+            (8084, "/ready")
+        } else {
+            (9990, "/live")
+        };
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         assert_eq!(pod["securityContext"]["runAsUser"], 65532);
@@ -265,8 +272,8 @@ fn control_plane_pods_are_locked_down() {
             assert!(c["resources"]["requests"]["memory"].is_string());
             assert!(c["resources"]["limits"]["memory"].is_string());
             assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
-            assert_eq!(c["readinessProbe"]["httpGet"]["port"], 9990);
-            assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/live");
+            assert_eq!(c["readinessProbe"]["httpGet"]["port"], probe_port);
+            assert_eq!(c["livenessProbe"]["httpGet"]["path"], live_path);
             assert_eq!(c["imagePullPolicy"], "IfNotPresent");
             let image = c["image"].as_str().unwrap();
             assert!(
@@ -276,6 +283,60 @@ fn control_plane_pods_are_locked_down() {
             );
         }
     }
+}
+
+/// The dashboard reads, never writes, and never Secrets; `--dashboard=false` leaves it out.
+#[test]
+fn the_dashboard_is_read_only_and_optional() {
+    let objs = generated();
+    let mine: Vec<_> = objs
+        .iter()
+        .filter(|o| o["metadata"]["name"] == "tulle-dashboard")
+        .collect();
+    let kinds: Vec<&str> = mine.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "Deployment"
+        ]
+    );
+    for role in mine
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" || o["kind"] == "Role")
+    {
+        for r in role["rules"].as_array().unwrap() {
+            let resources = r["resources"].as_array().unwrap();
+            assert!(!resources.iter().any(|x| x == "secrets" || x == "*"), "{r}");
+            for v in r["verbs"].as_array().unwrap() {
+                assert!(
+                    ["get", "list", "watch"].contains(&v.as_str().unwrap()),
+                    "{r}"
+                );
+            }
+            if resources.iter().any(|x| x == "configmaps") {
+                assert_eq!(
+                    r["resourceNames"],
+                    serde_json::json!(["tulle-trust-anchors"]),
+                    "{r}"
+                );
+            }
+        }
+    }
+    let svc = mine.iter().find(|o| o["kind"] == "Service").unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8084);
+    let without = docs(&install(&["--dashboard=false"]).unwrap());
+    assert!(
+        without
+            .iter()
+            .all(|o| o["metadata"]["name"] != "tulle-dashboard")
+    );
+    assert_eq!(without.len() + mine.len(), objs.len());
 }
 
 #[test]

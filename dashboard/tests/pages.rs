@@ -86,7 +86,7 @@ async fn every_page_renders_from_canned_data() {
                 "Deployment web",
                 "web-7d9f-x1",
                 "client.demo.serviceaccount.identity.tulle.cluster.local",
-                "🔒 mTLS",
+                "✔ mTLS",
                 "TrafficSplit",
                 "backend web-v1 (weight 90, 90 applied)",
             ],

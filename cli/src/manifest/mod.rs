@@ -8,6 +8,7 @@
 
 mod apiservice;
 mod crds;
+mod dashboard;
 mod rbac;
 mod smi_schema;
 mod webhook;
@@ -15,6 +16,7 @@ mod workloads;
 
 pub use apiservice::{METRICS_API_PORT, METRICS_API_SERVICE};
 pub use crds::{CONVERSION_PATH, conversion_crd_names, crd_names, crds};
+pub use dashboard::{DASHBOARD, DASHBOARD_PORT};
 pub use rbac::{AUTH_READER_BINDING, WEBHOOK_TLS_SECRET};
 
 use crate::{
@@ -65,6 +67,8 @@ pub struct Values {
     pub default_inbound_policy: InboundPolicy,
     /// The Prometheus the controller queries instead of its embedded scraper.
     pub prometheus_url: Option<String>,
+    /// Install the web dashboard.
+    pub dashboard: bool,
 }
 
 impl Values {
@@ -79,6 +83,7 @@ impl Values {
             proxy_log_level: a.proxy_log_level.clone(),
             default_inbound_policy: a.default_inbound_policy,
             prometheus_url: a.prometheus_url.clone(),
+            dashboard: a.dashboard,
         }
     }
 
@@ -179,10 +184,22 @@ pub fn objects(v: &Values, pki: &Pki) -> Vec<Value> {
         ..Default::default()
     }));
     out.extend(workloads::service_accounts(v));
+    if v.dashboard {
+        out.push(dashboard::service_account(v));
+    }
     out.extend(rbac::objects(v));
+    if v.dashboard {
+        out.extend(dashboard::rbac(v));
+    }
     out.extend(workloads::pki_objects(v, pki));
     out.extend(workloads::services(v));
+    if v.dashboard {
+        out.push(dashboard::service(v));
+    }
     out.extend(workloads::deployments(v));
+    if v.dashboard {
+        out.push(dashboard::deployment(v));
+    }
     out.push(value(&apiservice::metrics_api(v)));
     out.push(value(&webhook::injector(v)));
     out
@@ -233,6 +250,7 @@ pub fn uninstall(output: Output) -> Result<String, Error> {
         proxy_log_level: String::new(),
         default_inbound_policy: InboundPolicy::Allow,
         prometheus_url: None,
+        dashboard: true,
     };
     let placeholder = Pki {
         trust_anchors_pem: String::new(),

@@ -25,7 +25,7 @@ pub const WEBHOOK_TLS_SECRET: &str = "tulle-webhook-tls";
 /// The RoleBinding (in kube-system) of the controller to `extension-apiserver-authentication-reader`.
 pub const AUTH_READER_BINDING: &str = "tulle-controller-auth-reader";
 
-fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
+pub(super) fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
     let v = |xs: &[&str]| Some(xs.iter().map(|s| s.to_string()).collect());
     PolicyRule {
         api_groups: v(groups),
@@ -35,7 +35,7 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
-fn named(mut r: PolicyRule, names: &[&str]) -> PolicyRule {
+pub(super) fn named(mut r: PolicyRule, names: &[&str]) -> PolicyRule {
     r.resource_names = Some(names.iter().map(|s| s.to_string()).collect());
     r
 }
@@ -47,7 +47,7 @@ fn events() -> [PolicyRule; 2] {
     ]
 }
 
-fn subject(sa: &str) -> Vec<Subject> {
+pub(super) fn subject(sa: &str) -> Vec<Subject> {
     vec![Subject {
         kind: "ServiceAccount".into(),
         name: sa.into(),
@@ -56,7 +56,7 @@ fn subject(sa: &str) -> Vec<Subject> {
     }]
 }
 
-fn role_ref(kind: &str, name: &str) -> RoleRef {
+pub(super) fn role_ref(kind: &str, name: &str) -> RoleRef {
     RoleRef {
         api_group: "rbac.authorization.k8s.io".into(),
         kind: kind.into(),

@@ -78,7 +78,7 @@ pub fn pki_objects(v: &Values, pki: &Pki) -> Vec<Value> {
     vec![value(&secret), value(&anchors)]
 }
 
-fn port(name: &str, port: i32, target: i32) -> ServicePort {
+pub(super) fn port(name: &str, port: i32, target: i32) -> ServicePort {
     ServicePort {
         name: Some(name.into()),
         port,
@@ -88,7 +88,7 @@ fn port(name: &str, port: i32, target: i32) -> ServicePort {
     }
 }
 
-fn selector(component: &str) -> BTreeMap<String, String> {
+pub(super) fn selector(component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(
         CONTROL_PLANE_COMPONENT_LABEL.to_string(),
         component.to_string(),
@@ -131,11 +131,11 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     }
 }
 
-fn probe(path: &str, period: i32, failures: i32) -> Probe {
+fn probe(port: i32, path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::Int(ADMIN_PORT),
+            port: IntOrString::Int(port),
             ..Default::default()
         }),
         period_seconds: Some(period),
@@ -173,19 +173,23 @@ pub fn container_security() -> SecurityContext {
     }
 }
 
-struct Workload {
-    name: &'static str,
-    component: &'static str,
-    replicas: i32,
-    env: Vec<EnvVar>,
-    ports: Vec<ContainerPort>,
-    mounts: Vec<VolumeMount>,
-    volumes: Vec<Volume>,
-    requests: (&'static str, &'static str),
-    memory_limit: &'static str,
+/// A control-plane Deployment's particulars.
+pub(super) struct Workload {
+    pub(super) name: &'static str,
+    pub(super) component: &'static str,
+    pub(super) replicas: i32,
+    pub(super) env: Vec<EnvVar>,
+    pub(super) ports: Vec<ContainerPort>,
+    pub(super) mounts: Vec<VolumeMount>,
+    pub(super) volumes: Vec<Volume>,
+    pub(super) requests: (&'static str, &'static str),
+    pub(super) memory_limit: &'static str,
+    /// The port of the HTTP probes and the liveness path (readiness is `/ready`).
+    pub(super) probes: (i32, &'static str),
 }
 
-fn deployment(v: &Values, w: Workload) -> Deployment {
+/// The Deployment of a control-plane component (non-root, read-only root filesystem).
+pub(super) fn deployment(v: &Values, w: Workload) -> Deployment {
     let mut pod_labels = super::labels(w.component, &v.tag);
     pod_labels.extend(selector(w.component));
     let container = Container {
@@ -194,9 +198,9 @@ fn deployment(v: &Values, w: Workload) -> Deployment {
         image_pull_policy: Some("IfNotPresent".into()),
         env: Some(w.env),
         ports: Some(w.ports),
-        volume_mounts: Some(w.mounts),
-        readiness_probe: Some(probe("/ready", 5, 3)),
-        liveness_probe: Some(probe("/live", 10, 6)),
+        volume_mounts: (!w.mounts.is_empty()).then_some(w.mounts),
+        readiness_probe: Some(probe(w.probes.0, "/ready", 5, 3)),
+        liveness_probe: Some(probe(w.probes.0, w.probes.1, 10, 6)),
         resources: Some(ResourceRequirements {
             requests: Some(quantities(w.requests.0, w.requests.1)),
             limits: Some(quantities("", w.memory_limit)),
@@ -232,7 +236,7 @@ fn deployment(v: &Values, w: Workload) -> Deployment {
                         ..Default::default()
                     }),
                     containers: vec![container],
-                    volumes: Some(w.volumes),
+                    volumes: (!w.volumes.is_empty()).then_some(w.volumes),
                     ..Default::default()
                 }),
             },
@@ -277,6 +281,7 @@ pub fn deployments(v: &Values) -> Vec<Value> {
         }],
         requests: ("10m", "32Mi"),
         memory_limit: "256Mi",
+        probes: (ADMIN_PORT, "/live"),
     };
     let mut controller_env = vec![
         env_field("TULLE_CONTROLLER_NAMESPACE", "metadata.namespace"),
@@ -357,6 +362,7 @@ pub fn deployments(v: &Values) -> Vec<Value> {
         ],
         requests: ("50m", "64Mi"),
         memory_limit: "512Mi",
+        probes: (ADMIN_PORT, "/live"),
     };
     vec![
         value(&deployment(v, identity)),

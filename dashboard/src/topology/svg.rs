@@ -64,7 +64,7 @@ pub fn render(g: &Graph, l: &Layout, window: Duration) -> String {
         e = g.links.len()
     );
     s.push_str(
-        r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="arrowhead"/></marker></defs>"#,
+        r#"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" markerUnits="userSpaceOnUse" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="arrowhead"/></marker></defs>"#,
     );
     for b in &l.bands {
         let r = b.rect;
@@ -143,7 +143,7 @@ pub fn render(g: &Graph, l: &Layout, window: Duration) -> String {
             lr.y + 24.0,
             format::ms(link.golden.p99),
             if link.secured {
-                "🔒 mTLS"
+                "mTLS"
             } else {
                 "plaintext"
             },
@@ -161,7 +161,7 @@ pub fn render(g: &Graph, l: &Layout, window: Duration) -> String {
                 format::ms(g.p99)
             ),
             _ => format!(
-                "{}/{} pods meshed · no traffic",
+                "{}/{} meshed · no inbound traffic",
                 node.pods.meshed, node.pods.total
             ),
         };
@@ -207,7 +207,7 @@ mod tests {
             svg.contains(r#"data-src="demo/client" data-dst="demo/web" data-secured="true""#),
             "{svg}"
         );
-        assert!(svg.contains("🔒 mTLS"));
+        assert!(svg.contains("mTLS"));
         assert!(
             svg.contains(r#"class="edge plain fail""#),
             "web → db fails half: {svg}"

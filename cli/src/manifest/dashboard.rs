@@ -1,0 +1,153 @@
+//! The web dashboard: its ServiceAccount, read-only RBAC, Service (8084) and Deployment in
+//! tulle-system (`tulle install --dashboard=false` leaves them out).
+//!
+//! RBAC: get/list/watch what the pages read (namespaces, pods, services, events, the
+//! workloads, the SMI objects), get/list on the SMI Traffic Metrics API (and its `/edges`),
+//! and get on exactly the control-plane objects it shows (the trust anchors ConfigMap, the
+//! injector webhook configuration, the metrics APIService) — no Secrets, no writes.
+
+use super::rbac::{named, role_ref, rule, subject};
+use super::workloads::{Workload, deployment as control_plane_deployment, port, selector};
+use super::{NAMESPACE, TRUST_ANCHORS_CONFIGMAP, Values, WEBHOOK_CONFIG, meta, value};
+use k8s_openapi::api::core::v1::{Service, ServiceAccount, ServiceSpec};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use serde_json::Value;
+use tulle_inject::builders::{container_port, env_field, env_value};
+
+/// Name of the dashboard Deployment, Service and ServiceAccount.
+pub const DASHBOARD: &str = "tulle-dashboard";
+/// Its HTTP port.
+pub const DASHBOARD_PORT: i32 = 8084;
+/// The metrics APIService it checks.
+const METRICS_APISERVICE: &str = "v1alpha1.metrics.smi-spec.io";
+/// The resources of the Traffic Metrics API.
+const METRICS_RESOURCES: [&str; 7] = [
+    "namespaces",
+    "pods",
+    "deployments",
+    "daemonsets",
+    "statefulsets",
+    "jobs",
+    "trafficsplits",
+];
+
+/// The Hosts it answers: itself through a port-forward and its Service's names.
+pub fn enforced_host() -> String {
+    let ns = NAMESPACE.replace('.', r"\.");
+    format!(
+        r"^(localhost|127\.0\.0\.1|\[::1\]|{DASHBOARD}|{DASHBOARD}\.{ns}|{DASHBOARD}\.{ns}\.svc|{DASHBOARD}\.{ns}\.svc\.cluster\.local)(:\d+)?$"
+    )
+}
+
+/// The ServiceAccount.
+pub fn service_account(v: &Values) -> Value {
+    value(&ServiceAccount {
+        metadata: meta(DASHBOARD, true, "dashboard", &v.tag),
+        ..Default::default()
+    })
+}
+
+/// The ClusterRole and its binding (read-only), the Role on the trust anchors and its binding.
+pub fn rbac(v: &Values) -> Vec<Value> {
+    let ver = &v.tag;
+    let read = ["get", "list", "watch"];
+    let mut metrics: Vec<String> = METRICS_RESOURCES.iter().map(|r| r.to_string()).collect();
+    metrics.extend(
+        METRICS_RESOURCES
+            .iter()
+            .filter(|r| **r != "trafficsplits")
+            .map(|r| format!("{r}/edges")),
+    );
+    let metrics: Vec<&str> = metrics.iter().map(String::as_str).collect();
+    let rules = vec![
+        rule(&[""], &["namespaces", "pods", "services", "events"], &read),
+        rule(
+            &["apps"],
+            &["deployments", "statefulsets", "daemonsets"],
+            &read,
+        ),
+        rule(&["split.smi-spec.io"], &["trafficsplits"], &read),
+        rule(&["access.smi-spec.io"], &["traffictargets"], &read),
+        rule(
+            &["specs.smi-spec.io"],
+            &["httproutegroups", "tcproutes", "udproutes"],
+            &read,
+        ),
+        rule(&["metrics.smi-spec.io"], &metrics, &["get", "list"]),
+        named(
+            rule(
+                &["admissionregistration.k8s.io"],
+                &["mutatingwebhookconfigurations"],
+                &["get"],
+            ),
+            &[WEBHOOK_CONFIG],
+        ),
+        named(
+            rule(&["apiregistration.k8s.io"], &["apiservices"], &["get"]),
+            &[METRICS_APISERVICE],
+        ),
+    ];
+    vec![
+        value(&ClusterRole {
+            metadata: meta(DASHBOARD, false, "dashboard", ver),
+            rules: Some(rules),
+            ..Default::default()
+        }),
+        value(&ClusterRoleBinding {
+            metadata: meta(DASHBOARD, false, "dashboard", ver),
+            role_ref: role_ref("ClusterRole", DASHBOARD),
+            subjects: Some(subject(DASHBOARD)),
+        }),
+        value(&Role {
+            metadata: meta(DASHBOARD, true, "dashboard", ver),
+            rules: Some(vec![named(
+                rule(&[""], &["configmaps"], &["get"]),
+                &[TRUST_ANCHORS_CONFIGMAP],
+            )]),
+        }),
+        value(&RoleBinding {
+            metadata: meta(DASHBOARD, true, "dashboard", ver),
+            role_ref: role_ref("Role", DASHBOARD),
+            subjects: Some(subject(DASHBOARD)),
+        }),
+    ]
+}
+
+/// The Service (port 8084).
+pub fn service(v: &Values) -> Value {
+    value(&Service {
+        metadata: meta(DASHBOARD, true, "dashboard", &v.tag),
+        spec: Some(ServiceSpec {
+            selector: Some(selector("dashboard")),
+            ports: Some(vec![port("http", DASHBOARD_PORT, DASHBOARD_PORT)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// The Deployment: non-root, read-only root filesystem, probes on its own port.
+pub fn deployment(v: &Values) -> Value {
+    value(&control_plane_deployment(
+        v,
+        Workload {
+            name: DASHBOARD,
+            component: "dashboard",
+            replicas: 1,
+            env: vec![
+                env_value("TULLE_DASHBOARD_ADDR", format!("0.0.0.0:{DASHBOARD_PORT}")),
+                env_field(
+                    "TULLE_DASHBOARD_CONTROL_PLANE_NAMESPACE",
+                    "metadata.namespace",
+                ),
+                env_value("TULLE_DASHBOARD_ENFORCED_HOST", enforced_host()),
+            ],
+            ports: vec![container_port("http", DASHBOARD_PORT)],
+            mounts: Vec::new(),
+            volumes: Vec::new(),
+            requests: ("10m", "32Mi"),
+            memory_limit: "128Mi",
+            probes: (DASHBOARD_PORT, "/ready"),
+        },
+    ))
+}
