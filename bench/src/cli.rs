@@ -19,6 +19,29 @@ pub enum Command {
     /// EndpointSlice changes through the real API server of the local cluster to every Get
     /// stream of the real tulle-controller: propagation latency and controller memory.
     ControlPlane(ControlPlaneArgs),
+    /// The embedded metrics store: 1,000 simulated pods × 20 series scraped every 10 s for 1 h
+    /// (simulated time): RSS, bytes per series, CPU per scrape round, golden-metrics query
+    /// latency for a namespace of 200 deployments.
+    Metrics(MetricsArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsArgs {
+    /// A short run (60 scrape rounds, 10 min of simulated history, instead of 360).
+    #[arg(long)]
+    pub quick: bool,
+    /// Simulated pods (5 per deployment, 200 deployments).
+    #[arg(long, default_value_t = 1000)]
+    pub pods: usize,
+    /// Scrape rounds, 10 s of simulated time each (default 360, or 60 with --quick).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Timed queries per window (default 30, or 10 with --quick).
+    #[arg(long)]
+    pub queries: Option<usize>,
+    /// Directory for metrics.json and metrics.md (default: bench/results).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -1,4 +1,5 @@
-//! tulle-bench: benchmarks of the tulle control plane (propagation through the real API server)
+//! tulle-bench: benchmarks of the tulle control plane (propagation through the real API server,
+//! the embedded metrics store)
 //! and of the data plane against a direct baseline and peer proxies
 //! (an nginx pair and an haproxy pair), measured in one run on the same machine and reported as
 //! ratios to `direct`.
@@ -15,6 +16,7 @@
 //! - [`report`]: the JSON and Markdown results;
 //! - [`data_plane`]: the `data-plane` benchmark itself;
 //! - [`control_plane`]: the `control-plane` benchmark (real API server, real controller);
+//! - [`metrics`]: the `metrics` benchmark (the embedded metrics store under 1,000 simulated pods);
 //! - [`signals`]: Ctrl-C / SIGTERM turn into an orderly stop that kills every child.
 
 pub mod certs;
@@ -23,6 +25,7 @@ pub mod configs;
 pub mod control_plane;
 pub mod data_plane;
 pub mod loadgen;
+pub mod metrics;
 pub mod paths;
 pub mod procs;
 pub mod report;
@@ -34,5 +37,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::DataPlane(args) => data_plane::run(&args),
         cli::Command::ControlPlane(args) => control_plane::run(&args),
+        cli::Command::Metrics(args) => metrics::run(&args),
     }
 }

@@ -12,8 +12,10 @@
 //! configuration adds by relabelling ([`query::POD_LABELS`]).
 
 pub mod golden;
+pub mod parse;
 pub mod promql;
 pub mod query;
 pub mod scrape;
+pub mod store;
 
 pub use query::{Matcher, QueryError, Select, Source};
