@@ -281,9 +281,20 @@ pub async fn stat(
 /// Edges of the selected resources, both ways (traffic they sent and traffic sent to them),
 /// as the clients' (outbound) proxies measured them. Only destinations inside the mesh's
 /// discovery have `dst_*` labels, so only those make edges.
-pub async fn edges(src: &dyn Source, f: &Filter, window: Duration) -> Result<Vec<Edge>, QueryError> {
+pub async fn edges(
+    src: &dyn Source,
+    f: &Filter,
+    window: Duration,
+) -> Result<Vec<Edge>, QueryError> {
     let (kl, dkl) = (f.kind.label(), f.kind.dst_label());
-    let by = ["namespace", kl, "dst_namespace", dkl.as_str(), "server_id", "tls"];
+    let by = [
+        "namespace",
+        kl,
+        "dst_namespace",
+        dkl.as_str(),
+        "server_id",
+        "tls",
+    ];
     let by: Vec<&str> = if f.kind == Kind::Namespace {
         vec!["namespace", "dst_namespace", "server_id", "tls"]
     } else {

@@ -97,7 +97,9 @@ impl Select {
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     /// Prometheus did not answer or answered with an error.
-    #[error("Prometheus at {url} failed: {reason} (check --prometheus-url and that Prometheus is up)")]
+    #[error(
+        "Prometheus at {url} failed: {reason} (check --prometheus-url and that Prometheus is up)"
+    )]
     Prometheus {
         /// The URL queried.
         url: String,
@@ -125,7 +127,10 @@ pub type QuantileRows = Vec<Row<Vec<Option<f64>>>>;
 pub trait Source: Send + Sync {
     /// `sum by (by) (increase(metric{matchers}[window]))`: counter increase over the window,
     /// counter resets (a restarted proxy) counted from zero, never negative.
-    fn sum_increase<'a>(&'a self, q: &'a Select) -> BoxFuture<'a, Result<Vec<Row<f64>>, QueryError>>;
+    fn sum_increase<'a>(
+        &'a self,
+        q: &'a Select,
+    ) -> BoxFuture<'a, Result<Vec<Row<f64>>, QueryError>>;
 
     /// `histogram_quantile(q, sum by (le, by) (rate(metric_bucket{matchers}[window])))` for
     /// each quantile in `quantiles`; `None` where the window holds no observation.
@@ -152,13 +157,13 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let i = buckets.iter().position(|(_, c)| *c >= rank)?;
     let (upper, count) = buckets[i];
     if upper.is_infinite() {
-        return buckets.iter().rev().find(|(b, _)| b.is_finite()).map(|(b, _)| *b);
+        return buckets
+            .iter()
+            .rev()
+            .find(|(b, _)| b.is_finite())
+            .map(|(b, _)| *b);
     }
-    let (lower, below) = if i == 0 {
-        (0.0, 0.0)
-    } else {
-        buckets[i - 1]
-    };
+    let (lower, below) = if i == 0 { (0.0, 0.0) } else { buckets[i - 1] };
     let in_bucket = count - below;
     if in_bucket <= 0.0 {
         return Some(upper);
@@ -179,7 +184,10 @@ mod tests {
         assert_eq!(histogram_quantile(0.7, &b), Some(15.0));
         // The rank falls in +Inf: the highest finite bound.
         assert_eq!(histogram_quantile(0.99, &b), Some(20.0));
-        assert_eq!(histogram_quantile(0.5, &[(10.0, 0.0), (f64::INFINITY, 0.0)]), None);
+        assert_eq!(
+            histogram_quantile(0.5, &[(10.0, 0.0), (f64::INFINITY, 0.0)]),
+            None
+        );
         assert_eq!(histogram_quantile(0.5, &[]), None);
     }
 

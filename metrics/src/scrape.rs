@@ -155,7 +155,10 @@ mod tests {
 
     impl Sink for Recorded {
         fn ingest(&self, t: &Target, _: SystemTime, text: &str) -> Result<(), String> {
-            self.0.lock().unwrap().push((t.pod.1.clone(), text.to_string()));
+            self.0
+                .lock()
+                .unwrap()
+                .push((t.pod.1.clone(), text.to_string()));
             Ok(())
         }
         fn expire(&self, _: SystemTime) {}
@@ -179,6 +182,7 @@ mod tests {
         addr
     }
 
+    #[allow(clippy::type_complexity)]
     fn axum_like(
         body: &'static str,
     ) -> impl hyper::service::Service<

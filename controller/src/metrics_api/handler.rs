@@ -114,12 +114,16 @@ impl Api {
         if let Some(a) = access(&p) {
             match self.authorizer.authorize(caller, &a).await {
                 Ok(Ok(())) => {}
-                Ok(Err(reason)) => return Reply::error(403, "Forbidden", forbidden(caller, &a, &reason)),
+                Ok(Err(reason)) => {
+                    return Reply::error(403, "Forbidden", forbidden(caller, &a, &reason));
+                }
                 Err(e) => {
                     return Reply::error(
                         500,
                         "InternalError",
-                        format!("cannot authorize the request (SubjectAccessReview failed: {e}); retry, and check the controller's RBAC for subjectaccessreviews"),
+                        format!(
+                            "cannot authorize the request (SubjectAccessReview failed: {e}); retry, and check the controller's RBAC for subjectaccessreviews"
+                        ),
                     );
                 }
             }
@@ -165,7 +169,11 @@ impl Api {
 
     async fn exists(&self, kind: Kind, namespace: &str, name: &str) -> Result<(), Reply> {
         let ns = (kind != Kind::Namespace).then_some(namespace);
-        let all = self.catalog.list(kind, ns, None).await.map_err(catalog_error)?;
+        let all = self
+            .catalog
+            .list(kind, ns, None)
+            .await
+            .map_err(catalog_error)?;
         if all.iter().any(|r| r.name == name) {
             return Ok(());
         }
@@ -287,7 +295,9 @@ impl Api {
                     of: &of,
                     peer,
                     outgoing,
-                    client_id: ids.get(&e.src).map(|s| s.iter().cloned().collect::<Vec<_>>().join(",")),
+                    client_id: ids
+                        .get(&e.src)
+                        .map(|s| s.iter().cloned().collect::<Vec<_>>().join(",")),
                     server_id: e.server_id.clone(),
                     secured: e.secured,
                 };
@@ -314,7 +324,9 @@ impl Api {
                 return Err(Reply::error(
                     404,
                     "NotFound",
-                    format!("trafficsplits {n:?} not found in namespace {ns:?} (or it is invalid: see its Events)"),
+                    format!(
+                        "trafficsplits {n:?} not found in namespace {ns:?} (or it is invalid: see its Events)"
+                    ),
                 ));
             }
         }
@@ -385,7 +397,11 @@ fn pod_count(
     r: &ResourceRef,
 ) -> crate::core::PodCount {
     counts
-        .get(&(r.namespace.clone(), r.kind.label().to_string(), r.name.clone()))
+        .get(&(
+            r.namespace.clone(),
+            r.kind.label().to_string(),
+            r.name.clone(),
+        ))
         .copied()
         .unwrap_or_default()
 }

@@ -34,12 +34,16 @@ pub fn resource_list() -> Value {
     for r in Resource::all() {
         let namespaced = r != Resource::Kind(Kind::Namespace);
         let verbs = json!(["get", "list"]);
-        resources.push(json!({"name": r.plural(), "singularName": "", "namespaced": namespaced,
-                              "kind": "TrafficMetrics", "verbs": verbs}));
+        resources.push(
+            json!({"name": r.plural(), "singularName": "", "namespaced": namespaced,
+                              "kind": "TrafficMetrics", "verbs": verbs}),
+        );
         if matches!(r, Resource::Kind(_)) {
-            resources.push(json!({"name": format!("{}/edges", r.plural()), "singularName": "",
+            resources.push(
+                json!({"name": format!("{}/edges", r.plural()), "singularName": "",
                                   "namespaced": namespaced, "kind": "TrafficMetricsList",
-                                  "verbs": ["get"]}));
+                                  "verbs": ["get"]}),
+            );
         }
     }
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": API_VERSION,
@@ -88,7 +92,12 @@ pub fn self_link(r: &ResourceRef) -> String {
     if r.kind == Kind::Namespace {
         format!("{PREFIX}/namespaces/{}", r.name)
     } else {
-        format!("{PREFIX}/namespaces/{}/{}/{}", r.namespace, r.kind.plural(), r.name)
+        format!(
+            "{PREFIX}/namespaces/{}/{}/{}",
+            r.namespace,
+            r.kind.plural(),
+            r.name
+        )
     }
 }
 
@@ -202,7 +211,14 @@ mod tests {
     #[test]
     fn an_empty_window_has_zero_counts_and_no_latency_values() {
         let m = metrics(&Golden::default());
-        let by_name = |n: &str| m.as_array().unwrap().iter().find(|v| v["name"] == n).unwrap().clone();
+        let by_name = |n: &str| {
+            m.as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == n)
+                .unwrap()
+                .clone()
+        };
         assert_eq!(by_name("success_count")["value"], "0");
         assert_eq!(by_name("failure_count")["value"], "0");
         assert!(by_name("p99_response_latency").get("value").is_none());
@@ -217,8 +233,17 @@ mod tests {
             .iter()
             .map(|r| r["name"].as_str().unwrap().to_string())
             .collect();
-        for n in ["namespaces", "pods", "deployments", "daemonsets", "statefulsets", "jobs",
-                  "trafficsplits", "deployments/edges", "namespaces/edges"] {
+        for n in [
+            "namespaces",
+            "pods",
+            "deployments",
+            "daemonsets",
+            "statefulsets",
+            "jobs",
+            "trafficsplits",
+            "deployments/edges",
+            "namespaces/edges",
+        ] {
             assert!(names.contains(&n.to_string()), "{n} in {names:?}");
         }
         assert!(!names.contains(&"trafficsplits/edges".to_string()));

@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn paths() {
         let p = |s| ApiPath::parse(s);
-        assert_eq!(p("/apis/metrics.smi-spec.io/v1alpha1/"), Some(ApiPath::Resources));
+        assert_eq!(
+            p("/apis/metrics.smi-spec.io/v1alpha1/"),
+            Some(ApiPath::Resources)
+        );
         assert_eq!(
             p("/apis/metrics.smi-spec.io/v1alpha1/deployments"),
             Some(ApiPath::List {

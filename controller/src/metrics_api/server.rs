@@ -74,7 +74,8 @@ impl FrontProxy {
 
     /// Whether a verified client certificate's common name is allowed.
     pub fn name_allowed(&self, cn: Option<&str>) -> bool {
-        self.allowed_names.is_empty() || cn.is_some_and(|cn| self.allowed_names.iter().any(|a| a == cn))
+        self.allowed_names.is_empty()
+            || cn.is_some_and(|cn| self.allowed_names.iter().any(|a| a == cn))
     }
 }
 
@@ -138,7 +139,9 @@ pub async fn serve(
                 Err(e) => tracing::warn!(error = %e, "metrics API TLS not configured"),
             }
         }
-        let Some((cfg, f)) = current.clone() else { continue };
+        let Some((cfg, f)) = current.clone() else {
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let api = api.clone();
         tokio::spawn(async move {
@@ -189,22 +192,42 @@ async fn respond(
             .unwrap_or_default()
     };
     let Some(front) = front else {
-        return reply(503, objects::status(503, "ServiceUnavailable",
-            "the metrics API has not read kube-system/extension-apiserver-authentication yet (the controller needs get on that ConfigMap); retry shortly"));
+        return reply(
+            503,
+            objects::status(
+                503,
+                "ServiceUnavailable",
+                "the metrics API has not read kube-system/extension-apiserver-authentication yet (the controller needs get on that ConfigMap); retry shortly",
+            ),
+        );
     };
     let caller = match client_cn {
         Some(cn) if front.name_allowed(cn.as_deref()) => front.caller(req.headers()),
         _ => None,
     };
     let Some(caller) = caller else {
-        return reply(401, objects::status(401, "Unauthorized",
-            "this API is served through the Kubernetes API server: use kubectl get --raw /apis/metrics.smi-spec.io/v1alpha1/... (direct calls need the API server's front-proxy client certificate)"));
+        return reply(
+            401,
+            objects::status(
+                401,
+                "Unauthorized",
+                "this API is served through the Kubernetes API server: use kubectl get --raw /apis/metrics.smi-spec.io/v1alpha1/... (direct calls need the API server's front-proxy client certificate)",
+            ),
+        );
     };
     if req.method() != Method::GET {
-        return reply(405, objects::status(405, "MethodNotAllowed",
-            "the metrics API is read-only: only GET (kubectl get) is served"));
+        return reply(
+            405,
+            objects::status(
+                405,
+                "MethodNotAllowed",
+                "the metrics API is read-only: only GET (kubectl get) is served",
+            ),
+        );
     }
-    let r = api.handle(&caller, req.uri().path(), req.uri().query()).await;
+    let r = api
+        .handle(&caller, req.uri().path(), req.uri().query())
+        .await;
     reply(r.status, r.body)
 }
 

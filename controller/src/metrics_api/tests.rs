@@ -15,7 +15,10 @@ struct FakeSource {
 }
 
 impl Source for FakeSource {
-    fn sum_increase<'a>(&'a self, q: &'a Select) -> BoxFuture<'a, Result<Vec<Row<f64>>, QueryError>> {
+    fn sum_increase<'a>(
+        &'a self,
+        q: &'a Select,
+    ) -> BoxFuture<'a, Result<Vec<Row<f64>>, QueryError>> {
         let rows = self
             .counts
             .iter()
@@ -77,7 +80,10 @@ impl Catalog for Deployments {
 }
 
 fn row(pairs: &[(&str, &str)], v: f64) -> Row<f64> {
-    let labels: Labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let labels: Labels = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Row { labels, value: v }
 }
 
@@ -123,14 +129,19 @@ async fn every_request_is_authorized_with_its_attributes() {
     let r = api.handle(&caller("bob"), WEB, None).await;
     assert_eq!(r.status, 403, "{r:?}");
     let msg = r.body["message"].as_str().unwrap();
-    assert!(msg.contains("\"bob\" cannot get resource \"deployments\"") && msg.contains("\"demo\""), "{msg}");
+    assert!(
+        msg.contains("\"bob\" cannot get resource \"deployments\"") && msg.contains("\"demo\""),
+        "{msg}"
+    );
     let edges = format!("{WEB}/edges");
     api.handle(&caller("bob"), &edges, None).await;
     let seen = auth.1.lock().unwrap().clone();
     assert_eq!(seen[0].name.as_deref(), Some("web"));
     assert_eq!(seen[1].subresource, Some("edges"));
     // Discovery needs no SubjectAccessReview.
-    let d = api.handle(&caller("bob"), "/apis/metrics.smi-spec.io/v1alpha1", None).await;
+    let d = api
+        .handle(&caller("bob"), "/apis/metrics.smi-spec.io/v1alpha1", None)
+        .await;
     assert_eq!(d.status, 200);
     assert_eq!(auth.1.lock().unwrap().len(), 2);
 }
@@ -142,15 +153,28 @@ async fn an_empty_window_is_zero_not_an_error_and_a_missing_resource_is_404() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["window"], "1m0s");
     assert_eq!(value(&body, "success_count"), "0");
-    assert_eq!(value(&body, "p99_response_latency"), serde_json::Value::Null);
+    assert_eq!(
+        value(&body, "p99_response_latency"),
+        serde_json::Value::Null
+    );
     let missing = format!("{WEB}x");
-    assert_eq!(api.handle(&caller("alice"), &missing, None).await.status, 404);
-    assert_eq!(api.handle(&caller("alice"), WEB, Some("t=1d")).await.status, 400);
+    assert_eq!(
+        api.handle(&caller("alice"), &missing, None).await.status,
+        404
+    );
+    assert_eq!(
+        api.handle(&caller("alice"), WEB, Some("t=1d")).await.status,
+        400
+    );
 }
 
 #[tokio::test]
 async fn counts_come_from_inbound_series_and_edges_from_outbound_ones() {
-    let inbound = [("direction", "inbound"), ("namespace", "demo"), ("deployment", "web")];
+    let inbound = [
+        ("direction", "inbound"),
+        ("namespace", "demo"),
+        ("deployment", "web"),
+    ];
     let outbound = [
         ("direction", "outbound"),
         ("namespace", "demo"),
@@ -158,7 +182,10 @@ async fn counts_come_from_inbound_series_and_edges_from_outbound_ones() {
         ("dst_namespace", "demo"),
         ("dst_deployment", "web"),
         ("tls", "true"),
-        ("server_id", "web.demo.serviceaccount.identity.tulle.cluster.local"),
+        (
+            "server_id",
+            "web.demo.serviceaccount.identity.tulle.cluster.local",
+        ),
     ];
     let with = |base: &[(&'static str, &'static str)], class: &'static str| {
         let mut v = base.to_vec();
@@ -177,7 +204,10 @@ async fn counts_come_from_inbound_series_and_edges_from_outbound_ones() {
     let item = api.handle(&caller("alice"), WEB, None).await.body;
     assert_eq!(value(&item, "success_count"), "90");
     assert_eq!(value(&item, "failure_count"), "10");
-    let edges = api.handle(&caller("alice"), &format!("{WEB}/edges"), None).await.body;
+    let edges = api
+        .handle(&caller("alice"), &format!("{WEB}/edges"), None)
+        .await
+        .body;
     let e = &edges["items"][0];
     assert_eq!(e["edge"]["direction"], "from");
     assert_eq!(e["edge"]["resource"]["name"], "client");

@@ -64,11 +64,31 @@ struct ScrapeMetrics {
 impl ScrapeMetrics {
     fn register(&self, r: &mut Registry) {
         let r = r.sub_registry_with_prefix("tulle_metrics");
-        r.register("scrape_pods_ok", "Pods scraped in the last round", self.ok.clone());
-        r.register("scrape_pods_failed", "Pods that failed the last round", self.failed.clone());
-        r.register("scrape_round_duration_ms", "Duration of the last scrape round", self.duration_ms.clone());
-        r.register("store_series", "Series in the embedded store", self.series.clone());
-        r.register("store_bytes", "Approximate bytes of the embedded store", self.bytes.clone());
+        r.register(
+            "scrape_pods_ok",
+            "Pods scraped in the last round",
+            self.ok.clone(),
+        );
+        r.register(
+            "scrape_pods_failed",
+            "Pods that failed the last round",
+            self.failed.clone(),
+        );
+        r.register(
+            "scrape_round_duration_ms",
+            "Duration of the last scrape round",
+            self.duration_ms.clone(),
+        );
+        r.register(
+            "store_series",
+            "Series in the embedded store",
+            self.series.clone(),
+        );
+        r.register(
+            "store_bytes",
+            "Approximate bytes of the embedded store",
+            self.bytes.clone(),
+        );
     }
 }
 
@@ -104,7 +124,8 @@ fn source(
 ) -> Result<Arc<dyn Source>, RunError> {
     if let Some(url) = &m.prometheus_url {
         tracing::info!(%url, "golden metrics from Prometheus");
-        let p = Prometheus::new(url).map_err(|e| RunError::Serve(format!("--prometheus-url: {e}")))?;
+        let p =
+            Prometheus::new(url).map_err(|e| RunError::Serve(format!("--prometheus-url: {e}")))?;
         return Ok(Arc::new(p));
     }
     let store = Arc::new(Store::new(StoreConfig {

@@ -184,7 +184,9 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             .await?,
         ),
         None => {
-            tracing::warn!("the SMI Traffic Metrics API is off: it serves with the injector webhook's certificate, and the injector is disabled");
+            tracing::warn!(
+                "the SMI Traffic Metrics API is off: it serves with the injector webhook's certificate, and the injector is disabled"
+            );
             None
         }
     };

@@ -177,7 +177,10 @@ pub(super) async fn start(
         w.webhook_config_name.clone(),
         bundle_rx.clone(),
     ));
-    tokio::spawn(crd_bundle::maintain(Api::all(client.clone()), bundle_rx.clone()));
+    tokio::spawn(crd_bundle::maintain(
+        Api::all(client.clone()),
+        bundle_rx.clone(),
+    ));
     let config = inject_config(args);
     tracing::info!(?config, "proxy injector configured");
     let injector = Arc::new(Injector {

@@ -26,8 +26,8 @@ async fn smi_split_and_access_on_the_installed_mesh() {
         ("TrafficAccess", access),
         ("TrafficMetrics", metrics),
     ]
-        .into_iter()
-        .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
-        .collect();
+    .into_iter()
+    .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
+    .collect();
     assert!(failed.is_empty(), "failed cases: {failed:#?}");
 }

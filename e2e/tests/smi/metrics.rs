@@ -72,7 +72,10 @@ fn raw(path: &str) -> Value {
 
 /// A metric of a TrafficMetrics item (`None` when it has no value).
 fn metric(item: &Value, name: &str) -> Option<f64> {
-    let m = item["metrics"].as_array()?.iter().find(|m| m["name"] == name)?;
+    let m = item["metrics"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)?;
     let v = m["value"].as_str()?;
     Some(match v.strip_suffix('m') {
         Some(milli) => milli.parse::<f64>().ok()? / 1000.0,
@@ -95,14 +98,22 @@ fn burst(ns: &str, client: &str, url: &str, n: u64) -> (u64, u64) {
     )
     .unwrap_or_else(|e| panic!("burst: {e}"));
     let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
-    (v["ok"].as_u64().unwrap_or(0), v["failed"].as_u64().unwrap_or(0))
+    (
+        v["ok"].as_u64().unwrap_or(0),
+        v["failed"].as_u64().unwrap_or(0),
+    )
 }
 
 /// Kills the pod's proxy container through containerd; the kubelet starts it again in the
 /// same pod (a native sidecar), with its counters at zero.
 fn restart_proxy(ns: &str, pod: &str) {
     let id = kubectl::run(&[
-        "get", "pod", "-n", ns, pod, "-o",
+        "get",
+        "pod",
+        "-n",
+        ns,
+        pod,
+        "-o",
         "jsonpath={.status.initContainerStatuses[?(@.name==\"tulle-proxy\")].containerID}",
     ])
     .expect("proxy container id");
@@ -110,20 +121,42 @@ fn restart_proxy(ns: &str, pod: &str) {
     assert!(!id.is_empty(), "no tulle-proxy container in {pod}");
     let restarts = || {
         kubectl::run(&[
-            "get", "pod", "-n", ns, pod, "-o",
+            "get",
+            "pod",
+            "-n",
+            ns,
+            pod,
+            "-o",
             "jsonpath={.status.initContainerStatuses[?(@.name==\"tulle-proxy\")].restartCount}",
         ])
         .unwrap_or_default()
     };
     let before = restarts();
     let out = Command::new("ctr")
-        .args(["-a", "/run/tulle-cluster/containerd/containerd.sock", "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", &id])
+        .args([
+            "-a",
+            "/run/tulle-cluster/containerd/containerd.sock",
+            "-n",
+            "k8s.io",
+            "tasks",
+            "kill",
+            "-s",
+            "SIGKILL",
+            &id,
+        ])
         .output()
         .expect("ctr");
-    assert!(out.status.success(), "ctr tasks kill: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ctr tasks kill: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deadline = std::time::Instant::now() + STEP;
     while restarts() == before {
-        assert!(std::time::Instant::now() < deadline, "the proxy of {pod} did not restart");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy of {pod} did not restart"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -137,7 +170,12 @@ fn direct(ip: &str, path: &str, cert: Option<&str>, user: &str) -> (u16, String)
         .arg(format!("X-Remote-User: {user}"))
         .arg(&url);
     if let Some(c) = cert {
-        cmd.args(["--cert", &format!("{PKI}/{c}.crt"), "--key", &format!("{PKI}/{c}.key")]);
+        cmd.args([
+            "--cert",
+            &format!("{PKI}/{c}.crt"),
+            "--key",
+            &format!("{PKI}/{c}.key"),
+        ]);
     }
     let out = cmd.output().expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -174,9 +212,17 @@ pub async fn golden_metrics(kube: kube::Client) {
     let base = format!("/apis/metrics.smi-spec.io/v1alpha1/namespaces/{n}");
 
     // The API is discoverable and answers an empty window with zeros, not an error.
-    let resources = kubectl::run(&["api-resources", "--api-group=metrics.smi-spec.io", "-o", "name"])
-        .expect("api-resources");
-    assert!(resources.contains("deployments.metrics.smi-spec.io"), "{resources}");
+    let resources = kubectl::run(&[
+        "api-resources",
+        "--api-group=metrics.smi-spec.io",
+        "-o",
+        "name",
+    ])
+    .expect("api-resources");
+    assert!(
+        resources.contains("deployments.metrics.smi-spec.io"),
+        "{resources}"
+    );
     let empty = raw(&format!("{base}/deployments/web?t=30s"));
     assert_eq!(counts(&empty), (0, 0), "{empty:#}");
     assert_eq!(metric(&empty, "p50_response_latency"), None, "{empty:#}");
@@ -197,7 +243,10 @@ pub async fn golden_metrics(kube: kube::Client) {
         let item = raw(&path);
         assert_eq!(counts(&item), (ok, failed), "{path}: {item:#}");
         let p50 = metric(&item, "p50_response_latency").expect("p50");
-        assert!((100.0..=200.0).contains(&p50), "{path}: p50 {p50} ms not in the 100–200 ms bucket");
+        assert!(
+            (100.0..=200.0).contains(&p50),
+            "{path}: p50 {p50} ms not in the 100–200 ms bucket"
+        );
         eprintln!("{path}: success {ok}, failure {failed}, p50 {p50} ms");
     }
     // The namespace: web's answers are all the HTTP it served so far.
@@ -211,7 +260,10 @@ pub async fn golden_metrics(kube: kube::Client) {
         .iter()
         .filter_map(|i| i["resource"]["name"].as_str())
         .collect();
-    assert!(names.contains(&"web") && names.contains(&"client"), "{names:?}");
+    assert!(
+        names.contains(&"web") && names.contains(&"client"),
+        "{names:?}"
+    );
 
     // Edges: client → web with both identities, over mTLS.
     let edges = raw(&format!("{base}/deployments/web/edges{window}"));
@@ -225,24 +277,52 @@ pub async fn golden_metrics(kube: kube::Client) {
     assert_eq!(from_client["edge"]["direction"], "from", "{from_client:#}");
     assert_eq!(from_client["edge"]["secured"], true, "{from_client:#}");
     let id = |sa: &str| format!("{sa}.{n}.serviceaccount.identity.tulle.cluster.local");
-    assert_eq!(from_client["edge"]["clientId"], id("client"), "{from_client:#}");
-    assert_eq!(from_client["edge"]["serverId"], id("web"), "{from_client:#}");
+    assert_eq!(
+        from_client["edge"]["clientId"],
+        id("client"),
+        "{from_client:#}"
+    );
+    assert_eq!(
+        from_client["edge"]["serverId"],
+        id("web"),
+        "{from_client:#}"
+    );
     assert_eq!(counts(&from_client), (ok, failed), "{from_client:#}");
 
     // The CLI reads the same API: `tulle stat` and `tulle edges`.
     let table = tulle(&["stat", "deploy", "-n", &n, "-t", "5m"]);
     eprintln!("tulle stat deploy -n {n} -t 5m:\n{table}");
     let header = table.lines().next().unwrap_or_default();
-    for col in ["NAME", "MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN"] {
+    for col in [
+        "NAME",
+        "MESHED",
+        "SUCCESS",
+        "RPS",
+        "LATENCY_P50",
+        "LATENCY_P95",
+        "LATENCY_P99",
+        "TCP_CONN",
+    ] {
         assert!(header.contains(col), "{col} in {header}");
     }
-    let web_row = table.lines().find(|l| l.starts_with("web ")).unwrap_or_else(|| panic!("{table}"));
-    assert!(web_row.contains("1/1") && web_row.contains("90.00%"), "{web_row}");
-    let rows: Value = serde_json::from_str(&tulle(&["stat", "deploy", "web", "-n", &n, "-t", "5m", "-o", "json"]))
-        .expect("tulle stat -o json");
+    let web_row = table
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        web_row.contains("1/1") && web_row.contains("90.00%"),
+        "{web_row}"
+    );
+    let rows: Value = serde_json::from_str(&tulle(&[
+        "stat", "deploy", "web", "-n", &n, "-t", "5m", "-o", "json",
+    ]))
+    .expect("tulle stat -o json");
     let web_json = &rows[0];
     assert_eq!(web_json["name"], "web", "{rows:#}");
-    assert!((web_json["success"].as_f64().unwrap_or(0.0) - 0.9).abs() < 1e-9, "{rows:#}");
+    assert!(
+        (web_json["success"].as_f64().unwrap_or(0.0) - 0.9).abs() < 1e-9,
+        "{rows:#}"
+    );
     let p50 = web_json["latency_ms_p50"].as_f64().unwrap_or(0.0);
     assert!((100.0..=200.0).contains(&p50), "{rows:#}");
     let edges_table = tulle(&["edges", "deploy", "-n", &n, "-t", "5m"]);
@@ -256,12 +336,18 @@ pub async fn golden_metrics(kube: kube::Client) {
     // A proxy restart resets its counters: the counts go on from where they were, never
     // negative or huge (the second burst is smaller than the first, so the reset shows).
     restart_proxy(&n, &web_pod);
-    wait::pods_ready(&kube, &n, "app=web", 1, STEP).await.expect("web after the proxy restart");
+    wait::pods_ready(&kube, &n, "app=web", 1, STEP)
+        .await
+        .expect("web after the proxy restart");
     tokio::time::sleep(SCRAPED).await;
     let (ok2, failed2) = burst(&n, &client, &web_url, REQUESTS / 3);
     tokio::time::sleep(SCRAPED).await;
     let item = raw(&format!("{base}/deployments/web{window}"));
-    assert_eq!(counts(&item), (ok + ok2, failed + failed2), "after the proxy restart: {item:#}");
+    assert_eq!(
+        counts(&item),
+        (ok + ok2, failed + failed2),
+        "after the proxy restart: {item:#}"
+    );
 
     // The TrafficSplit: the canary's answers (all failures) apart from the primary's.
     let apex = format!("http://web-apex.{n}.svc.cluster.local/");
@@ -290,8 +376,14 @@ pub async fn golden_metrics(kube: kube::Client) {
 
     // Security: the metrics API only answers the API server, and authorizes every caller.
     let ip = kubectl::run(&[
-        "get", "pods", "-n", "tulle-system", "-l", "tulle.io/control-plane-component=controller",
-        "-o", "jsonpath={.items[0].status.podIP}",
+        "get",
+        "pods",
+        "-n",
+        "tulle-system",
+        "-l",
+        "tulle.io/control-plane-component=controller",
+        "-o",
+        "jsonpath={.items[0].status.podIP}",
     ])
     .expect("controller pod IP");
     let path = format!("{base}/deployments/web");
@@ -299,12 +391,18 @@ pub async fn golden_metrics(kube: kube::Client) {
     assert_eq!(code, 401, "no front-proxy certificate: {body}");
     // A certificate of another CA fails the handshake (0) or is treated as none (401).
     let (code, body) = direct(&ip, &path, Some("admin"), "system:admin");
-    assert!(code == 0 || code == 401, "a client certificate of another CA: {code} {body}");
+    assert!(
+        code == 0 || code == 401,
+        "a client certificate of another CA: {code} {body}"
+    );
     let (code, body) = direct(&ip, &path, Some("front-proxy-client"), "nobody");
     assert_eq!(code, 403, "a user without RBAC: {body}");
     assert!(body.contains("metrics.smi-spec.io"), "{body}");
     let denied = kubectl::run(&["get", "--raw", &path, "--as", "nobody"]);
-    assert!(denied.is_err(), "kubectl as a user without RBAC: {denied:?}");
+    assert!(
+        denied.is_err(),
+        "kubectl as a user without RBAC: {denied:?}"
+    );
     wait::until(
         "the metrics API answering through the API server",
         Duration::from_secs(10),
