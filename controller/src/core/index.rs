@@ -19,8 +19,8 @@ use std::{
 };
 use tokio::sync::watch;
 
-mod policy;
 mod inventory;
+mod policy;
 mod smi;
 
 pub use inventory::{MeshedPod, PodCount, SplitView};
