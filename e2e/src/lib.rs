@@ -5,10 +5,12 @@
 //! with timeouts that explain what was not ready ([`wait`]), and use `kubectl` where that is simpler
 //! (exec, logs, port-forward: [`kubectl`]). Images come from `cluster/image`: [`testapp_image`],
 //! and `cluster/load-tulle`: [`mesh::tulle_image`]; [`mesh`] also stands up a control plane and
-//! hand-written proxy sidecars; [`prometheus`] runs a real Prometheus scraping the proxies.
+//! hand-written proxy sidecars; [`prometheus`] runs a real Prometheus scraping the proxies;
+//! [`browser`] drives a headless Chromium over WebDriver (the dashboard's browser tests).
 //!
 //! Every e2e test is `#[ignore = "needs the cluster: run with cluster/e2e"]` and uses `#[tokio::test]`.
 
+pub mod browser;
 pub mod install;
 pub mod kubectl;
 pub mod mesh;

@@ -142,11 +142,7 @@ pub fn render(g: &Graph, l: &Layout, window: Duration) -> String {
             lr.x + 6.0,
             lr.y + 24.0,
             format::ms(link.golden.p99),
-            if link.secured {
-                "mTLS"
-            } else {
-                "plaintext"
-            },
+            if link.secured { "mTLS" } else { "plaintext" },
         );
     }
     for (node, r) in g.nodes.iter().zip(&l.nodes) {

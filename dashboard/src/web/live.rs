@@ -53,7 +53,17 @@ fn parse_known(s: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// Counts a stream in [`App::live_streams`] while it lives.
+struct Open(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 struct Live {
+    _open: Open,
     app: App,
     page: Page,
     known: HashMap<String, String>,
@@ -101,7 +111,10 @@ pub async fn stream(State(app): State<App>, Query(q): Query<LiveQuery>) -> Respo
     };
     let mut interval = tokio::time::interval(app.refresh);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    app.live_streams
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let live = Live {
+        _open: Open(app.live_streams.clone()),
         app,
         page,
         known: parse_known(&q.known),

@@ -36,6 +36,8 @@ pub struct App {
     pub hosts: Arc<Regex>,
     /// The live-update period.
     pub refresh: Duration,
+    /// Live-update streams open now.
+    pub live_streams: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for App {
@@ -71,6 +73,7 @@ impl App {
             assets: Arc::new(Assets::default()),
             hosts: Arc::new(hosts),
             refresh: refresh.max(Duration::from_secs(2)),
+            live_streams: Arc::default(),
         })
     }
 
