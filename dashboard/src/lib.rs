@@ -61,6 +61,7 @@ pub async fn run(args: Args) -> Result<()> {
             control_plane_namespace: args.control_plane_namespace.clone(),
             window: args.window,
             cache_ttl: args.cache_ttl,
+            edges_ttl: args.edges_cache_ttl,
             edge_concurrency: 8,
         },
     ));

@@ -41,6 +41,9 @@ pub struct Settings {
     pub window: Duration,
     /// How long an answer is reused.
     pub cache_ttl: Duration,
+    /// How long the `/edges` answers of a topology are reused (one request per workload, so
+    /// longer; the numbers change once per scrape anyway).
+    pub edges_ttl: Duration,
     /// Concurrent `/edges` requests of one topology.
     pub edge_concurrency: usize,
 }
@@ -85,7 +88,11 @@ impl KubeCluster {
 
     /// GET `path` as JSON (cached for the TTL).
     pub async fn get(&self, path: &str) -> Result<Arc<Value>> {
-        let ttl = self.settings.cache_ttl;
+        self.get_within(path, self.settings.cache_ttl).await
+    }
+
+    /// GET `path` as JSON, reusing an answer younger than `ttl`.
+    pub async fn get_within(&self, path: &str, ttl: Duration) -> Result<Arc<Value>> {
         if let Some((at, v)) = self.cache.lock().expect("cache lock").get(path)
             && at.elapsed() < ttl
         {
@@ -112,8 +119,9 @@ impl KubeCluster {
             }
         };
         let mut cache = self.cache.lock().expect("cache lock");
-        if cache.len() > 512 {
-            cache.retain(|_, (at, _)| at.elapsed() < ttl);
+        if cache.len() > 1024 {
+            let keep = ttl.max(self.settings.edges_ttl);
+            cache.retain(|_, (at, _)| at.elapsed() < keep);
         }
         cache.insert(path.to_string(), (Instant::now(), v.clone()));
         Ok(v)
@@ -138,6 +146,24 @@ impl KubeCluster {
             Err(e) if e.is_not_found() => Ok(Vec::new()),
             Err(e) => Err(e),
         }
+    }
+
+    fn edges_within<'a>(
+        &'a self,
+        of: &'a WorkloadRef,
+        ttl: Duration,
+    ) -> Answer<'a, Vec<EdgeMetrics>> {
+        async move {
+            let path = format!(
+                "{METRICS_API}/namespaces/{}/{}/{}/edges?{}",
+                enc(&of.namespace),
+                of.kind.plural(),
+                enc(&of.name),
+                self.t()
+            );
+            Ok(parse::edges(&*self.get_within(&path, ttl).await?))
+        }
+        .boxed()
     }
 
     fn t(&self) -> String {
@@ -398,23 +424,16 @@ impl Cluster for KubeCluster {
     }
 
     fn edges<'a>(&'a self, of: &'a WorkloadRef) -> Answer<'a, Vec<EdgeMetrics>> {
-        async move {
-            let path = format!(
-                "{METRICS_API}/namespaces/{}/{}/{}/edges?{}",
-                enc(&of.namespace),
-                of.kind.plural(),
-                enc(&of.name),
-                self.t()
-            );
-            Ok(parse::edges(&*self.get(&path).await?))
-        }
-        .boxed()
+        self.edges_within(of, self.settings.cache_ttl)
     }
 
     fn edges_among<'a>(&'a self, workloads: &'a [WorkloadRef]) -> Answer<'a, Vec<EdgeMetrics>> {
         async move {
-            let asks: Vec<Answer<'a, Vec<EdgeMetrics>>> =
-                workloads.iter().map(|w| self.edges(w)).collect();
+            let ttl = self.settings.edges_ttl;
+            let asks: Vec<Answer<'a, Vec<EdgeMetrics>>> = workloads
+                .iter()
+                .map(|w| self.edges_within(w, ttl))
+                .collect();
             let answers: Vec<Result<Vec<EdgeMetrics>>> = futures::stream::iter(asks)
                 .buffer_unordered(self.settings.edge_concurrency.max(1))
                 .collect()
