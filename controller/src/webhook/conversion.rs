@@ -7,8 +7,10 @@
 //!   milli-units (`500m` → 500, `1` → 1000, `"75"` → 75000, `1.5` → 1500) so that
 //!   proportions are kept; a weight that is not a quantity, or is negative, fails the
 //!   conversion (the write is rejected with the reason);
-//! - v1alpha4 → v1alpha1: weight `w` → `"{w}m"` (a weight that is not a number is passed on
-//!   unchanged, so reading never fails);
+//! - v1alpha4 → v1alpha1: weight `w` → `"{w/1000}"` when it is whole units, else `"{w}m"`
+//!   (`100000` → `"100"`, `1500` → `"1500m"`): clients such as Flagger read weights with
+//!   `Quantity.AsInt64()`, which refuses `"100000m"`. A weight that is not a number is passed
+//!   on unchanged, so reading never fails;
 //! - v1alpha1/v1alpha2 have no `spec.matches`: on the way down they are kept as JSON in the
 //!   annotation [`MATCHES_ANNOTATION`], and restored from it on the way up;
 //! - v1alpha2 ↔ v1alpha3 ↔ v1alpha4: the `apiVersion` only (same fields).
@@ -163,16 +165,21 @@ fn from_hub(obj: &mut Value, to: &str) -> Result<(), ConversionError> {
     if to == "v1alpha1" {
         for (_, b) in backends(obj) {
             let milli = match b.get("weight") {
-                Some(Value::Number(n)) => n.as_u64().map(|w| w.to_string()),
+                Some(Value::Number(n)) => n.as_u64(),
                 Some(Value::String(s))
                     if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) =>
                 {
-                    Some(s.clone())
+                    s.parse().ok()
                 }
                 _ => None,
             };
             if let Some(w) = milli {
-                b.insert("weight".into(), Value::String(format!("{w}m")));
+                let q = if w.is_multiple_of(1000) {
+                    (w / 1000).to_string()
+                } else {
+                    format!("{w}m")
+                };
+                b.insert("weight".into(), Value::String(q));
             }
         }
     }

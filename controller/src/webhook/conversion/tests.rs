@@ -96,6 +96,47 @@ fn v1alpha4_to_v1alpha1_and_back_keeps_proportions() {
 }
 
 #[test]
+fn whole_weights_go_down_as_integers_for_flagger() {
+    // Flagger writes "100"/"0" (stored as 100000/0) and reads them back with
+    // Quantity.AsInt64(), which refuses "100000m": whole units go down as integers.
+    let down = convert(
+        ts(
+            "v1alpha4",
+            &[
+                json!(100000),
+                json!(0),
+                json!(75000),
+                json!(1500),
+                json!("25000"),
+            ],
+        ),
+        "split.smi-spec.io/v1alpha1",
+    )
+    .unwrap();
+    assert_eq!(
+        weights_of(&down),
+        [
+            json!("100"),
+            json!("0"),
+            json!("75"),
+            json!("1500m"),
+            json!("25")
+        ]
+    );
+    let back = convert(down, "split.smi-spec.io/v1alpha4").unwrap();
+    assert_eq!(
+        weights_of(&back),
+        [
+            json!(100000),
+            json!(0),
+            json!(75000),
+            json!(1500),
+            json!(25000)
+        ]
+    );
+}
+
+#[test]
 fn matches_ride_an_annotation_below_v1alpha3() {
     let mut v4 = ts("v1alpha4", &[json!(0), json!(100)]);
     v4["spec"]["matches"] = json!([{"kind": "HTTPRouteGroup", "name": "canary"}]);
