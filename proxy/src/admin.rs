@@ -11,7 +11,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::error::{Body, simple};
+use crate::body::{Body, simple};
 use crate::runtime::Runtime;
 
 /// Whether `peer` may read `path`: `/config` is for local clients only.

@@ -22,7 +22,8 @@ use tower::Service;
 use tower::util::Oneshot;
 
 use crate::discovery::{Destination, Endpoint};
-use crate::error::{Body, ProxyError};
+use crate::body::Body;
+use crate::error::ProxyError;
 
 /// Peak-EWMA latency estimate with a count of pending requests.
 #[derive(Debug)]

@@ -5,15 +5,8 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use crate::metrics::HttpMetrics;
-
-/// The response body type of the proxy: a proxied body or a synthetic one.
-pub type Body = Either<ProxyBody, Full<Bytes>>;
+use crate::body::Body;
 
 /// The header naming why the proxy answered itself.
 pub const ERROR_HEADER: &str = "tulle-proxy-error";
@@ -37,8 +30,11 @@ pub enum ProxyError {
     Handshake(SocketAddr, hyper::Error),
     #[error("upstream {0}: {1}")]
     Upstream(SocketAddr, hyper::Error),
-    #[error("upstream {0}: {1}")]
-    Client(SocketAddr, String, bool),
+    #[error("upstream {addr}: {source}")]
+    Client {
+        addr: SocketAddr,
+        source: hyper_util::client::legacy::Error,
+    },
     #[error("upstream did not answer within the response timeout")]
     ResponseTimeout,
     #[error("no endpoints available")]
@@ -90,8 +86,10 @@ impl ProxyError {
             ProxyError::Handshake(..) | ProxyError::Upstream(..) => {
                 (StatusCode::BAD_GATEWAY, "upstream error")
             }
-            ProxyError::Client(_, _, true) => (StatusCode::BAD_GATEWAY, "connect error"),
-            ProxyError::Client(..) => (StatusCode::BAD_GATEWAY, "upstream error"),
+            ProxyError::Client { source, .. } if source.is_connect() => {
+                (StatusCode::BAD_GATEWAY, "connect error")
+            }
+            ProxyError::Client { .. } => (StatusCode::BAD_GATEWAY, "upstream error"),
             ProxyError::ConnectTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "connect timeout"),
             ProxyError::ResponseTimeout => (StatusCode::GATEWAY_TIMEOUT, "response timeout"),
             ProxyError::NoEndpoints => (StatusCode::SERVICE_UNAVAILABLE, "no endpoints"),
@@ -120,111 +118,5 @@ impl ProxyError {
             HeaderValue::from_static("text/plain"),
         );
         r
-    }
-}
-
-/// A plain response with a static body.
-pub fn simple(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
-        body.as_bytes(),
-    ))));
-    *r.status_mut() = status;
-    r
-}
-
-/// A proxied response body. For gRPC responses whose status arrives in trailers, it counts
-/// the response (`response_total` with its classification) when the stream ends.
-#[derive(Debug)]
-pub struct ProxyBody {
-    inner: Incoming,
-    grpc: Option<(Arc<HttpMetrics>, u16)>,
-    /// An HTTP/1 connection to give back to its pool when the body is done.
-    pub(crate) release: Option<(
-        Arc<crate::client::H1Pool>,
-        hyper::client::conn::http1::SendRequest<Incoming>,
-    )>,
-}
-
-impl ProxyBody {
-    pub fn new(inner: Incoming) -> Self {
-        ProxyBody {
-            inner,
-            grpc: None,
-            release: None,
-        }
-    }
-
-    fn finish(&mut self, failure: bool) {
-        if let Some((m, status)) = self.grpc.take() {
-            m.count(status, failure);
-        }
-    }
-}
-
-/// Wraps a proxied response.
-pub fn proxied(resp: Response<Incoming>) -> Response<Body> {
-    resp.map(|b| Either::Left(ProxyBody::new(b)))
-}
-
-/// Counts a response: now, or at the end of its stream for gRPC (status in trailers).
-pub fn count_response(metrics: &Arc<HttpMetrics>, resp: &mut Response<Body>) {
-    let status = resp.status().as_u16();
-    let grpc = resp
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-        && !resp.headers().contains_key("grpc-status")
-        && status < 500;
-    if grpc && let Either::Left(body) = resp.body_mut() {
-        body.grpc = Some((metrics.clone(), status));
-        return;
-    }
-    metrics.count(
-        status,
-        crate::http::is_failure(resp.status(), resp.headers()),
-    );
-}
-
-impl http_body::Body for ProxyBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if self.grpc.is_some() {
-            match &r {
-                Poll::Ready(Some(Ok(f))) => {
-                    if let Some(t) = f.trailers_ref() {
-                        let ok = t.get("grpc-status").is_some_and(|v| v.as_bytes() == b"0");
-                        self.finish(!ok);
-                    }
-                }
-                Poll::Ready(Some(Err(_))) => self.finish(true),
-                Poll::Ready(None) => self.finish(true),
-                Poll::Pending => {}
-            }
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for ProxyBody {
-    fn drop(&mut self) {
-        // A gRPC stream abandoned before its trailers is a failure.
-        self.finish(true);
-        if let Some((pool, send)) = self.release.take() {
-            pool.put(send);
-        }
     }
 }

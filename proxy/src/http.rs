@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
 use crate::config::Config;
-use crate::error::Body;
+use crate::body::Body;
 use crate::runtime::Drain;
 
 /// Header between proxies: the client's original HTTP version when it was not HTTP/2.

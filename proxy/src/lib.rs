@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod body;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -16,7 +16,8 @@ use support::{CLIENT_ID, SERVER_ID, app, bounded, config, get, init, metrics};
 use tulle_controller::core::{PodInfo, ServiceInfo, ServicePort, SliceEndpoint, SliceInfo};
 use tulle_proxy::app::Proxy;
 use tulle_proxy::config::{ControlService, DestinationConfig};
-use tulle_proxy::control::destination::{DestinationDiscovery, Timing};
+use tulle_proxy::control::Timing;
+use tulle_proxy::control::destination::DestinationDiscovery;
 use tulle_proxy::discovery::StaticDiscovery;
 
 const AUTHORITY: &str = "web.test.svc.cluster.local:80";

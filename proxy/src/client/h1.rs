@@ -9,7 +9,8 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::error::{Body, ProxyError, proxied};
+use crate::body::{Body, proxied};
+use crate::error::ProxyError;
 use crate::io::connect;
 
 /// A pool of HTTP/1.1 connections to one application port (inbound side). A connection goes
@@ -32,7 +33,7 @@ impl H1Pool {
         })
     }
 
-    pub(crate) fn put(&self, send: hyper::client::conn::http1::SendRequest<Incoming>) {
+    fn put(&self, send: hyper::client::conn::http1::SendRequest<Incoming>) {
         if send.is_closed() {
             return;
         }
@@ -91,7 +92,8 @@ impl H1Pool {
             .map_err(|e| ProxyError::Upstream(self.addr, e))?;
         let mut resp = proxied(resp);
         if let Either::Left(body) = resp.body_mut() {
-            body.release = Some((self.clone(), s));
+            let pool = self.clone();
+            body.on_done(move || pool.put(s));
         }
         Ok(resp)
     }

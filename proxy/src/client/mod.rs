@@ -29,7 +29,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::error::{Body, ProxyError};
+use crate::body::Body;
+use crate::error::ProxyError;
 use crate::io::{connect, write_header};
 
 /// Mesh TLS settings for a connection to a meshed peer.
@@ -119,7 +120,7 @@ pub async fn upgrade(
             }
         });
     }
-    Ok(crate::error::proxied(resp))
+    Ok(crate::body::proxied(resp))
 }
 
 /// Either of two IO types (hyper's and http-body-util's `Either` are not IO).

@@ -14,7 +14,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower::Service;
 
 use super::{H1Pool, H2Client, MeshTls, upgrade};
-use crate::error::{Body, ProxyError, proxied};
+use crate::body::{Body, proxied};
+use crate::error::ProxyError;
 use crate::http::is_upgrade;
 use crate::svc::{AppTarget, BoxResponse};
 
@@ -73,7 +74,10 @@ impl EndpointInner {
             .request(req)
             .await
             .map(proxied)
-            .map_err(|e| ProxyError::Client(self.addr, e.to_string(), e.is_connect()))
+            .map_err(|source| ProxyError::Client {
+                addr: self.addr,
+                source,
+            })
     }
 }
 

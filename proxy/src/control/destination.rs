@@ -19,35 +19,12 @@ use tulle_api::destination::update::Update as U;
 use tulle_api::destination::{GetDestination, WeightedAddr, protocol_hint};
 
 use crate::config::DestinationConfig;
-use crate::control::LastUsed;
 use crate::control::backoff::Backoff;
 use crate::control::profile::Profiles;
+use crate::control::{LastUsed, Timing};
 use crate::discovery::{
     Destination, Discover, Endpoint, ProfileFuture, Resolution, ResolveFuture, Target,
 };
-
-/// Timeouts of the destination client.
-#[derive(Debug, Clone)]
-pub struct Timing {
-    /// How long a resolution waits for the controller's first answer before forwarding to
-    /// the original destination.
-    pub first_answer: Duration,
-    /// How long a stream is kept without users.
-    pub idle: Duration,
-    pub backoff_min: Duration,
-    pub backoff_max: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            first_answer: Duration::from_secs(3),
-            idle: Duration::from_secs(60),
-            backoff_min: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(10),
-        }
-    }
-}
 
 /// The state of one target as the controller last described it.
 #[derive(Debug, Clone)]

@@ -30,3 +30,26 @@ impl LastUsed {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
     }
 }
+
+/// Timeouts of the destination and profile clients.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// How long a resolution waits for the controller's first answer before forwarding to
+    /// the original destination.
+    pub first_answer: Duration,
+    /// How long a stream is kept without users.
+    pub idle: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            first_answer: Duration::from_secs(3),
+            idle: Duration::from_secs(60),
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}

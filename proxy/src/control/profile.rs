@@ -16,9 +16,8 @@ use tonic::transport::Channel;
 use tulle_api::destination::destination_client::DestinationClient;
 use tulle_api::destination::{DestinationProfile, GetDestination};
 
-use crate::control::LastUsed;
 use crate::control::backoff::Backoff;
-use crate::control::destination::Timing;
+use crate::control::{LastUsed, Timing};
 use crate::discovery::normalize_authority;
 use crate::split::{Backend, HttpMatch, Profile, RuleError, Split};
 

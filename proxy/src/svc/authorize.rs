@@ -16,7 +16,8 @@ use http_body_util::{Either as BodyEither, Full};
 use prometheus_client::metrics::counter::Counter;
 use tower::{Layer, Service};
 
-use crate::error::{Body, ERROR_HEADER};
+use crate::body::Body;
+use crate::error::ERROR_HEADER;
 use crate::metrics::{AuthzKind, Labels, Metrics};
 use crate::policy::{Decision, Policy, PolicyRx};
 use crate::svc::AppTarget;
@@ -246,7 +247,7 @@ mod tests {
             metrics.clone(),
         ));
         let app = tower::service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(crate::error::simple(StatusCode::OK, "ok"))
+            Ok::<_, Infallible>(crate::body::simple(StatusCode::OK, "ok"))
         });
         let svc = AuthorizeLayer::new(conn).layer(app);
         let r = svc.clone().oneshot(req(false)).await.unwrap();

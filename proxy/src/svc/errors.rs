@@ -9,7 +9,8 @@ use std::task::{Context, Poll};
 use http::Response;
 use tower::{Layer, Service};
 
-use crate::error::{Body, ProxyError};
+use crate::body::Body;
+use crate::error::ProxyError;
 
 /// Layer of [`ErrorResponse`].
 #[derive(Debug, Clone, Copy, Default)]

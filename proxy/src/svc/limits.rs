@@ -91,7 +91,7 @@ impl<F: Future<Output = Result<T, BoxError>>, T> Future for ProxyErrorsFuture<F>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Body;
+    use crate::body::Body;
     use crate::svc::ErrorResponseLayer;
     use http::{Response, StatusCode};
     use tower::{ServiceBuilder, ServiceExt};
@@ -104,7 +104,7 @@ mod tests {
             let mut release = release.clone();
             async move {
                 let _ = release.wait_for(|r| *r).await;
-                Ok(crate::error::simple(StatusCode::OK, "ok"))
+                Ok(crate::body::simple(StatusCode::OK, "ok"))
             }
         })
     }

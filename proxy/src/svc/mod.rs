@@ -33,4 +33,4 @@ pub use split::{BackendService, BackendSlot, SplitRouter, SplitState};
 
 /// A boxed response future of the proxy's services.
 pub type BoxResponse<E> =
-    futures::future::BoxFuture<'static, Result<http::Response<crate::error::Body>, E>>;
+    futures::future::BoxFuture<'static, Result<http::Response<crate::body::Body>, E>>;

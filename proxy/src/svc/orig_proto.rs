@@ -11,7 +11,8 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use tower::{Layer, Service};
 
-use crate::error::{Body, ProxyError};
+use crate::body::Body;
+use crate::error::ProxyError;
 use crate::http::{ORIG_PORT, ORIG_PROTO, is_upgrade, strip_hop_by_hop};
 use crate::svc::AppTarget;
 

@@ -12,7 +12,7 @@ use http::{Request, Response};
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use crate::error::{Body, count_response};
+use crate::body::Body;
 use crate::metrics::HttpMetrics;
 
 /// Chooses the metric handles of a request (fixed per endpoint outbound; by authority and
@@ -104,4 +104,24 @@ where
         count_response(this.metrics, &mut resp);
         Poll::Ready(Ok(resp))
     }
+}
+
+/// Counts a response: now, or at the end of its stream for gRPC (status in trailers).
+fn count_response(metrics: &Arc<HttpMetrics>, resp: &mut http::Response<Body>) {
+    let status = resp.status().as_u16();
+    let grpc = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+        && !resp.headers().contains_key("grpc-status")
+        && status < 500;
+    if grpc && let http_body_util::Either::Left(body) = resp.body_mut() {
+        let m = metrics.clone();
+        body.on_grpc_status(move |failure| m.count(status, failure));
+        return;
+    }
+    metrics.count(
+        status,
+        crate::http::is_failure(resp.status(), resp.headers()),
+    );
 }

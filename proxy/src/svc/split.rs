@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tower::Service;
 use tower::util::Oneshot;
 
-use crate::error::{Body, ProxyError};
+use crate::body::Body;
+use crate::error::ProxyError;
 use crate::split::{Split, pick_weighted_by};
 
 /// A backend's stack, and whether it has endpoints now.
@@ -159,7 +160,7 @@ mod tests {
             Poll::Ready(Ok(()))
         }
         fn call(&mut self, _: Request<()>) -> Self::Future {
-            let mut r = crate::error::simple(http::StatusCode::OK, "");
+            let mut r = crate::body::simple(http::StatusCode::OK, "");
             r.headers_mut().insert("x-backend", self.0.parse().unwrap());
             ready(Ok(r))
         }
