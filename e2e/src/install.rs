@@ -94,10 +94,55 @@ pub fn leftovers() -> Vec<String> {
     left
 }
 
-/// Removes any mesh left by an earlier failed run (and by this one when dropped).
-pub struct Uninstall;
+/// Where the tests that install or use the mesh serialize (several test processes may share
+/// one cluster: a developer's and an agent's, or two test binaries).
+const MESH_LOCK: &str = "/tmp/tulle-e2e-mesh.lock";
+
+/// Holds the cluster's mesh for one test until dropped (an exclusive file lock).
+pub struct MeshLock(#[allow(dead_code)] std::fs::File);
+
+impl MeshLock {
+    /// Waits until no other test process holds the mesh.
+    pub fn acquire() -> MeshLock {
+        let f = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(MESH_LOCK)
+            .unwrap_or_else(|e| panic!("cannot open {MESH_LOCK}: {e}"));
+        if f.try_lock().is_err() {
+            eprintln!("waiting for another test process to finish with the mesh ({MESH_LOCK})");
+            f.lock()
+                .unwrap_or_else(|e| panic!("cannot lock {MESH_LOCK}: {e}"));
+        }
+        MeshLock(f)
+    }
+}
+
+/// Holds the mesh ([`MeshLock`]) and, unless made with [`Uninstall::keep`], removes it when
+/// dropped; [`Uninstall::now`] removes any mesh left by an earlier failed run.
+pub struct Uninstall {
+    uninstall: bool,
+    _lock: MeshLock,
+}
 
 impl Uninstall {
+    /// Takes the mesh; it is uninstalled when the guard drops.
+    pub fn guard() -> Self {
+        Uninstall {
+            uninstall: true,
+            _lock: MeshLock::acquire(),
+        }
+    }
+
+    /// Takes the mesh as it is installed; left installed when the guard drops.
+    pub fn keep() -> Self {
+        Uninstall {
+            uninstall: false,
+            _lock: MeshLock::acquire(),
+        }
+    }
+
     pub fn now() {
         if let Ok(yaml) = Command::new(bin("TULLE_BIN")).arg("uninstall").output() {
             let _ = kubectl::run_stdin(
@@ -116,7 +161,7 @@ impl Uninstall {
 
 impl Drop for Uninstall {
     fn drop(&mut self) {
-        if std::env::var_os("TULLE_E2E_KEEP").is_none() {
+        if self.uninstall && std::env::var_os("TULLE_E2E_KEEP").is_none() {
             Uninstall::now();
         }
     }
@@ -169,9 +214,11 @@ pub async fn control_plane_ready(client: &kube::Client) {
 /// Installs the mesh with `tulle install | kubectl apply -f -` (after removing any left by an
 /// earlier run) and waits until `tulle check` passes; uninstalled when the guard drops.
 pub async fn install_with_cli(client: &kube::Client) -> Uninstall {
+    let guard = tokio::task::spawn_blocking(Uninstall::guard)
+        .await
+        .expect("mesh lock");
     Uninstall::now();
     wait_gone().await;
-    let guard = Uninstall;
     let manifests = tulle(&["install"]);
     kubectl::run_stdin(&["apply", "-f", "-"], &manifests)
         .expect("tulle install | kubectl apply -f -");

@@ -140,9 +140,9 @@ spec:
 #[ignore = "needs the cluster: run with cluster/e2e"]
 async fn install_inject_uninstall_with_the_cli() {
     let client = tulle_e2e::client().await.expect("cluster");
+    let _guard = Uninstall::guard();
     Uninstall::now();
     wait_gone().await;
-    let _guard = Uninstall;
 
     let (ok, doc) = check(&["--pre"]);
     assert!(ok, "tulle check --pre fails on an empty cluster: {doc}");
@@ -177,9 +177,9 @@ async fn install_inject_uninstall_with_the_cli() {
 #[ignore = "needs the cluster: run with cluster/e2e"]
 async fn install_inject_uninstall_with_helm() {
     let client = tulle_e2e::client().await.expect("cluster");
+    let _guard = Uninstall::guard();
     Uninstall::now();
     wait_gone().await;
-    let _guard = Uninstall;
 
     let charts = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts");
     helm(&[
