@@ -1,4 +1,4 @@
-//! Smoke tests of the cluster features the mesh depends on (cluster/ issue 3). Run with `cluster/e2e`.
+//! Smoke tests of the cluster features the mesh depends on. Run with `cluster/e2e`.
 
 use std::time::Duration;
 

@@ -211,17 +211,23 @@ where
 mod tests {
     use super::*;
 
+    /// Detects the protocol of `chunks`, each delivered by a read of its own.
     async fn run(chunks: &[&[u8]], tls: bool) -> Protocol {
-        let mut b = tokio_test_io(chunks);
-        detect(&mut b, Duration::from_millis(200), tls)
+        let mut b = tokio_test::io::Builder::new();
+        for c in chunks {
+            b.read(c);
+        }
+        let mut io = b.build();
+        let (p, buf) = detect(&mut io, Duration::from_millis(200), tls)
             .await
-            .unwrap()
-            .0
-    }
-
-    fn tokio_test_io(chunks: &[&[u8]]) -> impl AsyncRead + Unpin {
-        let data: Vec<u8> = chunks.concat();
-        std::io::Cursor::new(data)
+            .unwrap();
+        // Whatever was read is handed on, in order, and nothing is lost.
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut io, &mut rest)
+            .await
+            .unwrap();
+        assert_eq!([&buf[..], &rest].concat(), chunks.concat(), "{p:?}");
+        p
     }
 
     #[tokio::test]
@@ -247,7 +253,31 @@ mod tests {
         assert_eq!(run(&[b"GET"], false).await, Protocol::Opaque);
     }
 
-    /// Issue 15 item 8: request lines over 1 KiB (long query strings) are HTTP, not opaque
+    #[tokio::test]
+    async fn a_request_line_or_preface_split_across_reads_is_still_detected() {
+        assert_eq!(
+            run(&[b"GE", b"T / HTTP/1.1\r\nHost: a\r\n\r\n"], false).await,
+            Protocol::Http1
+        );
+        assert_eq!(
+            run(&[b"GET /a", b"bc HTTP/1", b".1\r\n\r\n"], false).await,
+            Protocol::Http1
+        );
+        assert_eq!(
+            run(&[b"PRI * HT", b"TP/2.0\r\n\r\nSM\r\n\r\n"], false).await,
+            Protocol::Http2
+        );
+        assert_eq!(
+            run(&[&[0x16], &[0x03, 0x01, 0, 5]], true).await,
+            Protocol::Tls
+        );
+        assert_eq!(
+            run(&[b"GET /foo", b" FTP/1\r\n"], false).await,
+            Protocol::Opaque
+        );
+    }
+
+    /// Request lines over 1 KiB (long query strings) are HTTP, not opaque
     /// TCP; bytes that cannot be a request line still turn opaque after MAX_PEEK.
     #[tokio::test]
     async fn long_http1_request_lines_are_http() {

@@ -18,15 +18,6 @@ use tokio::sync::watch;
 
 use crate::split::{Backend, HttpMatch, Profile, RuleError, Split};
 
-/// How to talk to an endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum ProtocolHint {
-    /// A meshed peer: mTLS, HTTP over one HTTP/2 connection, opaque TCP with a header.
-    Mesh,
-    /// An unmeshed peer: plain TCP as the client spoke it.
-    Plain,
-}
-
 /// One endpoint of a destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -35,17 +26,6 @@ pub struct Endpoint {
     pub identity: Option<String>,
     /// Metric labels, exported with a `dst_` prefix.
     pub labels: BTreeMap<String, String>,
-}
-
-impl Endpoint {
-    /// Meshed peers have an identity.
-    pub fn hint(&self) -> ProtocolHint {
-        if self.identity.is_some() {
-            ProtocolHint::Mesh
-        } else {
-            ProtocolHint::Plain
-        }
-    }
 }
 
 /// The current answer for a destination.
@@ -408,7 +388,7 @@ mod tests {
         };
         let dest = rx.borrow().clone();
         assert_eq!(dest.endpoints.len(), 1);
-        assert_eq!(dest.endpoints[0].hint(), ProtocolHint::Mesh);
+        assert!(dest.endpoints[0].identity.is_some(), "meshed");
         assert_eq!(dest.endpoints[0].labels["pod"], "web-1");
         assert!(matches!(
             d.resolve(Target::Addr("10.96.0.5:80".parse().unwrap()))
@@ -436,10 +416,7 @@ mod tests {
         );
         d.replace(serde_json::from_str(&next).unwrap()).unwrap();
         assert!(rx.has_changed().unwrap());
-        assert_eq!(
-            rx.borrow_and_update().endpoints[0].hint(),
-            ProtocolHint::Plain
-        );
+        assert_eq!(rx.borrow_and_update().endpoints[0].identity, None);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! The certificate lives in a swappable [`IdentityStore`]; rustls asks it for the current
 //! certificate on every handshake (`ResolvesServerCert` / `ResolvesClientCert`), so a renewed
 //! certificate applies to new connections while established ones continue undisturbed.
-//! Where credentials come from is a [`CredentialSource`] (files for now; the identity
-//! service client plugs in later and calls [`IdentityStore::update`]).
+//! Where credentials come from is a [`CredentialSource`] (files in development and tests; the identity
+//! service client, `control::identity`, calls [`IdentityStore::update`]).
 
 use crate::config::TrustAnchors;
 use std::path::PathBuf;
@@ -55,7 +55,8 @@ pub struct Credentials {
     pub roots: RootCertStore,
 }
 
-/// A source of credentials (files now; the identity service later).
+/// A source of credentials: PEM files (development and tests); the identity service
+/// updates the store itself.
 pub trait CredentialSource: Send + Sync {
     /// Loads the current credentials.
     fn load(&self) -> Result<Credentials, IdentityError>;

@@ -10,7 +10,7 @@ pub const USAGE: &str =
     [--skip-inbound-ports P,P-P] [--skip-outbound-ports P,P-P]
     [--skip-inbound-subnets CIDR,..] [--skip-outbound-subnets CIDR,..]
     [--iptables-mode auto|nft|legacy] [--dry-run]
-Inbound TCP is redirected to the inbound port except the proxy's own ports (4143, 4191, 4190)
+Inbound TCP is redirected to the inbound port except the proxy's own ports (4143, 4191)
 and the skipped ports/sources; outbound TCP is redirected to the outbound port except traffic of
 the proxy's UID, to loopback, and to the skipped ports/destinations.";
 
@@ -133,8 +133,7 @@ impl Options {
         let mut r = String::from("*nat\n");
         let _ = writeln!(r, ":{CHAIN_INBOUND} - [0:0]\n:{CHAIN_OUTPUT} - [0:0]");
         let c = |what: &str| format!("-m comment --comment \"tulle/{what}\"");
-        let mut inbound_skip: Vec<String> =
-            vec![self.inbound_port.to_string(), "4191".into(), "4190".into()];
+        let mut inbound_skip: Vec<String> = vec![self.inbound_port.to_string(), "4191".into()];
         inbound_skip.extend(self.skip_inbound_ports.iter().map(|p| p.replace('-', ":")));
         inbound_skip.dedup();
         for chunk in inbound_skip.chunks(15) {
@@ -302,7 +301,9 @@ mod tests {
         ])
         .unwrap();
         let r = o.rules();
-        assert!(r.contains("-A TULLE_PROXY_INBOUND -p tcp -m multiport --dports 4143,4191,4190,22,8000:8010 -j RETURN"));
+        assert!(r.contains(
+            "-A TULLE_PROXY_INBOUND -p tcp -m multiport --dports 4143,4191,22,8000:8010 -j RETURN"
+        ));
         assert!(r.contains("-A TULLE_PROXY_INBOUND -p tcp -j REDIRECT --to-ports 4143"));
         assert!(r.contains("-A TULLE_PROXY_OUTPUT -m owner --uid-owner 2110 -j RETURN"));
         assert!(r.contains("-A TULLE_PROXY_OUTPUT -d 10.0.0.0/8 -j RETURN"));

@@ -22,9 +22,6 @@ impl<T> PrefixedIo<T> {
     pub fn new(prefix: BytesMut, io: T) -> Self {
         PrefixedIo { prefix, io }
     }
-    pub fn get_ref(&self) -> &T {
-        &self.io
-    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for PrefixedIo<T> {
@@ -83,9 +80,6 @@ pub struct CountingIo<T> {
 impl<T> CountingIo<T> {
     pub fn new(io: T, read: Counter, write: Counter) -> Self {
         CountingIo { io, read, write }
-    }
-    pub fn get_ref(&self) -> &T {
-        &self.io
     }
 }
 

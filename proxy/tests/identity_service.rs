@@ -138,7 +138,7 @@ async fn identity_down_keeps_serving_on_the_current_certificate() {
     .await
 }
 
-/// ServiceAccount names are DNS subdomains and may contain dots (issue 15 item 8): the proxy
+/// ServiceAccount names are DNS subdomains and may contain dots: the proxy
 /// used to refuse its own identity name at startup (and exit), and tulle-identity to parse it.
 #[tokio::test]
 async fn service_account_names_with_dots_are_certified() {

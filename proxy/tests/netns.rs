@@ -470,7 +470,7 @@ impl Peer {
     }
 }
 
-/// Issue 15 item 2: the inbound proxy forwards to the pod's IP (the original destination),
+/// The inbound proxy forwards to the pod's IP (the original destination),
 /// not 127.0.0.1, so a listener the application bound to localhost only stays private, for
 /// plaintext clients and for meshed peers that choose the port themselves; listeners on
 /// 0.0.0.0 are reached as before (and the proxy's own connection to the pod IP is not

@@ -6,7 +6,7 @@
 //! TrafficTargets), `intruder` (meshed, never listed), `unmeshed` (no proxy, plaintext) in the
 //! same namespace, and `remote` in another namespace.
 //!
-//! Covered (issue 11): the upstream SMI scenarios (default deny → allowed with a TCPRoute →
+//! Covered: the upstream SMI scenarios (default deny → allowed with a TCPRoute →
 //! revoked after deletion; path and method rules), a source in another namespace, an
 //! unlisted meshed client and an unmeshed pod denied while the listed one succeeds, a TCPRoute
 //! allowing one port and not another, header rules in both forms, a v1alpha2 TrafficTarget
@@ -22,7 +22,7 @@ use tulle_e2e::traffic::pods;
 use tulle_e2e::{TestNamespace, kubectl, wait};
 
 const STEP: Duration = Duration::from_secs(180);
-/// Time allowed for a policy change to reach the server's proxy (the issue asks for 1 s).
+/// Time allowed for a policy change to reach the server's proxy (the target is 1 s).
 const SETTLE: Duration = Duration::from_secs(2);
 const POLICY: &str = "config.tulle.io/default-inbound-policy";
 

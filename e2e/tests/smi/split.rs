@@ -1,5 +1,5 @@
 //! SMI TrafficSplit on the real cluster, on the mesh installed by `tulle install`: the
-//! canary scenario of issue 10. The apex `web` selects both versions; `web-v1` and `web-v2`
+//! canary scenario. The apex `web` selects both versions; `web-v1` and `web-v2`
 //! select one each; a meshed client measures who answers with bursts of requests
 //! (`tulle-testapp burst`, counted per pod) while a steady 20 req/s load runs beside them.
 //!
@@ -18,7 +18,7 @@ use tulle_e2e::traffic::{load, pods};
 use tulle_e2e::{TestNamespace, kubectl, wait};
 
 const STEP: Duration = Duration::from_secs(180);
-/// Time allowed for a split change to reach the client's proxy (the issue asks for 1 s).
+/// Time allowed for a split change to reach the client's proxy (the target is 1 s).
 const SETTLE: Duration = Duration::from_secs(2);
 
 /// A version of the app: Deployment `web-<v>` (label `version: <v>`), HTTP on 8080 and the

