@@ -234,12 +234,6 @@ async fn the_dashboard_in_a_browser_on_the_installed_mesh() {
         );
         let problems = b.problems(&base).await.unwrap();
         assert!(problems.is_empty(), "{path}: {problems:#?}");
-        if *name != "topology-all" {
-            b.full_screenshot(&screenshots().join(format!("{name}.png")), 2400)
-                .await
-                .unwrap();
-            b.client.set_window_size(1400, 1000).await.unwrap();
-        }
     }
     let pages_checked = t0.elapsed();
 
@@ -329,8 +323,24 @@ async fn the_dashboard_in_a_browser_on_the_installed_mesh() {
     );
     let problems = b.problems(&base).await.unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
-    b.close().await;
     let live_checked = t0.elapsed();
+
+    // Screenshots of each page with the canary taking half the traffic, once the 30 s window
+    // holds only the new split.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    for (name, path) in &pages {
+        if *name == "topology-all" {
+            continue;
+        }
+        b.goto(&format!("{base}{path}")).await.unwrap();
+        b.full_screenshot(&screenshots().join(format!("{name}.png")), 2400)
+            .await
+            .unwrap();
+        b.client.set_window_size(1400, 1000).await.unwrap();
+        let problems = b.problems(&base).await.unwrap();
+        assert!(problems.is_empty(), "{path}: {problems:#?}");
+    }
+    b.close().await;
 
     // JavaScript off: the pages are complete as loaded.
     let b = Browser::start(Options {
@@ -382,7 +392,7 @@ async fn the_dashboard_in_a_browser_on_the_installed_mesh() {
     b.close().await;
     drop(dash);
     eprintln!(
-        "timings: mesh installed {installed:?}, demo with traffic {demo_ready:?}, pages {pages_checked:?}, live {live_checked:?}, all {:?}",
+        "timings: mesh installed {installed:?}, demo with traffic {demo_ready:?}, pages {pages_checked:?}, live {live_checked:?} (then 30 s before the screenshots), all {:?}",
         t0.elapsed()
     );
 }
