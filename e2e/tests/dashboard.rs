@@ -221,7 +221,7 @@ async fn the_dashboard_in_a_browser_on_the_installed_mesh() {
         ("topology-all", "/topology".to_string()),
         ("smi", format!("/smi?namespace={n}")),
     ];
-    for (name, path) in &pages {
+    for (_, path) in &pages {
         b.goto(&format!("{base}{path}")).await.unwrap();
         let live = until(LIVE, async || {
             page_text(&b, "#live-status").await.starts_with("live")
