@@ -23,6 +23,22 @@ pub enum Command {
     /// (simulated time): RSS, bytes per series, CPU per scrape round, golden-metrics query
     /// latency for a namespace of 200 deployments.
     Metrics(MetricsArgs),
+    /// The destination index and gRPC fan-out in process (no API server): how long a change
+    /// to a Service with many endpoints takes to reach many watchers.
+    DestinationScale(DestinationScaleArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DestinationScaleArgs {
+    /// Endpoints behind the Service.
+    #[arg(long, default_value_t = 5000)]
+    pub endpoints: usize,
+    /// Concurrent Get streams.
+    #[arg(long, default_value_t = 500)]
+    pub watchers: usize,
+    /// Changes to time.
+    #[arg(long, default_value_t = 20)]
+    pub changes: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod configs;
 pub mod control_plane;
 pub mod data_plane;
+pub mod destination_scale;
 pub mod loadgen;
 pub mod metrics;
 pub mod paths;
@@ -38,5 +39,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::DataPlane(args) => data_plane::run(&args),
         cli::Command::ControlPlane(args) => control_plane::run(&args),
         cli::Command::Metrics(args) => metrics::run(&args),
+        cli::Command::DestinationScale(args) => destination_scale::run(&args),
     }
 }

@@ -3,7 +3,7 @@
 //! its ServiceAccount or a route such a TrafficTarget references, the install default).
 
 use super::{Affected, Index};
-use crate::core::{
+use crate::{
     access::{DefaultPolicy, NamespaceInfo, PodPolicy},
     state::{Key, Naming, State},
 };
@@ -78,7 +78,7 @@ impl Index {
 }
 
 /// A watched pod's channel and the ServiceAccount its policy was computed for.
-pub(in crate::core) struct PolicyTx {
+pub(crate) struct PolicyTx {
     account: Option<String>,
     tx: watch::Sender<Option<PodPolicy>>,
 }

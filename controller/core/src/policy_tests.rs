@@ -2,7 +2,7 @@
 //! default, the routes and the probes end up in a pod's policy.
 
 use super::*;
-use crate::core::problems::reason;
+use crate::problems::reason;
 
 const TD: &str = "cluster.local";
 

@@ -1,18 +1,19 @@
-//! An in-process scale measurement of the destination service: one Service with many
-//! endpoints, many gRPC watchers over 127.0.0.1, and the time each change takes to reach
-//! every watcher. The Kubernetes watch layer is not involved (the index is driven
-//! directly), so this measures the index + gRPC fan-out only.
+//! `destination-scale`: an in-process scale measurement of the destination service: one
+//! Service with many endpoints, many gRPC watchers over 127.0.0.1, and the time each change
+//! takes to reach every watcher. The Kubernetes watch layer is not involved (the index is
+//! driven directly), so this measures the index + gRPC fan-out only; `control-plane` measures
+//! the same through the real API server.
 
-use crate::{
-    core::{Index, Naming, PodInfo, ServiceInfo, ServicePort, SliceEndpoint, SliceInfo},
-    grpc::{DestinationService, GrpcMetrics},
-    runtime::incoming,
-};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::StreamExt;
 use tulle_api::destination::{
     GetDestination, destination_client::DestinationClient, update::Update as U,
+};
+use tulle_controller::{
+    core::{Index, Naming, PodInfo, ServiceInfo, ServicePort, SliceEndpoint, SliceInfo},
+    grpc::{DestinationService, GrpcMetrics},
+    runtime::incoming,
 };
 
 /// What to measure.
@@ -204,4 +205,20 @@ fn rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Runs `tulle-bench destination-scale` and prints the figures.
+pub fn run(args: &crate::cli::DestinationScaleArgs) -> anyhow::Result<()> {
+    let opts = ScaleOptions {
+        endpoints: args.endpoints,
+        watchers: args.watchers,
+        changes: args.changes,
+    };
+    println!("{opts:?}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(measure(opts)).map_err(anyhow::Error::msg)?;
+    println!("{report}");
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! The TrafficSplit semantics of profiles and the problems of SMI objects.
 
 use super::*;
-use crate::core::problems::reason;
+use crate::problems::reason;
 use std::net::SocketAddr;
 
 fn ix() -> Index {

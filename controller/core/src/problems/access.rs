@@ -2,7 +2,7 @@
 //! kinds, UDPRoutes (not enforced), and TrafficTargets that admit nothing.
 
 use super::reason;
-use crate::core::{
+use crate::{
     access::AccessRule,
     smi::SmiKind,
     state::{Naming, State},

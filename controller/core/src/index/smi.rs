@@ -2,7 +2,7 @@
 //! UDPRoutes (valid or not), and the watch on their problems.
 
 use super::Index;
-use crate::core::{
+use crate::{
     problems::Problems,
     smi::{Invalid, SmiObject, SplitInfo},
 };
