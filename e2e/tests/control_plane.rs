@@ -4,9 +4,7 @@
 //! destination watch follows a real Deployment as it scales; the controller serves it over
 //! mTLS with a certificate it obtained from identity with its own projected token.
 //!
-//! Run (cluster up, KUBECONFIG set by `source /var/lib/tulle-cluster/env`):
-//!   cluster/load-tulle
-//!   cargo test -p tulle-controller --test cluster_e2e -- --ignored --test-threads=1
+//! Run: `cluster/e2e control_plane` (cluster up; builds and loads the images).
 
 use rcgen::{CertificateParams, KeyPair, SanType};
 use rustls::RootCertStore;
@@ -87,7 +85,7 @@ async fn next_update(s: &mut tonic::Streaming<tulle_api::destination::Update>) -
 }
 
 #[tokio::test]
-#[ignore = "needs the cluster: cargo build -p tulle-identity -p tulle-controller, then run with --ignored"]
+#[ignore = "needs the cluster: run with cluster/e2e"]
 async fn identity_and_destination_on_the_cluster() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let ns = TestNamespace::new("idd").await.expect("namespace");
