@@ -134,12 +134,20 @@ fn prometheus_url_reaches_the_controller() {
                 && e["value"] == "http://prometheus.monitoring:9090")
     );
     for ok in [
-        "https://prom.example.com/",
+        "http://prom.example.com/",
         "http://10.0.0.1:9090/prometheus",
     ] {
         install(&["--prometheus-url", ok]).unwrap();
     }
-    for bad in ["prometheus:9090", "ftp://prom", "http://", "http://a b", ""] {
+    // https is refused as the controller would refuse it (it speaks plain HTTP to Prometheus).
+    for bad in [
+        "prometheus:9090",
+        "ftp://prom",
+        "http://",
+        "http://a b",
+        "",
+        "https://prom.example.com/",
+    ] {
         let e = install(&["--prometheus-url", bad]).unwrap_err();
         assert_eq!(e.exit_code(), tulle_cli::exit::CONFIG, "{bad}: {e}");
         assert!(e.to_string().contains("--prometheus-url"), "{e}");

@@ -14,6 +14,7 @@ pub mod browser;
 pub mod install;
 pub mod kubectl;
 pub mod mesh;
+pub mod metrics_api;
 mod namespace;
 pub mod prometheus;
 pub mod traffic;

@@ -12,12 +12,15 @@
 //! counters in Prometheus must show exactly 200 on both sides — the client proxy's outbound
 //! series labelled `deployment="burst"`, `dst_deployment="web"`, and web's inbound series
 //! from burst's identity — which proves the relabelling (namespace, pod, owner labels from
-//! the injector) and the scrape of the native sidecar's admin port.
+//! the injector) and the scrape of the native sidecar's admin port. Last, the controller is
+//! switched to this Prometheus (`TULLE_CONTROLLER_PROMETHEUS_URL`, what `tulle install
+//! --prometheus-url` sets) and the SMI Traffic Metrics API, read with `kubectl get --raw`, must
+//! count what the client counted over a minute.
 
 use std::time::{Duration, Instant};
 
 use tulle_e2e::traffic::{load, pods};
-use tulle_e2e::{TestNamespace, kubectl, prometheus, wait};
+use tulle_e2e::{TestNamespace, kubectl, metrics_api, prometheus, wait};
 use tulle_metrics::golden::{self, Filter, Kind, ResourceRef};
 use tulle_metrics::promql::Prometheus;
 
@@ -235,9 +238,78 @@ async fn prometheus_mode_counts_what_the_client_sent() {
     .await
     .expect("exact counts");
     eprintln!(
-        "[{:>3}s] burst of {BURST}: outbound {} / inbound {} in Prometheus; done",
+        "[{:>3}s] burst of {BURST}: outbound {} / inbound {} in Prometheus",
         t0.elapsed().as_secs(),
         counted.0,
         counted.1
     );
+
+    // The SMI Traffic Metrics API in Prometheus mode: the controller (--prometheus-url, as
+    // `tulle install --prometheus-url` sets it) answers from this Prometheus.
+    let _mode = PrometheusMode::set(&format!(
+        "http://prometheus.{}.svc.cluster.local:9090",
+        prometheus::NAMESPACE
+    ));
+    let path = format!("/apis/metrics.smi-spec.io/v1alpha1/namespaces/{n}/deployments/web");
+    wait::until(
+        "the metrics API answering from Prometheus",
+        STEP,
+        || async { kubectl::run(&["get", "--raw", &format!("{path}?t=1m")]).ok() },
+        || async {
+            kubectl::run(&[
+                "get",
+                "apiservice",
+                "v1alpha1.metrics.smi-spec.io",
+                "-o",
+                "yaml",
+            ])
+            .unwrap_or_default()
+        },
+    )
+    .await
+    .expect("metrics API");
+    let before = load(&n, &client);
+    tokio::time::sleep(WINDOW).await;
+    let after = load(&n, &client);
+    let item = metrics_api::raw(&format!("{path}?t={}s", WINDOW.as_secs()));
+    let (ok, failed) = metrics_api::counts(&item);
+    let sent = (after.ok - before.ok) as i64;
+    eprintln!(
+        "[{:>3}s] the API from Prometheus over {WINDOW:?}: success {ok}, failure {failed}; the client counted {sent}",
+        t0.elapsed().as_secs()
+    );
+    assert!(
+        (ok - sent).abs() as f64 <= tolerance,
+        "API success_count {ok} vs {sent} counted by the client (±{tolerance}): {item:#}"
+    );
+    assert_eq!(failed, 0, "{item:#}");
+    assert!(
+        metrics_api::metric(&item, "p50_response_latency").is_some_and(|p| p > 0.0),
+        "{item:#}"
+    );
+}
+
+/// Points the installed controller at a Prometheus (`TULLE_CONTROLLER_PROMETHEUS_URL`) until
+/// dropped, then back to its embedded store.
+struct PrometheusMode;
+
+impl PrometheusMode {
+    fn set(url: &str) -> Self {
+        set_controller_env(&format!("TULLE_CONTROLLER_PROMETHEUS_URL={url}"));
+        PrometheusMode
+    }
+}
+
+impl Drop for PrometheusMode {
+    fn drop(&mut self) {
+        set_controller_env("TULLE_CONTROLLER_PROMETHEUS_URL-");
+    }
+}
+
+fn set_controller_env(change: &str) {
+    let deploy = ["-n", "tulle-system", "deployment/tulle-controller"];
+    kubectl::run(&[&["set", "env"][..], &deploy, &[change]].concat())
+        .unwrap_or_else(|e| panic!("kubectl set env {change}: {e}"));
+    kubectl::run(&[&["rollout", "status", "--timeout=180s"][..], &deploy].concat())
+        .unwrap_or_else(|e| panic!("the controller after {change}: {e}"));
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tulle_e2e::install::tulle;
+use tulle_e2e::metrics_api::{metric, raw};
 use tulle_e2e::traffic::pods;
 use tulle_e2e::{TestNamespace, kubectl, wait};
 
@@ -64,28 +65,9 @@ fn service(name: &str, selector: &str) -> String {
 
 const SPLIT: &str = "---\napiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {name: web-apex}\nspec:\n  service: web-apex\n  backends: [{service: web-primary, weight: 50}, {service: web-canary, weight: 50}]\n";
 
-/// `kubectl get --raw PATH` as JSON.
-fn raw(path: &str) -> Value {
-    let out = kubectl::run(&["get", "--raw", path]).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
-}
-
-/// A metric of a TrafficMetrics item (`None` when it has no value).
-fn metric(item: &Value, name: &str) -> Option<f64> {
-    let m = item["metrics"]
-        .as_array()?
-        .iter()
-        .find(|m| m["name"] == name)?;
-    let v = m["value"].as_str()?;
-    Some(match v.strip_suffix('m') {
-        Some(milli) => milli.parse::<f64>().ok()? / 1000.0,
-        None => v.parse().ok()?,
-    })
-}
-
 fn counts(item: &Value) -> (u64, u64) {
-    let get = |n| metric(item, n).unwrap_or(-1.0).round() as u64;
-    (get("success_count"), get("failure_count"))
+    let (ok, failed) = tulle_e2e::metrics_api::counts(item);
+    (ok.max(0) as u64, failed.max(0) as u64)
 }
 
 /// `testapp burst URL N` from the client: (ok, failed).
