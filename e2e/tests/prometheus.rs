@@ -7,7 +7,7 @@
 //! counts its answers. Over a window of about a minute, `golden::stat` of Deployment `web`
 //! (and of its pod) must count what the client counted within one scrape interval's worth of
 //! requests (Prometheus' `increase` extrapolates between 10 s scrapes), with no failures and
-//! a latency p50; `golden::edges` must show client → web over mTLS with web's identity. Then
+//! a p50 in the bucket of web's 50 ms answer delay; `golden::edges` must show client → web over mTLS with web's identity. Then
 //! a third meshed Deployment, `burst`, sends exactly 200 requests (`testapp burst`): the raw
 //! counters in Prometheus must show exactly 200 on both sides — the client proxy's outbound
 //! series labelled `deployment="burst"`, `dst_deployment="web"`, and web's inbound series
@@ -28,6 +28,11 @@ const STEP: Duration = Duration::from_secs(180);
 const RPS: u64 = 10;
 const BURST: u64 = 200;
 const WINDOW: Duration = Duration::from_secs(60);
+
+/// web answers after 50 ms: its p50 falls in the (50, 100] ms bucket of the latency histogram.
+const WEB_ENV: &str = "        - {name: DELAY_MS, value: \"50\"}\n";
+/// The latency bucket the p50 must fall in.
+const P50_BUCKET: std::ops::RangeInclusive<f64> = 50.0..=100.0;
 
 fn deployment(name: &str, env: &str) -> String {
     format!(
@@ -85,7 +90,7 @@ async fn prometheus_mode_counts_what_the_client_sent() {
         "        - {{name: LOAD_URL, value: \"http://web.{n}.svc.cluster.local/\"}}\n        - {{name: LOAD_RPS, value: \"{RPS}\"}}\n"
     );
     let yaml = [
-        deployment("web", ""),
+        deployment("web", WEB_ENV),
         WEB_SERVICE.to_string(),
         deployment("client", &load_env),
         deployment("burst", ""),
@@ -168,7 +173,10 @@ async fn prometheus_mode_counts_what_the_client_sent() {
         g.success
     );
     assert_eq!(g.failure, 0.0, "{g:#?}");
-    assert!(g.latency.p50.is_some_and(|p| p > 0.0), "{g:#?}");
+    assert!(
+        g.latency.p50.is_some_and(|p| P50_BUCKET.contains(&p)),
+        "p50 not in the bucket of web's 50 ms: {g:#?}"
+    );
     let p = pod_stat
         .values()
         .next()
@@ -284,7 +292,7 @@ async fn prometheus_mode_counts_what_the_client_sent() {
     );
     assert_eq!(failed, 0, "{item:#}");
     assert!(
-        metrics_api::metric(&item, "p50_response_latency").is_some_and(|p| p > 0.0),
+        metrics_api::metric(&item, "p50_response_latency").is_some_and(|p| P50_BUCKET.contains(&p)),
         "{item:#}"
     );
 }
