@@ -78,6 +78,16 @@ fn access(p: &ApiPath) -> Option<Access> {
             Some(namespace.clone()),
             Some(name.clone()),
         ),
+        ApiPath::EdgeList {
+            resource,
+            namespace,
+        } => (
+            "list",
+            resource.plural(),
+            Some("edges"),
+            namespace.clone(),
+            None,
+        ),
         ApiPath::Edges {
             resource,
             namespace,
@@ -111,6 +121,27 @@ impl Api {
                 ),
             );
         };
+        let params = match Params::parse(query) {
+            Ok(p) => p,
+            Err(e) => return Reply::error(400, "BadRequest", e.0),
+        };
+        let p = match p {
+            ApiPath::List {
+                resource: Resource::Kind(resource),
+                namespace,
+            } if params.edges => ApiPath::EdgeList {
+                resource,
+                namespace,
+            },
+            _ if params.edges => {
+                return Reply::error(
+                    400,
+                    "BadRequest",
+                    "edges=true applies to lists of namespaces, pods and workloads only",
+                );
+            }
+            p => p,
+        };
         if let Some(a) = access(&p) {
             match self.authorizer.authorize(caller, &a).await {
                 Ok(Ok(())) => {}
@@ -128,10 +159,6 @@ impl Api {
                 }
             }
         }
-        let params = match Params::parse(query) {
-            Ok(p) => p,
-            Err(e) => return Reply::error(400, "BadRequest", e.0),
-        };
         let stamp = Stamp {
             now: (self.now)(),
             window: params.window,
@@ -151,6 +178,10 @@ impl Api {
                 namespace,
                 name,
             } => self.edges(&stamp, resource, namespace, name).await,
+            ApiPath::EdgeList {
+                resource,
+                namespace,
+            } => self.edge_list(&stamp, resource, namespace).await,
             ApiPath::List {
                 resource: Resource::TrafficSplit,
                 namespace,
@@ -295,9 +326,7 @@ impl Api {
                     of: &of,
                     peer,
                     outgoing,
-                    client_id: ids
-                        .get(&e.src)
-                        .map(|s| s.iter().cloned().collect::<Vec<_>>().join(",")),
+                    client_id: client_ids(&ids, &e.src),
                     server_id: e.server_id.clone(),
                     secured: e.secured,
                 };
@@ -309,6 +338,48 @@ impl Api {
             objects::object_ref(&of),
             items,
         )))
+    }
+
+    async fn edge_list(
+        &self,
+        stamp: &Stamp,
+        kind: Kind,
+        namespace: Option<String>,
+    ) -> Result<Reply, Reply> {
+        let filter = Filter {
+            kind,
+            namespace: namespace.clone(),
+            name: None,
+        };
+        let edges = golden::edges(self.source.as_ref(), &filter, stamp.window)
+            .await
+            .map_err(query_error)?;
+        let ids = self.identities(kind);
+        let items = edges
+            .iter()
+            .map(|e| {
+                let view = EdgeView {
+                    of: &e.src,
+                    peer: &e.dst,
+                    outgoing: true,
+                    client_id: client_ids(&ids, &e.src),
+                    server_id: e.server_id.clone(),
+                    secured: e.secured,
+                };
+                objects::edge_item(stamp, &view, &e.golden)
+            })
+            .collect();
+        let (link, resource) = match &namespace {
+            Some(ns) => (
+                format!("{PREFIX}/namespaces/{ns}/{}?edges=true", kind.plural()),
+                json!({"kind": kind.kind_name(), "namespace": ns}),
+            ),
+            None => (
+                format!("{PREFIX}/{}?edges=true", kind.plural()),
+                json!({"kind": kind.kind_name()}),
+            ),
+        };
+        Ok(Reply::ok(objects::list(link, resource, items)))
     }
 
     async fn splits(
@@ -390,6 +461,11 @@ impl Api {
         }
         out
     }
+}
+
+fn client_ids(ids: &BTreeMap<ResourceRef, BTreeSet<String>>, r: &ResourceRef) -> Option<String> {
+    ids.get(r)
+        .map(|s| s.iter().cloned().collect::<Vec<_>>().join(","))
 }
 
 fn pod_count(

@@ -6,6 +6,8 @@
 //! the five SMI metrics, `p95_response_latency` and `tcp_open_connections`, the pod counts of
 //! the resource (`pods`) and on edges the mesh identities and mTLS state (`edge.clientId`,
 //! `edge.serverId`, `edge.secured`); SMI clients read metrics by name and ignore the rest.
+//! A list with `?edges=true` answers every edge among its resources in one query (each edge
+//! once, from its client: `direction: to`).
 
 use serde_json::{Value, json};
 use std::time::Duration;

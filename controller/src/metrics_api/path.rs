@@ -71,6 +71,14 @@ pub enum ApiPath {
         /// The name.
         name: String,
     },
+    /// Every edge among the resources of a kind (in one namespace or all), in one aggregate
+    /// query: a list with `?edges=true` (a tulle extension; the dashboard's topology).
+    EdgeList {
+        /// The resource kind.
+        resource: Kind,
+        /// The namespace (all when `None`).
+        namespace: Option<String>,
+    },
     /// The `edges` sub-resource of one item.
     Edges {
         /// The resource (not TrafficSplit).
@@ -158,6 +166,8 @@ pub struct Params {
     pub window: Duration,
     /// The label selector, as given.
     pub label_selector: Option<String>,
+    /// `edges=true`: a list answers the edges among its resources.
+    pub edges: bool,
 }
 
 impl Params {
@@ -166,11 +176,23 @@ impl Params {
         let mut p = Params {
             window: DEFAULT_WINDOW,
             label_selector: None,
+            edges: false,
         };
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match k.as_ref() {
                 "t" => p.window = parse_window(&v)?,
                 "labelSelector" if !v.is_empty() => p.label_selector = Some(v.into_owned()),
+                "edges" => {
+                    p.edges = match v.as_ref() {
+                        "true" | "1" | "" => true,
+                        "false" | "0" => false,
+                        other => {
+                            return Err(BadParam(format!(
+                                "edges={other:?}: use edges=true (or leave it out)"
+                            )));
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -310,6 +332,8 @@ mod tests {
 
     #[test]
     fn params() {
+        assert!(Params::parse(Some("edges=true")).unwrap().edges);
+        assert!(Params::parse(Some("edges=maybe")).is_err());
         let p = Params::parse(Some("t=5m&labelSelector=app%3Dweb")).unwrap();
         assert_eq!(p.window, Duration::from_secs(300));
         assert_eq!(p.label_selector.as_deref(), Some("app=web"));

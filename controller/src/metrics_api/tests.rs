@@ -209,6 +209,19 @@ async fn counts_come_from_inbound_series_and_edges_from_outbound_ones() {
         .await
         .body;
     let e = &edges["items"][0];
+    // Every edge of the namespace's deployments in one aggregate query, seen from the client.
+    let all = "/apis/metrics.smi-spec.io/v1alpha1/namespaces/demo/deployments";
+    let list = api
+        .handle(&caller("alice"), all, Some("edges=true"))
+        .await
+        .body;
+    let one = &list["items"][0];
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(one["resource"]["name"], "client");
+    assert_eq!(one["edge"]["direction"], "to");
+    assert_eq!(one["edge"]["resource"]["name"], "web");
+    let bad = api.handle(&caller("alice"), WEB, Some("edges=true")).await;
+    assert_eq!(bad.status, 400, "{bad:?}");
     assert_eq!(e["edge"]["direction"], "from");
     assert_eq!(e["edge"]["resource"]["name"], "client");
     assert_eq!(e["edge"]["secured"], true);
