@@ -44,6 +44,40 @@ spec:
     )
 }
 
+/// A testapp Deployment `name` (labels `app: <name>`, `tier: <tier>`) with its ServiceAccount,
+/// ready when its port 8080 accepts a connection: a TCP probe, so that the kubelet's probes
+/// are no HTTP requests in the metrics a test counts. `env` goes into the app container's env
+/// list (8 spaces).
+pub fn tcp_probed_workload(name: &str, tier: &str, env: &str) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {name}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}, tier: {tier}}}}}
+    spec:
+      serviceAccountName: {name}
+      containers:
+      - name: app
+        image: {image}
+        imagePullPolicy: Never
+        env:
+        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+{env}        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 2}}
+        securityContext: {{runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
+"#,
+        image = crate::testapp_image(),
+    )
+}
+
 /// Service `web` (port 80 → 8080) in front of `app: web` pods.
 pub const WEB_SERVICE: &str = r#"---
 apiVersion: v1

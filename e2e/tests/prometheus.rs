@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use tulle_e2e::traffic::{load, pods};
+use tulle_e2e::traffic::{load, pods, tcp_probed_workload};
 use tulle_e2e::{TestNamespace, kubectl, metrics_api, prometheus, wait};
 use tulle_metrics::golden::{self, Filter, Kind, ResourceRef};
 use tulle_metrics::promql::Prometheus;
@@ -33,36 +33,6 @@ const WINDOW: Duration = Duration::from_secs(60);
 const WEB_ENV: &str = "        - {name: DELAY_MS, value: \"50\"}\n";
 /// The latency bucket the p50 must fall in.
 const P50_BUCKET: std::ops::RangeInclusive<f64> = 50.0..=100.0;
-
-fn deployment(name: &str, env: &str) -> String {
-    format!(
-        r#"---
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: {name}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      serviceAccountName: {name}
-      containers:
-      - name: app
-        image: {image}
-        imagePullPolicy: Never
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-{env}        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 2}}
-        securityContext: {{runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
-"#,
-        image = tulle_e2e::testapp_image(),
-    )
-}
 
 const WEB_SERVICE: &str = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n";
 
@@ -90,10 +60,10 @@ async fn prometheus_mode_counts_what_the_client_sent() {
         "        - {{name: LOAD_URL, value: \"http://web.{n}.svc.cluster.local/\"}}\n        - {{name: LOAD_RPS, value: \"{RPS}\"}}\n"
     );
     let yaml = [
-        deployment("web", WEB_ENV),
+        tcp_probed_workload("web", "web", WEB_ENV),
         WEB_SERVICE.to_string(),
-        deployment("client", &load_env),
-        deployment("burst", ""),
+        tcp_probed_workload("client", "client", &load_env),
+        tcp_probed_workload("burst", "burst", ""),
     ]
     .concat();
     ns.apply(&yaml).unwrap_or_else(|e| panic!("{e}"));

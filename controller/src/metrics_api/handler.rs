@@ -308,22 +308,37 @@ impl Api {
             namespace: Some(namespace),
             name: Some(name),
         };
-        let edges = golden::edges(self.source.as_ref(), &filter, stamp.window)
+        let items = self.edge_items(stamp, &filter, Some(&of)).await?;
+        Ok(Reply::ok(objects::list(
+            format!("{}/edges", objects::self_link(&of)),
+            objects::object_ref(&of),
+            items,
+        )))
+    }
+
+    /// The edges the filter selects as items: seen from `of` (its own edges, both ways), or
+    /// each from its client when `of` is `None`.
+    async fn edge_items(
+        &self,
+        stamp: &Stamp,
+        filter: &Filter,
+        of: Option<&ResourceRef>,
+    ) -> Result<Vec<Value>, Reply> {
+        let edges = golden::edges(self.source.as_ref(), filter, stamp.window)
             .await
             .map_err(query_error)?;
-        let ids = self.identities(kind);
-        let items = edges
+        let ids = self.identities(filter.kind);
+        Ok(edges
             .iter()
             .filter_map(|e| {
-                let (peer, outgoing) = if e.src == of {
-                    (&e.dst, true)
-                } else if e.dst == of {
-                    (&e.src, false)
-                } else {
-                    return None;
+                let (of, peer, outgoing) = match of {
+                    None => (&e.src, &e.dst, true),
+                    Some(of) if e.src == *of => (of, &e.dst, true),
+                    Some(of) if e.dst == *of => (of, &e.src, false),
+                    Some(_) => return None,
                 };
                 let view = EdgeView {
-                    of: &of,
+                    of,
                     peer,
                     outgoing,
                     client_id: client_ids(&ids, &e.src),
@@ -332,12 +347,7 @@ impl Api {
                 };
                 Some(objects::edge_item(stamp, &view, &e.golden))
             })
-            .collect();
-        Ok(Reply::ok(objects::list(
-            format!("{}/edges", objects::self_link(&of)),
-            objects::object_ref(&of),
-            items,
-        )))
+            .collect())
     }
 
     async fn edge_list(
@@ -351,24 +361,7 @@ impl Api {
             namespace: namespace.clone(),
             name: None,
         };
-        let edges = golden::edges(self.source.as_ref(), &filter, stamp.window)
-            .await
-            .map_err(query_error)?;
-        let ids = self.identities(kind);
-        let items = edges
-            .iter()
-            .map(|e| {
-                let view = EdgeView {
-                    of: &e.src,
-                    peer: &e.dst,
-                    outgoing: true,
-                    client_id: client_ids(&ids, &e.src),
-                    server_id: e.server_id.clone(),
-                    secured: e.secured,
-                };
-                objects::edge_item(stamp, &view, &e.golden)
-            })
-            .collect();
+        let items = self.edge_items(stamp, &filter, None).await?;
         let (link, resource) = match &namespace {
             Some(ns) => (
                 format!("{PREFIX}/namespaces/{ns}/{}?edges=true", kind.plural()),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tulle_e2e::install::tulle;
 use tulle_e2e::metrics_api::{metric, raw};
-use tulle_e2e::traffic::pods;
+use tulle_e2e::traffic::{pods, tcp_probed_workload};
 use tulle_e2e::{TestNamespace, kubectl, wait};
 
 const STEP: Duration = Duration::from_secs(180);
@@ -26,36 +26,6 @@ const STEP: Duration = Duration::from_secs(180);
 const SCRAPED: Duration = Duration::from_secs(25);
 const REQUESTS: u64 = 300;
 const PKI: &str = "/var/lib/tulle-cluster/pki";
-
-fn deployment(name: &str, app: &str, env: &str) -> String {
-    format!(
-        r#"---
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: {name}}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}, tier: {app}}}}}
-    spec:
-      serviceAccountName: {name}
-      containers:
-      - name: app
-        image: {image}
-        imagePullPolicy: Never
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-{env}        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 2}}
-        securityContext: {{runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
-"#,
-        image = tulle_e2e::testapp_image(),
-    )
-}
 
 fn service(name: &str, selector: &str) -> String {
     format!(
@@ -173,9 +143,9 @@ pub async fn golden_metrics(kube: kube::Client) {
     let web_env = "        - {name: FAIL_PERCENT, value: \"10\"}\n        - {name: DELAY_MS, value: \"120\"}\n";
     let canary_env = "        - {name: FAIL_PERCENT, value: \"100\"}\n";
     let yaml = [
-        deployment("client", "client", ""),
-        deployment("web", "web", web_env),
-        deployment("canary", "web", canary_env),
+        tcp_probed_workload("client", "client", ""),
+        tcp_probed_workload("web", "web", web_env),
+        tcp_probed_workload("canary", "web", canary_env),
         service("web", "app: web"),
         service("web-apex", "tier: web"),
         service("web-primary", "app: web"),
