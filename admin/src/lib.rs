@@ -16,6 +16,9 @@ pub struct AdminState {
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
     /// The `/ready` body while not ready: what the process is waiting for.
     pub not_ready_reason: &'static str,
+    /// A more precise reason, computed while not ready; `None` (or the function answering
+    /// `None`) falls back to `not_ready_reason`.
+    pub not_ready_detail: Option<Arc<dyn Fn() -> Option<String> + Send + Sync>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -49,9 +52,14 @@ async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
     if (s.ready)() {
         (StatusCode::OK, "ready\n".to_string())
     } else {
+        let reason = s
+            .not_ready_detail
+            .as_ref()
+            .and_then(|f| f())
+            .unwrap_or_else(|| s.not_ready_reason.to_string());
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", s.not_ready_reason),
+            format!("not ready: {reason}\n"),
         )
     }
 }

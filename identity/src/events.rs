@@ -1,4 +1,5 @@
-//! Kubernetes Events on a ServiceAccount when issuing fails.
+//! Kubernetes Events: on a ServiceAccount when issuing fails, and on the identity's own Pod
+//! when its issuer turns invalid.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
@@ -10,12 +11,18 @@ use kube::{
 pub trait EventSink: Send + Sync + 'static {
     /// Issuing a certificate for `namespace/service_account` failed with `reason`.
     fn issuing_failed(&self, namespace: &str, service_account: &str, reason: &str, note: &str);
+
+    /// The issuer turned invalid (expired or not yet valid): nothing is signed until it is
+    /// rotated. `note` says why and how to rotate it.
+    fn issuer_invalid(&self, _note: &str) {}
 }
 
 /// Publishes Warning Events (`IssuingFailed`) through kube's event recorder.
 #[derive(Clone)]
 pub struct KubeEvents {
     recorder: Recorder,
+    pod: Option<String>,
+    namespace: String,
 }
 
 impl std::fmt::Debug for KubeEvents {
@@ -25,15 +32,26 @@ impl std::fmt::Debug for KubeEvents {
 }
 
 impl KubeEvents {
-    /// A sink reporting as `tulle-identity` (instance `pod`).
-    pub fn new(client: Client, pod: Option<String>) -> Self {
+    /// A sink reporting as `tulle-identity` (instance `pod`) running in `namespace`.
+    pub fn new(client: Client, pod: Option<String>, namespace: String) -> Self {
         let reporter = Reporter {
             controller: "tulle-identity".into(),
-            instance: pod,
+            instance: pod.clone(),
         };
         Self {
             recorder: Recorder::new(client, reporter),
+            pod,
+            namespace,
         }
+    }
+
+    fn publish(&self, event: Event, reference: ObjectReference) {
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::debug!(error = %e, "could not publish Event");
+            }
+        });
     }
 }
 
@@ -53,11 +71,29 @@ impl EventSink for KubeEvents {
             action: "Certify".into(),
             secondary: None,
         };
-        let recorder = self.recorder.clone();
-        tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                tracing::debug!(error = %e, "could not publish Event");
-            }
-        });
+        self.publish(event, reference);
+    }
+
+    fn issuer_invalid(&self, note: &str) {
+        // On this Pod when its name is known (downward API), else on the Deployment.
+        let (api_version, kind, name) = match &self.pod {
+            Some(pod) => ("v1", "Pod", pod.clone()),
+            None => ("apps/v1", "Deployment", "tulle-identity".to_string()),
+        };
+        let reference = ObjectReference {
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+            name: Some(name),
+            namespace: Some(self.namespace.clone()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "IssuerInvalid".into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Sign".into(),
+            secondary: None,
+        };
+        self.publish(event, reference);
     }
 }

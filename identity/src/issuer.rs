@@ -41,19 +41,58 @@ pub enum IssuerError {
     #[error("issuer key does not match the public key of the issuer certificate")]
     KeyMismatch,
     /// The certificate has expired or is not yet valid.
-    #[error("issuer certificate is outside its validity period; rotate the issuer Secret")]
-    Expired,
+    #[error(transparent)]
+    Expired(#[from] IssuerInvalid),
+}
+
+/// The issuer certificate is outside its validity period: nothing may be signed with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IssuerInvalid {
+    /// `now` is at or past the issuer's notAfter.
+    #[error(
+        "the issuer certificate expired at {} and is outside its validity period; rotate the issuer: \
+         replace the Secret tulle-identity-issuer (tls.crt, tls.key) in the identity's namespace with \
+         a new intermediate CA signed by the trust anchor (it is reloaded without a restart)",
+        rfc3339(*.0)
+    )]
+    Expired(SystemTime),
+    /// `now` is before the issuer's notBefore.
+    #[error(
+        "the issuer certificate is not valid before {} and is outside its validity period; \
+         check the clock or replace the Secret tulle-identity-issuer (tls.crt, tls.key)",
+        rfc3339(*.0)
+    )]
+    NotYetValid(SystemTime),
+}
+
+/// Formats `t` as an RFC 3339 UTC time with second precision.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    match k8s_openapi::jiff::Timestamp::from_second(secs) {
+        Ok(ts) => ts.to_string(),
+        Err(_) => format!("{secs} s after the Unix epoch"),
+    }
 }
 
 /// A leaf could not be signed.
 #[derive(Debug, thiserror::Error)]
-#[error("signing failed: {0}")]
-pub struct SignError(#[from] rcgen::Error);
+pub enum SignError {
+    /// The certificate could not be built or signed.
+    #[error("signing failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// The issuer is outside its validity period.
+    #[error(transparent)]
+    Issuer(#[from] IssuerInvalid),
+}
 
 /// A loaded issuer.
 pub struct Issuer {
     signer: rcgen::Issuer<'static, KeyPair>,
     chain: Vec<CertificateDer<'static>>,
+    not_before: SystemTime,
     not_after: SystemTime,
 }
 
@@ -61,6 +100,7 @@ impl std::fmt::Debug for Issuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issuer")
             .field("chain_len", &self.chain.len())
+            .field("not_before", &self.not_before)
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
@@ -94,9 +134,7 @@ impl Issuer {
         }
         let not_before = asn1_to_system(x509.validity().not_before.timestamp());
         let not_after = asn1_to_system(x509.validity().not_after.timestamp());
-        if now < not_before || now >= not_after {
-            return Err(IssuerError::Expired);
-        }
+        validity(not_before, not_after, now)?;
         let key_der =
             PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| IssuerError::Key(e.to_string()))?;
         let key = KeyPair::try_from(&key_der).map_err(|e| IssuerError::Key(e.to_string()))?;
@@ -108,6 +146,7 @@ impl Issuer {
         Ok(Self {
             signer,
             chain,
+            not_before,
             not_after,
         })
     }
@@ -126,13 +165,26 @@ impl Issuer {
         self.not_after
     }
 
+    /// The issuer's notBefore.
+    pub fn not_before(&self) -> SystemTime {
+        self.not_before
+    }
+
+    /// Whether the issuer may sign at `now`: an error saying why not once it has expired
+    /// (or before it is valid).
+    pub fn check_valid(&self, now: SystemTime) -> Result<(), IssuerInvalid> {
+        validity(self.not_before, self.not_after, now)
+    }
+
     /// The issuer chain, issuer first.
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain
     }
 
     /// Signs a leaf for `id` with `public_key` (from a validated CSR), valid from
-    /// `now - skew` for `lifetime` (but never past the issuer's own expiry).
+    /// `now - skew` (but not before the issuer's notBefore) for `lifetime` (but never past
+    /// the issuer's own notAfter). Refuses while the issuer is outside its validity period,
+    /// so a leaf's notAfter is never before its notBefore.
     pub fn sign(
         &self,
         public_key: &impl PublicKeyData,
@@ -141,7 +193,9 @@ impl Issuer {
         lifetime: Duration,
         skew: Duration,
     ) -> Result<Signed, SignError> {
+        self.check_valid(now)?;
         let not_after = (now + lifetime).min(self.not_after);
+        let not_before = now.checked_sub(skew).unwrap_or(now).max(self.not_before);
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
@@ -151,7 +205,7 @@ impl Issuer {
             SanType::DnsName(id.dns_name().try_into()?),
             SanType::URI(id.spiffe_uri().try_into()?),
         ];
-        params.not_before = (now - skew).into();
+        params.not_before = not_before.into();
         params.not_after = not_after.into();
         params.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -166,6 +220,20 @@ impl Issuer {
             chain: self.chain.clone(),
             not_after: truncate_secs(not_after),
         })
+    }
+}
+
+fn validity(
+    not_before: SystemTime,
+    not_after: SystemTime,
+    now: SystemTime,
+) -> Result<(), IssuerInvalid> {
+    if now >= not_after {
+        Err(IssuerInvalid::Expired(not_after))
+    } else if now < not_before {
+        Err(IssuerInvalid::NotYetValid(not_before))
+    } else {
+        Ok(())
     }
 }
 

@@ -58,7 +58,17 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     tokio::spawn(reloader.run(move |_| {
         load_failures.inc();
     }));
-    tokio::spawn(export_issuer_expiry(issuer_rx.clone(), metrics.clone()));
+    let events = Arc::new(events::KubeEvents::new(
+        client.clone(),
+        args.pod_name.clone(),
+        args.namespace.clone(),
+    ));
+    tokio::spawn(watch_issuer(
+        issuer_rx.clone(),
+        metrics.clone(),
+        events.clone(),
+        Duration::from_secs(10),
+    ));
 
     let certify = service::Certify::new(
         service::CertifyConfig {
@@ -69,16 +79,20 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         },
         issuer_rx.clone(),
         token::KubeTokenReviewer::new(client.clone()),
-        events::KubeEvents::new(client, args.pod_name.clone()),
+        events::KubeEvents::new(client, args.pod_name.clone(), args.namespace.clone()),
         metrics,
     );
 
     let admin_listener = bind(args.admin_addr).await?;
     let ready_rx = issuer_rx.clone();
+    let detail_rx = issuer_rx.clone();
     let admin_state = tulle_admin::AdminState {
         registry: Arc::new(registry),
-        ready: Arc::new(move || ready_rx.borrow().is_some()),
+        ready: Arc::new(move || issuer_readiness(&ready_rx, std::time::SystemTime::now()).is_ok()),
         not_ready_reason: "issuer not loaded",
+        not_ready_detail: Some(Arc::new(move || {
+            issuer_readiness(&detail_rx, std::time::SystemTime::now()).err()
+        })),
     };
     let admin = tokio::spawn(tulle_admin::serve(admin_listener, admin_state));
 
@@ -130,20 +144,65 @@ pub fn tokio_stream_incoming(
     })
 }
 
-/// Updates the issuer-expiry gauge every 10 s and on every issuer change.
-async fn export_issuer_expiry(mut rx: issuer::IssuerRx, metrics: metrics::Metrics) {
+/// Whether the service can sign at `now`: an issuer is loaded and within its validity
+/// period. The error is the `/ready` reason.
+pub fn issuer_readiness(rx: &issuer::IssuerRx, now: std::time::SystemTime) -> Result<(), String> {
+    match rx.borrow().as_ref() {
+        None => Err(
+            "issuer not loaded (see identity_issuer_load_failures and the logs; the issuer \
+             Secret tulle-identity-issuer must hold a valid tls.crt and tls.key)"
+                .into(),
+        ),
+        Some(iss) => iss.check_valid(now).map_err(|e| e.to_string()),
+    }
+}
+
+/// Keeps the issuer gauges current, every `interval` and on every issuer change, and
+/// reports a Warning Event (and a log line) each time the issuer turns invalid (a renewed
+/// issuer makes it valid, and the service ready, again).
+pub async fn watch_issuer<E: events::EventSink>(
+    mut rx: issuer::IssuerRx,
+    metrics: metrics::Metrics,
+    events: Arc<E>,
+    interval: Duration,
+) {
+    let mut was_valid: Option<bool> = None;
     loop {
-        if let Some(iss) = rx.borrow_and_update().clone() {
+        let current = rx.borrow_and_update().clone();
+        if let Some(iss) = current {
             let now = std::time::SystemTime::now();
             let secs = match iss.not_after().duration_since(now) {
                 Ok(d) => d.as_secs_f64(),
                 Err(e) => -e.duration().as_secs_f64(),
             };
             metrics.issuer_expiry_seconds.set(secs);
+            let at = match iss.not_after().duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => d.as_secs_f64(),
+                Err(e) => -e.duration().as_secs_f64(),
+            };
+            metrics.issuer_expiry_timestamp_seconds.set(at);
+            let check = iss.check_valid(now);
+            metrics.issuer_valid.set(i64::from(check.is_ok()));
+            match check {
+                Err(e) if was_valid != Some(false) => {
+                    tracing::error!(error = %e, "issuer invalid: Certify refuses to sign until it is rotated");
+                    events.issuer_invalid(&e.to_string());
+                    was_valid = Some(false);
+                }
+                Ok(()) if was_valid != Some(true) => {
+                    if was_valid.is_some() {
+                        tracing::info!("issuer valid again: Certify signs");
+                    }
+                    was_valid = Some(true);
+                }
+                _ => {}
+            }
+        } else {
+            metrics.issuer_valid.set(0);
         }
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
-            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+            () = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -24,6 +24,11 @@ pub struct Metrics {
     /// Seconds until the issuer certificate expires (negative once expired, NaN-free: 0
     /// until an issuer is loaded).
     pub issuer_expiry_seconds: Gauge<f64, AtomicU64>,
+    /// The issuer certificate's notAfter, in seconds since the Unix epoch (0 until an
+    /// issuer is loaded).
+    pub issuer_expiry_timestamp_seconds: Gauge<f64, AtomicU64>,
+    /// 1 while the loaded issuer is within its validity period (and may sign), else 0.
+    pub issuer_valid: Gauge,
     /// Failed issuer (re)loads.
     pub issuer_load_failures: Counter,
 }
@@ -47,6 +52,16 @@ impl Metrics {
             "issuer_expiry_seconds",
             "Seconds until the issuer certificate expires",
             m.issuer_expiry_seconds.clone(),
+        );
+        reg.register(
+            "issuer_expiry_timestamp_seconds",
+            "The issuer certificate's notAfter, in seconds since the Unix epoch",
+            m.issuer_expiry_timestamp_seconds.clone(),
+        );
+        reg.register(
+            "issuer_valid",
+            "1 while an issuer is loaded and within its validity period (Certify signs), else 0",
+            m.issuer_valid.clone(),
         );
         reg.register(
             "issuer_load_failures",

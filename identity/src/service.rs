@@ -96,6 +96,12 @@ impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
                 Status::unavailable("the issuer is not loaded yet; retry later"),
             ));
         };
+        if let Err(e) = issuer.check_valid(SystemTime::now()) {
+            return Err(refuse(
+                "issuer_invalid",
+                Status::failed_precondition(e.to_string()),
+            ));
+        }
         if req.token.len() > MAX_TOKEN_BYTES || req.identity.len() > 253 {
             return Err(refuse(
                 "oversized",
@@ -164,7 +170,14 @@ impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
                 self.config.lifetime,
                 self.config.clock_skew,
             )
-            .map_err(|e| refuse("sign_failed", Status::internal(e.to_string())))?;
+            .map_err(|e| match e {
+                crate::issuer::SignError::Issuer(e) => {
+                    refuse("issuer_invalid", Status::failed_precondition(e.to_string()))
+                }
+                e @ crate::issuer::SignError::Rcgen(_) => {
+                    refuse("sign_failed", Status::internal(e.to_string()))
+                }
+            })?;
         Ok(CertifyResponse {
             leaf_certificate: signed.leaf.to_vec(),
             intermediate_certificates: signed.chain.iter().map(|c| c.to_vec()).collect(),

@@ -60,7 +60,10 @@ impl TokenReviewer for FakeReviewer {
 }
 
 #[derive(Clone, Default)]
-struct Recorded(Arc<Mutex<Vec<(String, String, String)>>>);
+struct Recorded(
+    Arc<Mutex<Vec<(String, String, String)>>>,
+    Arc<Mutex<Vec<String>>>,
+);
 
 impl EventSink for Recorded {
     fn issuing_failed(&self, namespace: &str, service_account: &str, reason: &str, _note: &str) {
@@ -68,6 +71,10 @@ impl EventSink for Recorded {
             .lock()
             .unwrap()
             .push((namespace.into(), service_account.into(), reason.into()));
+    }
+
+    fn issuer_invalid(&self, note: &str) {
+        self.1.lock().unwrap().push(note.into());
     }
 }
 
@@ -80,6 +87,16 @@ struct Ca {
 }
 
 fn make_ca(name: &str) -> Ca {
+    let now = SystemTime::now();
+    make_ca_valid(
+        name,
+        now - Duration::from_secs(3600),
+        now + Duration::from_secs(365 * 86400),
+    )
+}
+
+/// A root and an issuer valid from `not_before` to `not_after`.
+fn make_ca_valid(name: &str, not_before: SystemTime, not_after: SystemTime) -> Ca {
     let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut root_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     root_params
@@ -97,8 +114,8 @@ fn make_ca(name: &str) -> Ca {
         .push(DnType::CommonName, format!("identity.{name}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    params.not_before = (SystemTime::now() - Duration::from_secs(3600)).into();
-    params.not_after = (SystemTime::now() + Duration::from_secs(365 * 86400)).into();
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
     let cert = params.signed_by(&key, &root_issuer).unwrap();
     Ca {
         root_der: root_cert.der().clone(),
@@ -712,4 +729,175 @@ async fn grpc_round_trip_over_tls() {
     .unwrap()
     .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+}
+
+// === an expired issuer (issue 15.5) ===
+
+fn leaf_validity(der: &[u8]) -> (i64, i64) {
+    let (_, x) = x509_parser::parse_x509_certificate(der).unwrap();
+    (
+        x.validity().not_before.timestamp(),
+        x.validity().not_after.timestamp(),
+    )
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// An issuer that was valid from two hours ago until an hour ago, loaded as if it were
+/// still half an hour earlier (as a long-running identity would have loaded it).
+fn expired_issuer(name: &str) -> (Ca, Issuer, SystemTime) {
+    let now = SystemTime::now();
+    let not_after = now - Duration::from_secs(3600);
+    let ca = make_ca_valid(name, now - Duration::from_secs(7200), not_after);
+    let issuer = Issuer::from_pem(
+        ca.issuer_pem.as_bytes(),
+        ca.issuer_key_pem.as_bytes(),
+        now - Duration::from_secs(5400),
+    )
+    .unwrap();
+    (ca, issuer, not_after)
+}
+
+#[tokio::test]
+async fn an_expired_issuer_refuses_to_sign_with_failed_precondition() {
+    install_provider();
+    let (_ca, issuer, not_after) = expired_issuer("old");
+    let (_tx, rx) = tokio::sync::watch::channel(Some(Arc::new(issuer)));
+    let metrics = Metrics::default();
+    let events = Recorded::default();
+    let svc = Certify::new(
+        config(),
+        rx.clone(),
+        FakeReviewer,
+        events.clone(),
+        metrics.clone(),
+    );
+    let me = id("shop", "web");
+    let err = svc
+        .certify(req(&me.dns_name(), "good-shop-web", good_csr(&me)))
+        .await
+        .expect_err("an expired issuer must not sign");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let stamp = tulle_identity::issuer::rfc3339(not_after);
+    assert!(
+        err.message().contains(&format!("expired at {stamp}"))
+            && err.message().contains("tulle-identity-issuer"),
+        "{}",
+        err.message()
+    );
+    let refusals = metrics
+        .refusals
+        .get_or_create(&tulle_identity::metrics::RefusalLabels {
+            reason: "issuer_invalid".into(),
+        })
+        .get();
+    assert_eq!(refusals, 1);
+    assert_eq!(metrics.issued.get(), 0);
+    // Not ready, with the reason.
+    let reason = tulle_identity::issuer_readiness(&rx, SystemTime::now()).unwrap_err();
+    assert!(reason.contains("expired at"), "{reason}");
+}
+
+#[test]
+fn sign_never_outlives_the_issuer_and_refuses_once_it_expired() {
+    install_provider();
+    let now = SystemTime::now();
+    // An issuer expiring in an hour: a 24 h leaf is capped at its notAfter.
+    let ca = make_ca_valid(
+        "short",
+        now - Duration::from_secs(60),
+        now + Duration::from_secs(3600),
+    );
+    let issuer =
+        Issuer::from_pem(ca.issuer_pem.as_bytes(), ca.issuer_key_pem.as_bytes(), now).unwrap();
+    let me = id("shop", "web");
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let day = Duration::from_secs(86400);
+    let skew = Duration::from_secs(600);
+    let signed = issuer.sign(&key, &me, now, day, skew).unwrap();
+    let (nb, na) = leaf_validity(&signed.leaf);
+    assert_eq!(na, unix(issuer.not_after()));
+    // notBefore is backdated for skew but never before the issuer's notBefore.
+    assert_eq!(nb, unix(issuer.not_before()));
+    assert!(nb < na);
+    assert_eq!(unix(signed.not_after), na);
+    // At or after the issuer's notAfter nothing is signed (no notAfter < notBefore leaf).
+    let err = issuer
+        .sign(&key, &me, issuer.not_after(), day, skew)
+        .unwrap_err();
+    assert!(err.to_string().contains("expired at"), "{err}");
+    let err = issuer
+        .sign(&key, &me, now + 2 * day, day, skew)
+        .unwrap_err();
+    assert!(err.to_string().contains("expired at"), "{err}");
+    // Before its notBefore neither.
+    let err = issuer
+        .sign(&key, &me, now - Duration::from_secs(3600), day, skew)
+        .unwrap_err();
+    assert!(err.to_string().contains("not valid before"), "{err}");
+}
+
+#[tokio::test]
+async fn watch_issuer_reports_expiry_and_a_renewed_issuer_makes_it_ready_again() {
+    install_provider();
+    let (_ca, issuer, not_after) = expired_issuer("old");
+    let (tx, rx) = tokio::sync::watch::channel(Some(Arc::new(issuer)));
+    let metrics = Metrics::default();
+    let events = Recorded::default();
+    tokio::spawn(tulle_identity::watch_issuer(
+        rx.clone(),
+        metrics.clone(),
+        Arc::new(events.clone()),
+        Duration::from_millis(20),
+    ));
+    tokio::time::timeout(LIMIT, async {
+        while events.1.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("an Event when the issuer is invalid");
+    assert_eq!(metrics.issuer_valid.get(), 0);
+    assert_eq!(
+        metrics.issuer_expiry_timestamp_seconds.get(),
+        unix(not_after) as f64
+    );
+    assert!(metrics.issuer_expiry_seconds.get() < 0.0);
+    // Still invalid on later ticks: one Event per transition, not one per tick.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(events.1.lock().unwrap().len(), 1);
+    assert!(events.1.lock().unwrap()[0].contains("expired at"));
+
+    // A renewed issuer (as the reloader publishes it) makes it valid and ready again.
+    let fresh = make_ca("new");
+    let renewed = Issuer::from_pem(
+        fresh.issuer_pem.as_bytes(),
+        fresh.issuer_key_pem.as_bytes(),
+        SystemTime::now(),
+    )
+    .unwrap();
+    tx.send_replace(Some(Arc::new(renewed)));
+    tokio::time::timeout(LIMIT, async {
+        while metrics.issuer_valid.get() != 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("valid again after renewal");
+    assert!(tulle_identity::issuer_readiness(&rx, SystemTime::now()).is_ok());
+    let svc = Certify::new(config(), rx, FakeReviewer, events, metrics);
+    let me = id("shop", "web");
+    let rsp = svc
+        .certify(req(&me.dns_name(), "good-shop-web", good_csr(&me)))
+        .await
+        .unwrap()
+        .into_inner();
+    verify_leaf(
+        &fresh.root_der,
+        &rsp.leaf_certificate,
+        &rsp.intermediate_certificates,
+        &me.dns_name(),
+    );
 }

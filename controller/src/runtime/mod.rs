@@ -208,6 +208,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
                     && injector_cert.as_ref().is_none_or(|c| c.is_ready())
             }),
             not_ready_reason: "initial Kubernetes lists, serving or webhook certificate not there yet",
+            not_ready_detail: None,
         },
     ));
 
