@@ -15,6 +15,7 @@ pub mod addr;
 pub mod certify;
 pub mod context;
 pub mod names;
+pub mod proxy_contract;
 pub mod tls;
 
 /// Generated code of `proto/identity.proto`.

@@ -31,7 +31,8 @@ mod tests;
 pub use overrides::{InvalidAnnotation, Overrides};
 pub use owner::{OWNER_LABEL_PREFIX, owner_label};
 pub use sidecar::{
-    ADMIN_PORT, INBOUND_PORT, INIT_CONTAINER, PROXY_CONTAINER, PROXY_UID, TOKEN_VOLUME,
+    ADMIN_PORT, INBOUND_PORT, INIT_CONTAINER, OUTBOUND_PORT, PROXY_CONTAINER, PROXY_UID,
+    TOKEN_VOLUME,
 };
 
 use k8s_openapi::api::core::v1::Pod;
@@ -185,7 +186,7 @@ impl std::fmt::Display for Skip {
             Skip::Invalid(e) => write!(f, "{e}"),
             Skip::PortConflict(p) => write!(
                 f,
-                "a container uses port {p}, which the proxy needs (4140, 4143, 4191); move it or set {INJECT_ANNOTATION}: disabled"
+                "a container uses port {p}, which the proxy needs ({OUTBOUND_PORT}, {INBOUND_PORT}, {ADMIN_PORT}); move it or set {INJECT_ANNOTATION}: disabled"
             ),
             Skip::PodSecurity(level) => write!(
                 f,
@@ -321,7 +322,7 @@ fn check(pod: &Pod, ns: &Namespace, cfg: &Config) -> Result<(Overrides, Resource
             .map(|p| p.container_port)
     });
     for p in ports {
-        if [4140, INBOUND_PORT, ADMIN_PORT].contains(&p) {
+        if [OUTBOUND_PORT, INBOUND_PORT, ADMIN_PORT].contains(&p) {
             return Err(Skip::PortConflict(p));
         }
     }

@@ -15,16 +15,16 @@ use k8s_openapi::{
 };
 use std::collections::BTreeMap;
 
-/// Name of the init step.
-pub const INIT_CONTAINER: &str = "tulle-init";
-/// Name of the proxy sidecar.
-pub const PROXY_CONTAINER: &str = "tulle-proxy";
-/// The proxy's UID (skipped by the outbound iptables rules).
-pub const PROXY_UID: i64 = 2110;
-/// The proxy's inbound port.
-pub const INBOUND_PORT: i32 = 4143;
-/// The proxy's admin port (`/ready`, `/live`, `/metrics`).
-pub const ADMIN_PORT: i32 = 4191;
+use tulle_api::proxy_contract::env;
+pub use tulle_api::proxy_contract::{INIT_CONTAINER, PROXY_CONTAINER};
+/// The proxy's UID (skipped by the outbound iptables rules), as Kubernetes types it.
+pub const PROXY_UID: i64 = tulle_api::proxy_contract::PROXY_UID as i64;
+/// The proxy's inbound port, as Kubernetes types it.
+pub const INBOUND_PORT: i32 = tulle_api::proxy_contract::INBOUND_PORT as i32;
+/// The proxy's outbound port, as Kubernetes types it.
+pub const OUTBOUND_PORT: i32 = tulle_api::proxy_contract::OUTBOUND_PORT as i32;
+/// The proxy's admin port (`/ready`, `/live`, `/metrics`), as Kubernetes types it.
+pub const ADMIN_PORT: i32 = tulle_api::proxy_contract::ADMIN_PORT as i32;
 /// The projected ServiceAccount token volume.
 pub const TOKEN_VOLUME: &str = "tulle-identity-token";
 /// Where the token volume is mounted in the proxy.
@@ -151,27 +151,21 @@ fn proxy_container(
     let identity =
         tulle_api::ServiceAccountIdentity::new(service_account(pod), namespace, &cfg.trust_domain);
     let mut env = vec![
-        env_value(
-            "TULLE_PROXY_LOG",
-            o.log_level.as_ref().unwrap_or(&cfg.log_level),
-        ),
-        env_value("TULLE_PROXY_IDENTITY_NAME", identity.dns_name()),
-        env_value("TULLE_PROXY_IDENTITY_SVC_ADDR", &cfg.identity_addr),
-        env_value("TULLE_PROXY_IDENTITY_SVC_NAME", &cfg.identity_name),
-        env_value(
-            "TULLE_PROXY_IDENTITY_TOKEN_FILE",
-            format!("{TOKEN_DIR}/token"),
-        ),
-        env_value("TULLE_PROXY_IDENTITY_TRUST_ANCHORS_PEM", anchors),
-        env_value("TULLE_PROXY_DESTINATION_SVC_ADDR", &cfg.destination_addr),
-        env_value("TULLE_PROXY_DESTINATION_SVC_NAME", &cfg.destination_name),
-        env_value("TULLE_PROXY_POLICY_SVC_ADDR", &cfg.policy_addr),
-        env_value("TULLE_PROXY_POLICY_SVC_NAME", &cfg.policy_name),
-        env_field("TULLE_PROXY_POD_NAMESPACE", "metadata.namespace"),
-        env_field("TULLE_PROXY_POD_NAME", "metadata.name"),
+        env_value(env::LOG, o.log_level.as_ref().unwrap_or(&cfg.log_level)),
+        env_value(env::IDENTITY_NAME, identity.dns_name()),
+        env_value(env::IDENTITY_SVC_ADDR, &cfg.identity_addr),
+        env_value(env::IDENTITY_SVC_NAME, &cfg.identity_name),
+        env_value(env::IDENTITY_TOKEN_FILE, format!("{TOKEN_DIR}/token")),
+        env_value(env::IDENTITY_TRUST_ANCHORS_PEM, anchors),
+        env_value(env::DESTINATION_SVC_ADDR, &cfg.destination_addr),
+        env_value(env::DESTINATION_SVC_NAME, &cfg.destination_name),
+        env_value(env::POLICY_SVC_ADDR, &cfg.policy_addr),
+        env_value(env::POLICY_SVC_NAME, &cfg.policy_name),
+        env_field(env::POD_NAMESPACE, "metadata.namespace"),
+        env_field(env::POD_NAME, "metadata.name"),
     ];
     if let Some(p) = &o.opaque_ports {
-        env.push(env_value("TULLE_PROXY_OPAQUE_PORTS", p));
+        env.push(env_value(env::OPAQUE_PORTS, p));
     }
     let probe = |path: &str, period, failures| Probe {
         http_get: Some(HTTPGetAction {

@@ -1,5 +1,6 @@
 //! The embedded scraper: every interval, `GET http://<pod-ip>:4191/metrics` from every meshed
-//! pod (bounded concurrency, a timeout per pod) into a [`Sink`] (the [`crate::store::Store`]).
+//! pod (each [`Target`] carries the address; bounded concurrency, a timeout per pod) into a
+//! [`Sink`] (the [`crate::store::Store`]).
 //!
 //! Targets come from a function the caller gives (the controller's index, fed by its pod
 //! watch), so this module knows nothing of Kubernetes.
@@ -14,8 +15,6 @@ use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 
-/// The admin port of the injected proxy.
-pub const PROXY_ADMIN_PORT: u16 = 4191;
 /// Largest `/metrics` body read from one proxy (a proxy's series are bounded well below).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+use tulle_api::proxy_contract::env as contract;
+use tulle_api::proxy_contract::{ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT};
 
 /// A source of configuration strings (the process environment, or a map in tests).
 pub trait Strings {
@@ -44,42 +46,42 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-pub const ENV_INBOUND_LISTEN_ADDR: &str = "TULLE_PROXY_INBOUND_LISTEN_ADDR";
-pub const ENV_OUTBOUND_LISTEN_ADDR: &str = "TULLE_PROXY_OUTBOUND_LISTEN_ADDR";
-pub const ENV_ADMIN_LISTEN_ADDR: &str = "TULLE_PROXY_ADMIN_LISTEN_ADDR";
-pub const ENV_IDENTITY_CERT_FILE: &str = "TULLE_PROXY_IDENTITY_CERT_FILE";
-pub const ENV_IDENTITY_KEY_FILE: &str = "TULLE_PROXY_IDENTITY_KEY_FILE";
-pub const ENV_IDENTITY_TRUST_ANCHORS_FILE: &str = "TULLE_PROXY_IDENTITY_TRUST_ANCHORS_FILE";
-pub const ENV_IDENTITY_TRUST_ANCHORS_PEM: &str = "TULLE_PROXY_IDENTITY_TRUST_ANCHORS_PEM";
-pub const ENV_IDENTITY_NAME: &str = "TULLE_PROXY_IDENTITY_NAME";
-pub const ENV_IDENTITY_SVC_ADDR: &str = "TULLE_PROXY_IDENTITY_SVC_ADDR";
-pub const ENV_IDENTITY_SVC_NAME: &str = "TULLE_PROXY_IDENTITY_SVC_NAME";
-pub const ENV_IDENTITY_TOKEN_FILE: &str = "TULLE_PROXY_IDENTITY_TOKEN_FILE";
-pub const ENV_DESTINATION_SVC_ADDR: &str = "TULLE_PROXY_DESTINATION_SVC_ADDR";
-pub const ENV_DESTINATION_SVC_NAME: &str = "TULLE_PROXY_DESTINATION_SVC_NAME";
-pub const ENV_POLICY_SVC_ADDR: &str = "TULLE_PROXY_POLICY_SVC_ADDR";
-pub const ENV_POLICY_SVC_NAME: &str = "TULLE_PROXY_POLICY_SVC_NAME";
-pub const ENV_STATIC_POLICY: &str = "TULLE_PROXY_STATIC_POLICY";
-pub const ENV_POD_NAMESPACE: &str = "TULLE_PROXY_POD_NAMESPACE";
-pub const ENV_POD_NAME: &str = "TULLE_PROXY_POD_NAME";
-pub const ENV_STATIC_CONFIG: &str = "TULLE_PROXY_STATIC_CONFIG";
-pub const ENV_OUTBOUND_ORIG_DST_FALLBACK: &str = "TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK";
-pub const ENV_INBOUND_APP_HOST: &str = "TULLE_PROXY_INBOUND_APP_HOST";
-pub const ENV_INBOUND_PORT_FALLBACK: &str = "TULLE_PROXY_INBOUND_PORT_FALLBACK";
-pub const ENV_OPAQUE_PORTS: &str = "TULLE_PROXY_OPAQUE_PORTS";
-pub const ENV_DETECT_TIMEOUT: &str = "TULLE_PROXY_DETECT_TIMEOUT";
-pub const ENV_CONNECT_TIMEOUT: &str = "TULLE_PROXY_CONNECT_TIMEOUT";
-pub const ENV_RESPONSE_TIMEOUT: &str = "TULLE_PROXY_RESPONSE_TIMEOUT";
-pub const ENV_HEADER_READ_TIMEOUT: &str = "TULLE_PROXY_HEADER_READ_TIMEOUT";
-pub const ENV_IDLE_TIMEOUT: &str = "TULLE_PROXY_IDLE_TIMEOUT";
-pub const ENV_ROUTE_IDLE_TIMEOUT: &str = "TULLE_PROXY_ROUTE_IDLE_TIMEOUT";
-pub const ENV_MAX_IN_FLIGHT: &str = "TULLE_PROXY_MAX_IN_FLIGHT";
-pub const ENV_MAX_HEADER_BYTES: &str = "TULLE_PROXY_MAX_HEADER_BYTES";
-pub const ENV_H2_MAX_CONCURRENT_STREAMS: &str = "TULLE_PROXY_H2_MAX_CONCURRENT_STREAMS";
-pub const ENV_SHUTDOWN_GRACE: &str = "TULLE_PROXY_SHUTDOWN_GRACE";
-pub const ENV_WORKER_THREADS: &str = "TULLE_PROXY_WORKER_THREADS";
-pub const ENV_LOG: &str = "TULLE_PROXY_LOG";
-pub const ENV_MESH_NETWORKS: &str = "TULLE_PROXY_MESH_NETWORKS";
+pub const ENV_INBOUND_LISTEN_ADDR: &str = contract::INBOUND_LISTEN_ADDR;
+pub const ENV_OUTBOUND_LISTEN_ADDR: &str = contract::OUTBOUND_LISTEN_ADDR;
+pub const ENV_ADMIN_LISTEN_ADDR: &str = contract::ADMIN_LISTEN_ADDR;
+pub const ENV_IDENTITY_CERT_FILE: &str = contract::IDENTITY_CERT_FILE;
+pub const ENV_IDENTITY_KEY_FILE: &str = contract::IDENTITY_KEY_FILE;
+pub const ENV_IDENTITY_TRUST_ANCHORS_FILE: &str = contract::IDENTITY_TRUST_ANCHORS_FILE;
+pub const ENV_IDENTITY_TRUST_ANCHORS_PEM: &str = contract::IDENTITY_TRUST_ANCHORS_PEM;
+pub const ENV_IDENTITY_NAME: &str = contract::IDENTITY_NAME;
+pub const ENV_IDENTITY_SVC_ADDR: &str = contract::IDENTITY_SVC_ADDR;
+pub const ENV_IDENTITY_SVC_NAME: &str = contract::IDENTITY_SVC_NAME;
+pub const ENV_IDENTITY_TOKEN_FILE: &str = contract::IDENTITY_TOKEN_FILE;
+pub const ENV_DESTINATION_SVC_ADDR: &str = contract::DESTINATION_SVC_ADDR;
+pub const ENV_DESTINATION_SVC_NAME: &str = contract::DESTINATION_SVC_NAME;
+pub const ENV_POLICY_SVC_ADDR: &str = contract::POLICY_SVC_ADDR;
+pub const ENV_POLICY_SVC_NAME: &str = contract::POLICY_SVC_NAME;
+pub const ENV_STATIC_POLICY: &str = contract::STATIC_POLICY;
+pub const ENV_POD_NAMESPACE: &str = contract::POD_NAMESPACE;
+pub const ENV_POD_NAME: &str = contract::POD_NAME;
+pub const ENV_STATIC_CONFIG: &str = contract::STATIC_CONFIG;
+pub const ENV_OUTBOUND_ORIG_DST_FALLBACK: &str = contract::OUTBOUND_ORIG_DST_FALLBACK;
+pub const ENV_INBOUND_APP_HOST: &str = contract::INBOUND_APP_HOST;
+pub const ENV_INBOUND_PORT_FALLBACK: &str = contract::INBOUND_PORT_FALLBACK;
+pub const ENV_OPAQUE_PORTS: &str = contract::OPAQUE_PORTS;
+pub const ENV_DETECT_TIMEOUT: &str = contract::DETECT_TIMEOUT;
+pub const ENV_CONNECT_TIMEOUT: &str = contract::CONNECT_TIMEOUT;
+pub const ENV_RESPONSE_TIMEOUT: &str = contract::RESPONSE_TIMEOUT;
+pub const ENV_HEADER_READ_TIMEOUT: &str = contract::HEADER_READ_TIMEOUT;
+pub const ENV_IDLE_TIMEOUT: &str = contract::IDLE_TIMEOUT;
+pub const ENV_ROUTE_IDLE_TIMEOUT: &str = contract::ROUTE_IDLE_TIMEOUT;
+pub const ENV_MAX_IN_FLIGHT: &str = contract::MAX_IN_FLIGHT;
+pub const ENV_MAX_HEADER_BYTES: &str = contract::MAX_HEADER_BYTES;
+pub const ENV_H2_MAX_CONCURRENT_STREAMS: &str = contract::H2_MAX_CONCURRENT_STREAMS;
+pub const ENV_SHUTDOWN_GRACE: &str = contract::SHUTDOWN_GRACE;
+pub const ENV_WORKER_THREADS: &str = contract::WORKER_THREADS;
+pub const ENV_LOG: &str = contract::LOG;
+pub const ENV_MESH_NETWORKS: &str = contract::MESH_NETWORKS;
 
 /// The proxy's identity: its name, trust anchors and where its certificate comes from.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -334,9 +336,21 @@ impl Config {
             });
         }
         Ok(Config {
-            inbound_addr: parse(env, ENV_INBOUND_LISTEN_ADDR, ([0, 0, 0, 0], 4143).into())?,
-            outbound_addr: parse(env, ENV_OUTBOUND_LISTEN_ADDR, ([127, 0, 0, 1], 4140).into())?,
-            admin_addr: parse(env, ENV_ADMIN_LISTEN_ADDR, ([0, 0, 0, 0], 4191).into())?,
+            inbound_addr: parse(
+                env,
+                ENV_INBOUND_LISTEN_ADDR,
+                ([0, 0, 0, 0], INBOUND_PORT).into(),
+            )?,
+            outbound_addr: parse(
+                env,
+                ENV_OUTBOUND_LISTEN_ADDR,
+                ([127, 0, 0, 1], OUTBOUND_PORT).into(),
+            )?,
+            admin_addr: parse(
+                env,
+                ENV_ADMIN_LISTEN_ADDR,
+                ([0, 0, 0, 0], ADMIN_PORT).into(),
+            )?,
             identity,
             destination,
             static_config: env.get(ENV_STATIC_CONFIG).map(PathBuf::from),

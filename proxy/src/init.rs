@@ -34,9 +34,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            inbound_port: 4143,
-            outbound_port: 4140,
-            proxy_uid: 2110,
+            inbound_port: tulle_api::proxy_contract::INBOUND_PORT,
+            outbound_port: tulle_api::proxy_contract::OUTBOUND_PORT,
+            proxy_uid: tulle_api::proxy_contract::PROXY_UID,
             skip_inbound_ports: vec![],
             skip_outbound_ports: vec![],
             skip_inbound_subnets: vec![],
@@ -133,7 +133,10 @@ impl Options {
         let mut r = String::from("*nat\n");
         let _ = writeln!(r, ":{CHAIN_INBOUND} - [0:0]\n:{CHAIN_OUTPUT} - [0:0]");
         let c = |what: &str| format!("-m comment --comment \"tulle/{what}\"");
-        let mut inbound_skip: Vec<String> = vec![self.inbound_port.to_string(), "4191".into()];
+        let mut inbound_skip: Vec<String> = vec![
+            self.inbound_port.to_string(),
+            tulle_api::proxy_contract::ADMIN_PORT.to_string(),
+        ];
         inbound_skip.extend(self.skip_inbound_ports.iter().map(|p| p.replace('-', ":")));
         inbound_skip.dedup();
         for chunk in inbound_skip.chunks(15) {

@@ -16,11 +16,11 @@ use std::{
     time::Duration,
 };
 use tokio::{sync::watch, task::JoinHandle};
-use tulle_api::certify::SwappableCert;
+use tulle_api::{certify::SwappableCert, proxy_contract::ADMIN_PORT as PROXY_ADMIN_PORT};
 use tulle_metrics::{
     Source,
     promql::Prometheus,
-    scrape::{self, PROXY_ADMIN_PORT, Target},
+    scrape::{self, Target},
     store::{Store, StoreConfig},
 };
 
