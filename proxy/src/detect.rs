@@ -60,7 +60,9 @@ fn classify(buf: &[u8], tls: bool) -> Verdict {
     if method_len == buf.len() && method_len < 16 {
         return Verdict::NeedMore;
     }
-    if method_len == 0 || buf[method_len] != b' ' {
+    // No method is 16 letters or more (and then `buf[method_len]` may be past the end: a
+    // panic found by fuzzing).
+    if method_len == 0 || method_len >= 16 || buf[method_len] != b' ' {
         return Verdict::Done(Protocol::Opaque);
     }
     match buf.iter().position(|&b| b == b'\n') {
@@ -228,6 +230,21 @@ mod tests {
             .unwrap();
         assert_eq!([&buf[..], &rest].concat(), chunks.concat(), "{p:?}");
         p
+    }
+
+    /// Regression (fuzzing, issue 15): 16 or more capital letters and nothing else read
+    /// past the buffer.
+    #[tokio::test]
+    async fn a_long_run_of_capitals_is_opaque() {
+        assert_eq!(
+            run(&[b"ABCDEFGHIJKLMNOPQRST"], false).await,
+            Protocol::Opaque
+        );
+        assert_eq!(run(&[b"ABCDEFGHIJKLMNOP"], true).await, Protocol::Opaque);
+        assert_eq!(
+            run(&[b"ABCDEFGHIJKLMNOPQ", b" / HTTP/1.1\r\n"], false).await,
+            Protocol::Opaque
+        );
     }
 
     #[tokio::test]

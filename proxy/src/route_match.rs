@@ -41,16 +41,20 @@ impl HttpMatch {
         methods: &[String],
         headers: &[(String, String)],
     ) -> Result<Self, RuleError> {
-        let compile = |re: String| {
-            Regex::new(&re).map_err(|e| RuleError::Regex {
-                owner: owner.to_string(),
-                regex: re,
-                source: Box::new(e),
-            })
+        // `re` must be valid on its own: else it could close the anchoring group (`)(`
+        // compiles as `^(?:)()`, matching anywhere). Found by fuzzing.
+        let compile = |re: &str, anchored: String| {
+            Regex::new(re)
+                .and_then(|_| Regex::new(&anchored))
+                .map_err(|e| RuleError::Regex {
+                    owner: owner.to_string(),
+                    regex: re.to_string(),
+                    source: Box::new(e),
+                })
         };
         let path = match path_regex {
             "" => None,
-            re => Some(compile(format!("^(?:{re})"))?),
+            re => Some(compile(re, format!("^(?:{re})"))?),
         };
         let methods = if methods.iter().any(|m| m == "*") {
             Vec::new()
@@ -75,7 +79,7 @@ impl HttpMatch {
                         owner: owner.to_string(),
                         name: name.clone(),
                     })?;
-                Ok((name, compile(format!("^(?:{re})$"))?))
+                Ok((name, compile(re, format!("^(?:{re})$"))?))
             })
             .collect::<Result<_, RuleError>>()?;
         Ok(HttpMatch {
@@ -188,5 +192,14 @@ mod tests {
         assert!(e.to_string().contains("ns/s"), "{e}");
         assert!(HttpMatch::new("ns/s", "", &["GE T".into()], &[]).is_err());
         assert!(HttpMatch::new("ns/s", "", &[], &[("bad header".into(), "x".into())]).is_err());
+    }
+
+    /// Regression (fuzzing, issue 15): a regex that closes the anchoring group compiled
+    /// once wrapped (`^(?:)(.*x)`) and matched anywhere in the path or header value.
+    #[test]
+    fn a_regex_cannot_escape_its_anchors() {
+        assert!(HttpMatch::new("ns/s", ")(", &[], &[]).is_err());
+        assert!(HttpMatch::new("ns/s", "/a)|(/b", &[], &[]).is_err());
+        assert!(HttpMatch::new("ns/s", "", &[], &[("x-a".into(), "a)|(b".into())]).is_err());
     }
 }

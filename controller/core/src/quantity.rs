@@ -82,18 +82,19 @@ pub fn parse_milli(s: &str) -> Result<u64, QuantityError> {
     }
     // milli = mantissa * 10^(exp10 + 3 - frac_len) * 2^exp2, rounded up.
     let too_large = || QuantityError::TooLarge(s.to_string());
-    let scale = exp10 + 3 - i32::try_from(frac_part.len()).map_err(|_| too_large())?;
+    // In i64: an exponent near i32::MIN or i32::MAX must not overflow (found by fuzzing).
+    let frac_len = i64::try_from(frac_part.len()).map_err(|_| too_large())?;
+    let scale = i64::from(exp10) + 3 - frac_len;
+    let pow10 = |e: u64| u32::try_from(e).ok().and_then(|e| 10u128.checked_pow(e));
     let mut v = mantissa.checked_shl(exp2).ok_or_else(too_large)?;
     if v >> exp2 != mantissa {
         return Err(too_large());
     }
     if scale >= 0 {
-        let p = 10u128
-            .checked_pow(scale.unsigned_abs())
-            .ok_or_else(too_large)?;
+        let p = pow10(scale.unsigned_abs()).ok_or_else(too_large)?;
         v = v.checked_mul(p).ok_or_else(too_large)?;
     } else {
-        v = match 10u128.checked_pow(scale.unsigned_abs()) {
+        v = match pow10(scale.unsigned_abs()) {
             Some(p) => v.div_ceil(p),
             // Smaller than any milli-unit but not zero.
             None => 1,
@@ -108,6 +109,21 @@ pub fn parse_milli(s: &str) -> Result<u64, QuantityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (fuzzing, issue 15): exponents near the ends of i32 overflowed the scale.
+    #[test]
+    fn extreme_exponents_fail_or_round_without_overflow() {
+        assert!(matches!(
+            parse_milli("1e2147483647"),
+            Err(QuantityError::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_milli("1E2147483645"),
+            Err(QuantityError::TooLarge(_))
+        ));
+        assert_eq!(parse_milli("1.2345e-2147483648"), Ok(1));
+        assert_eq!(parse_milli("0e2147483647"), Ok(0));
+    }
 
     #[test]
     fn valid_quantities_in_milli_units() {
