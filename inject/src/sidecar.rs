@@ -4,14 +4,14 @@
 //! filesystem and no capabilities.
 
 use super::{Config, Overrides, Resources};
-use crate::builders::{container_port, env_field, env_value};
+use crate::builders::{container_port, env_field, env_value, http_probe};
 use k8s_openapi::{
     api::core::v1::{
-        Capabilities, Container, EmptyDirVolumeSource, HTTPGetAction, Pod, Probe,
-        ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext,
-        ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+        Capabilities, Container, EmptyDirVolumeSource, Pod, ProjectedVolumeSource,
+        ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccountTokenProjection,
+        Volume, VolumeMount, VolumeProjection,
     },
-    apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
+    apimachinery::pkg::api::resource::Quantity,
 };
 use std::collections::BTreeMap;
 
@@ -167,17 +167,7 @@ fn proxy_container(
     if let Some(p) = &o.opaque_ports {
         env.push(env_value(env::OPAQUE_PORTS, p));
     }
-    let probe = |path: &str, period, failures| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::Int(ADMIN_PORT),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        timeout_seconds: Some(1),
-        ..Default::default()
-    };
+    let probe = |path: &str, period, failures| http_probe(ADMIN_PORT, path, period, failures, 1);
     Container {
         name: super::PROXY_CONTAINER.into(),
         image: Some(image.into()),
