@@ -11,11 +11,10 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec},
         core::v1::{
             Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
-            HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-            ProjectedVolumeSource, ResourceRequirements, SeccompProfile, Secret,
-            SecretVolumeSource, SecurityContext, Service, ServiceAccount,
-            ServiceAccountTokenProjection, ServicePort, ServiceSpec, Volume, VolumeMount,
-            VolumeProjection,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
+            ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
+            Service, ServiceAccount, ServiceAccountTokenProjection, ServicePort, ServiceSpec,
+            Volume, VolumeMount, VolumeProjection,
         },
     },
     apimachinery::pkg::{
@@ -132,17 +131,7 @@ fn mount(name: &str, path: &str) -> VolumeMount {
 }
 
 fn probe(port: i32, path: &str, period: i32, failures: i32) -> Probe {
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::Int(port),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(failures),
-        timeout_seconds: Some(2),
-        ..Default::default()
-    }
+    tulle_inject::builders::http_probe(port, path, period, failures, 2)
 }
 
 fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
