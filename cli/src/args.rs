@@ -158,7 +158,8 @@ pub struct InstallArgs {
     /// PEM file with the issuer's private key (PKCS#8 or SEC1 ECDSA).
     #[arg(long, value_name = "FILE", requires_all = ["identity_trust_anchors_file", "identity_issuer_certificate_file"])]
     pub identity_issuer_key_file: Option<PathBuf>,
-    /// Validity of a generated trust anchor and issuer, in days.
+    /// Validity of a generated issuer, in days (the generated trust anchor lives ten times as
+    /// long).
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub identity_validity_days: u32,
     /// failurePolicy of the proxy injector webhook.

@@ -105,24 +105,40 @@ pub enum PkiError {
         /// The verifier's reason.
         reason: String,
     },
+    /// The issuer would outlive the trust anchor it chains to.
+    #[error(
+        "{cert}: the issuer certificate {detail}; proxies would reject its leaves once the \
+         anchor expires: issue an issuer that expires before its root"
+    )]
+    OutlivesRoot {
+        /// The issuer certificate file.
+        cert: PathBuf,
+        /// Which issuer expires when, after which anchor in which file.
+        detail: String,
+    },
     /// Generation failed (a bug or an rcgen limitation).
     #[error("cannot generate the identity PKI: {0}")]
     Generate(String),
 }
 
-/// Generates a root CA and an issuer signed by it, both valid from `now - 5 min` for
-/// `validity`.
+/// A generated root lives this many times as long as its issuer (10 years for the default
+/// 1-year issuer), so the issuer can be rotated several times under the same trust anchor.
+pub const ROOT_LIFETIME_FACTOR: u32 = 10;
+
+/// Generates a root CA and an issuer signed by it, both valid from `now - 5 min`: the issuer
+/// for `validity`, the root for [`ROOT_LIFETIME_FACTOR`] times as long.
 pub fn generate(trust_domain: &str, validity: Duration, now: SystemTime) -> Result<Pki, PkiError> {
     let gen_err = |e: rcgen::Error| PkiError::Generate(e.to_string());
     let not_before = now - Duration::from_secs(300);
     let not_after = now + validity;
+    let root_not_after = now + validity * ROOT_LIFETIME_FACTOR;
 
     let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
     let root_params = ca_params(
         &format!("root.tulle.{trust_domain}"),
         1,
         not_before,
-        not_after,
+        root_not_after,
     );
     let root_cert = root_params.self_signed(&root_key).map_err(gen_err)?;
     let root = rcgen::Issuer::new(root_params, root_key);
@@ -261,6 +277,49 @@ pub fn validate(pki: &Pki, names: &PkiFiles, now: SystemTime) -> Result<(), PkiE
         None,
     )
     .map_err(|e| chain_err(format!("{e:?}")))?;
+    outlives_root(&anchors, &chain, names)
+}
+
+/// Refuses an issuer whose notAfter is after that of the anchor its chain ends at (matched
+/// by subject name).
+fn outlives_root(
+    anchors: &[CertificateDer<'static>],
+    chain: &[CertificateDer<'static>],
+    names: &PkiFiles,
+) -> Result<(), PkiError> {
+    fn parse<'a>(
+        der: &'a CertificateDer<'static>,
+        path: &Path,
+    ) -> Result<x509_parser::certificate::X509Certificate<'a>, PkiError> {
+        x509_parser::parse_x509_certificate(der)
+            .map(|(_, c)| c)
+            .map_err(|e| PkiError::Certificate {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+    }
+    let issuer = parse(&chain[0], &names.issuer_cert)?;
+    let top = parse(&chain[chain.len() - 1], &names.issuer_cert)?;
+    for der in anchors {
+        let anchor = parse(der, &names.trust_anchors)?;
+        if anchor.subject().as_raw() != top.issuer().as_raw() {
+            continue;
+        }
+        let (i, a) = (issuer.validity().not_after, anchor.validity().not_after);
+        if i.timestamp() > a.timestamp() {
+            return Err(PkiError::OutlivesRoot {
+                cert: names.issuer_cert.clone(),
+                detail: format!(
+                    "{:?} expires on {}, after the trust anchor {:?} in {} that signs it (on {})",
+                    issuer.subject().to_string(),
+                    i.to_rfc2822().unwrap_or_default(),
+                    anchor.subject().to_string(),
+                    names.trust_anchors.display(),
+                    a.to_rfc2822().unwrap_or_default(),
+                ),
+            });
+        }
+    }
     Ok(())
 }
 

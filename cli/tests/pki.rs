@@ -42,13 +42,17 @@ fn generated_pki_chains_and_validates() {
     pki::validate(&p, &names(), now).unwrap();
     identity_accepts(&p);
     let (root_ca, root_subject, root_issuer, root_life) = x509(&p.trust_anchors_pem);
-    let (iss_ca, _, iss_issuer, _) = x509(&p.issuer_cert_pem);
+    let (iss_ca, _, iss_issuer, iss_life) = x509(&p.issuer_cert_pem);
     assert!(root_ca && iss_ca);
     assert_eq!(root_subject, root_issuer, "the root is self-signed");
     assert_eq!(iss_issuer, root_subject, "the issuer is signed by the root");
     assert!(
-        (root_life - (365 * 86_400 + 300)).abs() <= 1,
-        "1 year (+5 min backdating)"
+        (root_life - (10 * 365 * 86_400 + 300)).abs() <= 1,
+        "the root: 10 years (+5 min backdating)"
+    );
+    assert!(
+        (iss_life - (365 * 86_400 + 300)).abs() <= 1,
+        "the issuer: 1 year (+5 min backdating)"
     );
     assert!(p.issuer_key_pem.contains("BEGIN PRIVATE KEY"));
     let key = KeyPair::from_pem(&p.issuer_key_pem).unwrap();
@@ -249,6 +253,21 @@ fn expired_issuer_is_rejected() {
 }
 
 #[test]
+fn issuer_outliving_its_root_is_rejected() {
+    let b = Bad::new();
+    let (root, root_key, root_params) = cert("root", true, SystemTime::now() + YEAR, None);
+    let signer = rcgen::Issuer::new(root_params, root_key);
+    let (issuer, issuer_key, _) = cert("issuer", true, SystemTime::now() + 2 * YEAR, Some(&signer));
+    b.write("anchors.pem", &root);
+    b.write("issuer.crt", &issuer);
+    b.write("issuer.key", &issuer_key.serialize_pem());
+    let msg = b.install();
+    has(&msg, &b.path("issuer.crt"), "after the trust anchor");
+    assert!(msg.contains("expires before its root"), "{msg}");
+    assert!(msg.contains(b.path("anchors.pem").to_str().unwrap()));
+}
+
+#[test]
 fn issuer_of_another_root_is_rejected() {
     let b = Bad::new();
     let (other_root, _, _) = cert("other root", true, SystemTime::now() + YEAR, None);
@@ -285,7 +304,7 @@ fn user_pki_with_two_anchors() {
     let b = Bad::new();
     let (root, root_key, root_params) = cert("root", true, SystemTime::now() + YEAR, None);
     let signer = rcgen::Issuer::new(root_params, root_key);
-    let (issuer, issuer_key, _) = cert("issuer", true, SystemTime::now() + YEAR, Some(&signer));
+    let (issuer, issuer_key, _) = cert("issuer", true, SystemTime::now() + YEAR / 2, Some(&signer));
     let (other_root, _, _) = cert("old root", true, SystemTime::now() + YEAR, None);
     b.write("anchors.pem", &format!("{other_root}{root}"));
     b.write("issuer.crt", &issuer);
