@@ -11,8 +11,8 @@
 //! aggregated SMI Traffic Metrics API (`/apis/metrics.smi-spec.io/v1alpha1`) the controller
 //! serves — one list request per table, cached for a second and shared by every open page.
 //!
-//! - [`model`]: plain data; [`source`]: the [`source::Cluster`] trait and its Kubernetes
-//!   and canned implementations;
+//! - [`model`]: plain data, [`mod@format`]: numbers as people read them; [`source`]: the
+//!   [`source::Cluster`] trait and its Kubernetes and canned implementations;
 //! - [`views`]: the pages, rendered into fragments; [`topology`]: the server-side layered
 //!   layout and SVG of the graph; [`history`]: samples for the small charts;
 //! - [`web`]: routes, live updates, assets, and the security layer (Host allow-list
@@ -20,6 +20,7 @@
 
 pub mod args;
 mod error;
+pub mod format;
 pub mod history;
 pub mod model;
 pub mod source;

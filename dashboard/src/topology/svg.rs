@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::layout::{Layout, NODE_H};
 use super::{Graph, Health};
-use crate::views::format;
+use crate::format;
 
 /// Escapes text for SVG/HTML content and attribute values.
 pub fn esc(s: &str) -> String {

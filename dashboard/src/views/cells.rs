@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::format;
+use crate::format;
 use crate::history::{History, sparkline};
 use crate::model::Golden;
 use crate::topology::Health;

@@ -9,7 +9,6 @@
 //! - [`smi`]: TrafficSplits as canary views, TrafficTargets, routes, invalid objects.
 
 pub mod cells;
-pub mod format;
 pub mod namespace;
 pub mod overview;
 pub mod smi;

@@ -6,8 +6,9 @@ use askama::Template;
 use std::collections::BTreeMap;
 
 use super::cells::MetricCells;
-use super::{Ctx, Rendered, format, fragment, or_error};
+use super::{Ctx, Rendered, fragment, or_error};
 use crate::Result;
+use crate::format;
 use crate::model::{CertState, ControlPlane, NamespaceInfo, ResourceMetrics};
 use crate::source::MetricsKind;
 

@@ -5,7 +5,8 @@
 use askama::Template;
 
 use super::cells::{Charts, MetricCells};
-use super::{Ctx, Rendered, format, fragment, or_error};
+use super::{Ctx, Rendered, fragment, or_error};
+use crate::format;
 use crate::history;
 use crate::model::{
     BackendMetrics, EdgeMetrics, ResourceMetrics, ServiceInfo, SmiObjects, WorkloadInfo,

@@ -97,7 +97,7 @@ pub fn now() -> i64 {
 
 /// `12:00:03 UTC`.
 pub fn clock() -> String {
-    views::format::date(now())
+    crate::format::date(now())
         .get(11..16)
         .map(|hm| format!("{hm}:{:02} UTC", now() % 60))
         .unwrap_or_default()
