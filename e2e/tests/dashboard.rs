@@ -7,7 +7,7 @@
 //!   `docs/screenshots/`);
 //! - the topology shows client → web over mTLS with the numbers of the metrics API;
 //! - a TrafficSplit weight change, and then the canary's first traffic, reach the open page
-//!   within 5 s without a reload;
+//!   within 5 s without a reload; an invalid TrafficSplit is flagged with the controller's reason;
 //! - the pages are complete with JavaScript disabled;
 //! - a wrong Host header is refused (a raw request, and DNS rebinding in the browser).
 //!
@@ -324,6 +324,28 @@ async fn the_dashboard_in_a_browser_on_the_installed_mesh() {
     let problems = b.problems(&base).await.unwrap();
     assert!(problems.is_empty(), "{problems:#?}");
     let live_checked = t0.elapsed();
+
+    // An invalid object (a backend Service that does not exist) is flagged on the open page
+    // with the reason the controller gives in its Warning Event.
+    ns.apply(&format!(
+        "{}---\napiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {{name: broken}}\nspec:\n  service: orphan\n  backends: [{{service: orphan-v2, weight: 1}}]\n",
+        service("orphan", "web")
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let flagged = until(Duration::from_secs(60), async || {
+        b.eval("return !!document.querySelector('article.split.invalid#split-broken') && !!document.querySelector('tr[data-reason=\"BackendNotFound\"]');")
+            .await
+            .unwrap()
+            == true
+    })
+    .await;
+    eprintln!("invalid split flagged on the open page after {flagged:?}");
+    assert!(
+        flagged.is_some(),
+        "the BackendNotFound Event of split broken is not shown: {}",
+        page_text(&b, "#problems").await
+    );
+    assert!(page_text(&b, "#problems").await.contains("orphan-v2"));
 
     // Screenshots of each page with the canary taking half the traffic, once the 30 s window
     // holds only the new split.
