@@ -42,10 +42,13 @@ pub async fn handle(rt: Arc<Runtime>, req: Request<Incoming>, peer: SocketAddr) 
                     StatusCode::SERVICE_UNAVAILABLE,
                     "not ready: waiting for the inbound policy from the policy service\n",
                 )
-            } else if rt.ready.load(Ordering::Acquire)
-                && rt.tls.store.has_cert()
-                && !rt.drain.is_draining()
+            } else if let Some(reason) = rt.tls.store.not_ready_reason(std::time::SystemTime::now())
             {
+                let mut r = simple(StatusCode::SERVICE_UNAVAILABLE, "");
+                *r.body_mut() =
+                    Either::Right(Full::new(Bytes::from(format!("not ready: {reason}\n"))));
+                r
+            } else if rt.ready.load(Ordering::Acquire) && !rt.drain.is_draining() {
                 simple(StatusCode::OK, "ready\n")
             } else {
                 simple(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")

@@ -9,14 +9,16 @@
 use crate::config::TrustAnchors;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// ALPN of an HTTP/2 connection between proxies.
 pub const ALPN_H2: &[u8] = b"tulle.h2";
@@ -44,6 +46,8 @@ pub enum IdentityError {
     Key(rustls::Error),
     #[error("building the TLS verifier: {0}")]
     Verifier(String),
+    #[error("refusing the certificate for {name}: {reason}")]
+    Invalid { name: String, reason: String },
 }
 
 /// Identity material: own name, certificate chain, key and trust anchors.
@@ -123,7 +127,26 @@ impl CredentialSource for FileSource {
 pub struct IdentityStore {
     name: String,
     current: RwLock<Option<Arc<CertifiedKey>>>,
+    /// The installed leaf's notAfter (when it parses).
+    not_after: RwLock<Option<SystemTime>>,
     provider: Arc<CryptoProvider>,
+    /// Checks a received leaf against the trust anchors and this proxy's name.
+    verifier: Arc<WebPkiServerVerifier>,
+}
+
+/// A leaf's validity period.
+fn leaf_validity(leaf: &CertificateDer<'_>) -> Option<(SystemTime, SystemTime)> {
+    let (_, x) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let t = |ts: i64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(ts).ok()?));
+    let v = x.validity();
+    Some((t(v.not_before.timestamp())?, t(v.not_after.timestamp())?))
+}
+
+/// `t` as seconds since the Unix epoch, for messages.
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 impl IdentityStore {
@@ -142,9 +165,110 @@ impl IdentityStore {
         Ok(())
     }
 
-    /// Installs an already certified key (from the identity service) for new handshakes.
+    /// Installs an already certified key for new handshakes, unchecked (see
+    /// [`IdentityStore::install_validated`] for what the identity service sends).
     pub fn install(&self, key: Arc<CertifiedKey>) {
+        let not_after = key.cert.first().and_then(leaf_validity).map(|(_, na)| na);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+        *self.not_after.write().unwrap_or_else(|e| e.into_inner()) = not_after;
+    }
+
+    /// Checks a certificate received from the identity service at `now`: the leaf parses,
+    /// is within its validity period, names this proxy's identity, and chains to the trust
+    /// anchors through the intermediates sent with it. Returns its notAfter.
+    pub fn validate(
+        &self,
+        key: &CertifiedKey,
+        now: SystemTime,
+    ) -> Result<SystemTime, IdentityError> {
+        let invalid = |reason: String| IdentityError::Invalid {
+            name: self.name.clone(),
+            reason,
+        };
+        let leaf = key
+            .cert
+            .first()
+            .ok_or_else(|| invalid("the answer holds no certificate".into()))?;
+        let (not_before, not_after) = leaf_validity(leaf)
+            .ok_or_else(|| invalid("the leaf does not parse as an X.509 certificate".into()))?;
+        if not_after <= not_before {
+            return Err(invalid(format!(
+                "the leaf's notAfter ({} s since the epoch) is not after its notBefore ({}); \
+                 the identity service's issuer has probably expired",
+                unix(not_after),
+                unix(not_before)
+            )));
+        }
+        if now >= not_after {
+            return Err(invalid(format!(
+                "the leaf expired at {} s since the epoch (now {}); the identity service's \
+                 issuer has probably expired",
+                unix(not_after),
+                unix(now)
+            )));
+        }
+        if now < not_before {
+            return Err(invalid(format!(
+                "the leaf is not valid before {} s since the epoch (now {}); check the clocks",
+                unix(not_before),
+                unix(now)
+            )));
+        }
+        match peer_identity(Some(&key.cert)) {
+            Some(n) if n == self.name.to_ascii_lowercase() => {}
+            other => {
+                return Err(invalid(format!(
+                    "the leaf names {:?}, not this proxy's identity",
+                    other.unwrap_or_default()
+                )));
+            }
+        }
+        let server_name = server_name(&self.name)
+            .ok_or_else(|| invalid("the identity is not a valid DNS name".into()))?;
+        self.verifier
+            .verify_server_cert(
+                leaf,
+                &key.cert[1..],
+                &server_name,
+                &[],
+                UnixTime::since_unix_epoch(Duration::from_secs(unix(now))),
+            )
+            .map_err(|e| {
+                invalid(format!(
+                    "the leaf does not verify against the trust anchors: {e}"
+                ))
+            })?;
+        Ok(not_after)
+    }
+
+    /// Validates (see [`IdentityStore::validate`]) and installs a certificate from the
+    /// identity service; a refused one leaves the current certificate in place.
+    pub fn install_validated(
+        &self,
+        key: Arc<CertifiedKey>,
+        now: SystemTime,
+    ) -> Result<SystemTime, IdentityError> {
+        let not_after = self.validate(&key, now)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+        *self.not_after.write().unwrap_or_else(|e| e.into_inner()) = Some(not_after);
+        Ok(not_after)
+    }
+
+    /// Why the proxy cannot serve mTLS at `now`: no certificate yet, or the installed one
+    /// has expired. `None` when it can.
+    pub fn not_ready_reason(&self, now: SystemTime) -> Option<String> {
+        if !self.has_cert() {
+            return Some("no certificate yet from the identity service".into());
+        }
+        let not_after = *self.not_after.read().unwrap_or_else(|e| e.into_inner());
+        match not_after {
+            Some(na) if now >= na => Some(format!(
+                "the certificate expired at {} s since the epoch and no valid renewal was \
+                 received (is tulle-identity's issuer expired? see its /ready)",
+                unix(na)
+            )),
+            _ => None,
+        }
     }
 
     /// Whether a certificate is installed (the proxy is not ready before).
@@ -216,10 +340,16 @@ impl Tls {
     pub fn pending(name: String, roots: RootCertStore) -> Result<Self, IdentityError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let roots = Arc::new(roots);
+        let server_verifier =
+            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| IdentityError::Verifier(e.to_string()))?;
         let store = Arc::new(IdentityStore {
             name,
             current: RwLock::new(None),
+            not_after: RwLock::new(None),
             provider: provider.clone(),
+            verifier: server_verifier.clone(),
         });
 
         let client_verifier =
@@ -234,9 +364,6 @@ impl Tls {
         server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_TCP.to_vec(), ALPN_H1.to_vec()];
         server.max_early_data_size = 0;
 
-        let server_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-            .build()
-            .map_err(|e| IdentityError::Verifier(e.to_string()))?;
         let client = |alpn: &[u8]| -> Result<Arc<ClientConfig>, IdentityError> {
             let mut c = ClientConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&[&rustls::version::TLS13])
@@ -328,5 +455,51 @@ mod tests {
         bad.key = creds(&ca, name).key;
         assert!(tls.store.update(bad).is_err());
         assert_eq!(tls.store.get().unwrap().cert[0], after.cert[0]);
+    }
+
+    #[test]
+    fn received_certificates_are_validated_before_install() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let ca = DevCa::new().unwrap();
+        let name = "web.default.serviceaccount.identity.tulle.cluster.local";
+        let tls = Tls::pending(name.into(), creds(&ca, name).roots).unwrap();
+        let store = &tls.store;
+        let ck = |c: Credentials| Arc::new(IdentityStore::certified(&store.provider, c).unwrap());
+        let now = SystemTime::now();
+        let reason = store.not_ready_reason(now).unwrap();
+        assert!(reason.contains("no certificate"), "{reason}");
+
+        let good = ck(creds(&ca, name));
+        store.install_validated(good.clone(), now).unwrap();
+        assert_eq!(store.not_ready_reason(now), None);
+
+        // Another identity, another CA, outside the validity period: refused, and the
+        // installed certificate stays.
+        let other_name = "db.default.serviceaccount.identity.tulle.cluster.local";
+        let e = store
+            .install_validated(ck(creds(&ca, other_name)), now)
+            .unwrap_err();
+        assert!(e.to_string().contains("not this proxy's identity"), "{e}");
+        let other = DevCa::new().unwrap();
+        let e = store
+            .install_validated(ck(creds(&other, name)), now)
+            .unwrap_err();
+        assert!(e.to_string().contains("trust anchors"), "{e}");
+        // rcgen's default validity is 1975-01-01 to 4096-01-01.
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(2200 * 365 * 86_400);
+        let e = store
+            .install_validated(ck(creds(&ca, name)), far)
+            .unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
+        let early = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);
+        let e = store
+            .install_validated(ck(creds(&ca, name)), early)
+            .unwrap_err();
+        assert!(e.to_string().contains("not valid before"), "{e}");
+        assert_eq!(store.get().unwrap().cert[0], good.cert[0]);
+
+        // Once the installed certificate has expired the proxy is not ready, saying why.
+        let reason = store.not_ready_reason(far).unwrap();
+        assert!(reason.contains("expired"), "{reason}");
     }
 }

@@ -3,8 +3,9 @@
 //! The proxy makes a P-256 key in memory, sends a CSR for its name (DNS SAN) and SPIFFE ID
 //! (URI SAN) with its projected ServiceAccount token to `Identity/Certify` over TLS verified
 //! against the trust anchors, and installs the answer in the [`IdentityStore`]. It renews
-//! at 70 % of the lifetime; failures are retried with exponential backoff while the current
-//! certificate keeps serving.
+//! at 70 % of the lifetime; failures, and answers that do not validate (expired, not chaining
+//! to the anchors, naming another identity), are retried with exponential backoff while the
+//! current certificate keeps serving.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +48,8 @@ enum AttemptError {
     Certify(#[from] CertifyError),
     #[error("no answer from the identity service within {0:?}")]
     Timeout(Duration),
+    #[error("{0}")]
+    Invalid(crate::identity::IdentityError),
 }
 
 /// Retry and timeout settings.
@@ -117,9 +120,15 @@ impl Certifier {
     pub async fn run(mut self, store: Arc<IdentityStore>) {
         let mut backoff = Backoff::new(self.timing.backoff_min, self.timing.backoff_max);
         loop {
-            match self.attempt().await {
+            let attempt = self.attempt().await.and_then(|c| {
+                // Never install what does not verify: keep the current certificate.
+                store
+                    .install_validated(c.key.clone(), SystemTime::now())
+                    .map(|_| c)
+                    .map_err(AttemptError::Invalid)
+            });
+            match attempt {
                 Ok(c) => {
-                    store.install(c.key);
                     backoff.reset();
                     let wait = renew_after(c.valid_until);
                     let until = c
