@@ -214,7 +214,8 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: CheckOutput,
-    /// Certificates (trust anchors, issuer, webhook) expiring within this many days fail.
+    /// Certificates expiring within this many days fail (trust anchors, webhook) or warn (the
+    /// issuer, which fails once expired).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3650))]
     pub expiry_warning_days: u32,
     /// Retry failing checks until they pass or this time runs out (e.g. `90s`, `5m`).

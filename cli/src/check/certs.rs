@@ -150,6 +150,16 @@ pub fn check_times(certs: &[Cert], now: SystemTime, threshold: Duration) -> Resu
     }
 }
 
+/// Whether any of `certs` is expired or not yet valid at `now`.
+pub fn any_outside_validity(certs: &[Cert], now: SystemTime) -> bool {
+    certs.iter().any(|c| {
+        matches!(
+            validity(c, now, Duration::ZERO),
+            Validity::Expired | Validity::NotYetValid
+        )
+    })
+}
+
 /// Whether `cert` is signed by the key of one of `issuers` (subject/issuer names must match
 /// too). The signature is verified with rustls-webpki's algorithms (aws-lc-rs).
 pub fn signed_by_any(cert: &Cert, issuers: &[Cert]) -> bool {

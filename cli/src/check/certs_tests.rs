@@ -101,12 +101,12 @@ fn fresh_anchor_and_issuer_pass() {
 }
 
 #[test]
-fn near_expiry_fails_with_the_days_left() {
+fn issuer_near_expiry_warns_with_the_days_left() {
     let r = root("root", 365);
     let i = signed("issuer", true, 10, &r);
     let anchors = bundle(&r.pem);
     let checks = identity::issuer_checks(i.pem.as_bytes(), Some(&anchors), now(), THRESHOLD);
-    assert_eq!(statuses(&checks), [Status::Ok, Status::Ok, Status::Fail]);
+    assert_eq!(statuses(&checks), [Status::Ok, Status::Ok, Status::Warn]);
     let c = &checks[2];
     assert_eq!(c.name, "issuer certificate is valid for more than 30 days");
     assert!(
@@ -121,6 +121,24 @@ fn near_expiry_fails_with_the_days_left() {
     // A smaller threshold accepts it.
     let checks = identity::issuer_checks(i.pem.as_bytes(), Some(&anchors), now(), 5 * DAY);
     assert_eq!(statuses(&checks), [Status::Ok, Status::Ok, Status::Ok]);
+}
+
+#[test]
+fn expired_issuer_fails() {
+    let r = root("root", 365);
+    let i = signed("issuer", true, -2, &r);
+    let anchors = bundle(&r.pem);
+    let checks = identity::issuer_checks(i.pem.as_bytes(), Some(&anchors), now(), THRESHOLD);
+    assert_eq!(statuses(&checks), [Status::Ok, Status::Ok, Status::Fail]);
+    let c = &checks[2];
+    assert!(
+        c.message.contains("\"CN=issuer\" expired on") && c.message.contains("refuses to sign"),
+        "{c:?}"
+    );
+    assert!(
+        c.hint.as_deref().unwrap().contains("tulle install"),
+        "{c:?}"
+    );
 }
 
 #[test]
@@ -167,7 +185,7 @@ fn intermediates_are_followed() {
     let i2 = signed("issuer", true, 200, &short_mid);
     let chain = format!("{}{}", i2.pem, short_mid.pem);
     let checks = identity::issuer_checks(chain.as_bytes(), Some(&anchors), now(), THRESHOLD);
-    assert_eq!(statuses(&checks), [Status::Ok, Status::Ok, Status::Fail]);
+    assert_eq!(statuses(&checks), [Status::Ok, Status::Ok, Status::Warn]);
     assert!(checks[2].message.contains("CN=intermediate"));
 }
 

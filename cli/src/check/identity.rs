@@ -1,6 +1,7 @@
 //! `tulle-identity`: the trust anchors (ConfigMap `tulle-trust-anchors`) and the issuer
 //! (Secret `tulle-identity-issuer`) are valid CAs, the issuer chains to an anchor, and none
-//! expires within the threshold (`--expiry-warning-days`: within it is a failure).
+//! expires within the threshold (`--expiry-warning-days`: within it is a failure for the
+//! anchors, a warning for the issuer, which fails once expired or not yet valid).
 
 use super::{
     Category, CheckFuture, CheckResult, Ctx,
@@ -197,7 +198,14 @@ pub fn issuer_checks(
     let name = validity_name("issuer certificate is", threshold);
     out.push(match certs::check_times(&chain, now, threshold) {
         Ok(m) => CheckResult::ok(name, m),
-        Err(m) => CheckResult::fail(name, m, ROTATE_ISSUER),
+        // Expired (or not yet valid): tulle-identity refuses to sign and is not ready.
+        Err(m) if certs::any_outside_validity(&chain, now) => CheckResult::fail(
+            name,
+            format!("{m}; tulle-identity refuses to sign with it"),
+            ROTATE_ISSUER,
+        ),
+        // Still valid but expiring soon: rotate it in time.
+        Err(m) => CheckResult::warn(name, m, ROTATE_ISSUER),
     });
     out
 }
