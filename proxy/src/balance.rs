@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use tower::Service;
 use tower::util::Oneshot;
 
-use crate::discovery::{Destination, Endpoint};
 use crate::body::Body;
+use crate::discovery::{Destination, Endpoint};
 use crate::error::ProxyError;
 
 /// Peak-EWMA latency estimate with a count of pending requests.

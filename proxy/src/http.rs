@@ -11,8 +11,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
-use crate::config::Config;
 use crate::body::Body;
+use crate::config::Config;
 use crate::runtime::Drain;
 
 /// Header between proxies: the client's original HTTP version when it was not HTTP/2.

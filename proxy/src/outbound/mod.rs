@@ -25,10 +25,10 @@ use tokio::sync::watch;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::balance::{Balance, Balancer, Pending};
+use crate::body::Body;
 use crate::client::PlainH1;
 use crate::detect::{Protocol, detect};
 use crate::discovery::{Destination, Endpoint, Resolution, Target, normalize_authority};
-use crate::body::Body;
 use crate::error::ProxyError;
 use crate::http::serve;
 use crate::io::{CountingIo, PrefixedIo, original_dst};

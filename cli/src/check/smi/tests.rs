@@ -97,11 +97,7 @@ async fn dry_run_goes_through_the_webhook() {
     let mut o = probe();
     o.data["spec"]["backends"][1]["weight"] = json!(1000);
     let r = dry_run_check(Ok(o));
-    assert!(
-        r.message.contains("expected 500m and 1"),
-        "{}",
-        r.message
-    );
+    assert!(r.message.contains("expected 500m and 1"), "{}", r.message);
 }
 
 fn event(kind: &str, name: &str, uid: &str, reason: &str, at: &str, by: &str) -> Event {
