@@ -35,7 +35,7 @@ pub struct Args {
     /// How long an answer of the Kubernetes API is reused.
     #[arg(long, env = "TULLE_DASHBOARD_CACHE_TTL", default_value = "1s", value_parser = parse_duration)]
     pub cache_ttl: Duration,
-    /// How long the per-workload `/edges` answers of a topology are reused.
+    /// How long the edge lists of a topology are reused.
     #[arg(long, env = "TULLE_DASHBOARD_EDGES_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
     pub edges_cache_ttl: Duration,
     /// How often the background sampler records every workload's metrics for the charts

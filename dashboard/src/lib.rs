@@ -63,7 +63,6 @@ pub async fn run(args: Args) -> Result<()> {
             window: args.window,
             cache_ttl: args.cache_ttl,
             edges_ttl: args.edges_cache_ttl,
-            edge_concurrency: 8,
         },
     ));
     let app = web::App::new(cluster, &args.enforced_host, args.refresh)?;

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt as _, StreamExt as _};
+use futures::FutureExt as _;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Service};
@@ -41,11 +41,8 @@ pub struct Settings {
     pub window: Duration,
     /// How long an answer is reused.
     pub cache_ttl: Duration,
-    /// How long the `/edges` answers of a topology are reused (one request per workload, so
-    /// longer; the numbers change once per scrape anyway).
+    /// How long the edges of a topology are reused (the numbers change once per scrape).
     pub edges_ttl: Duration,
-    /// Concurrent `/edges` requests of one topology.
-    pub edge_concurrency: usize,
 }
 
 type Cached = (Instant, Arc<Value>);
@@ -429,21 +426,25 @@ impl Cluster for KubeCluster {
 
     fn edges_among<'a>(&'a self, workloads: &'a [WorkloadRef]) -> Answer<'a, Vec<EdgeMetrics>> {
         async move {
-            let ttl = self.settings.edges_ttl;
-            let asks: Vec<Answer<'a, Vec<EdgeMetrics>>> = workloads
+            // One aggregate request per (namespace, kind): `?edges=true` on the list answers
+            // every edge among its resources, each once, from its client.
+            let groups: BTreeSet<(String, &'static str)> = workloads
                 .iter()
-                .map(|w| self.edges_within(w, ttl))
+                .map(|w| (w.namespace.clone(), w.kind.plural()))
                 .collect();
-            let answers: Vec<Result<Vec<EdgeMetrics>>> = futures::stream::iter(asks)
-                .buffer_unordered(self.settings.edge_concurrency.max(1))
-                .collect()
-                .await;
-            let mut seen = BTreeSet::new();
             let mut out = Vec::new();
-            for a in answers {
-                for e in a? {
+            let mut seen = BTreeSet::new();
+            for (ns, plural) in groups {
+                let path = format!(
+                    "{}?edges=true&{}",
+                    scoped(METRICS_API, Some(&ns), plural),
+                    self.t()
+                );
+                let list = self.get_within(&path, self.settings.edges_ttl).await?;
+                for e in parse::edges(&list) {
+                    let wanted = workloads.contains(&e.src) || workloads.contains(&e.dst);
                     let key = (e.src.clone(), e.dst.clone(), e.server_id.clone(), e.secured);
-                    if seen.insert(key) {
+                    if wanted && seen.insert(key) {
                         out.push(e);
                     }
                 }

@@ -46,8 +46,8 @@ impl MetricsKind {
     }
 }
 
-/// Everything the pages read. Read-only; each method is one request (or one cached answer)
-/// except [`Cluster::edges_among`], see there.
+/// Everything the pages read. Read-only; each method is one request (or one cached answer),
+/// [`Cluster::edges_among`] one per namespace and kind it covers.
 pub trait Cluster: Send + Sync {
     /// The control plane: its Deployments, certificates, webhook and metrics APIService.
     fn control_plane(&self) -> Answer<'_, ControlPlane>;
@@ -79,10 +79,8 @@ pub trait Cluster: Send + Sync {
     /// The edges of one workload (both ways).
     fn edges<'a>(&'a self, of: &'a WorkloadRef) -> Answer<'a, Vec<EdgeMetrics>>;
 
-    /// Every edge between `workloads` (the topology). The Traffic Metrics API has no
-    /// namespace-wide edges list yet, so the Kubernetes implementation asks `/edges` of each
-    /// workload that has meshed pods (bounded concurrency, answers cached for a refresh
-    /// period) and keeps each edge once.
+    /// Every edge touching `workloads` (the topology): one aggregate request per namespace
+    /// and kind (`?edges=true` on the metrics list), each edge once.
     fn edges_among<'a>(&'a self, workloads: &'a [WorkloadRef]) -> Answer<'a, Vec<EdgeMetrics>>;
 
     /// The TrafficSplit backends the controller applies, with their traffic.
