@@ -267,16 +267,7 @@ impl Api {
         name: String,
     ) -> Result<Reply, Reply> {
         self.exists(kind, &namespace, &name).await?;
-        let r = ResourceRef {
-            kind,
-            namespace: namespace.clone(),
-            name: name.clone(),
-        };
-        let filter = Filter {
-            kind,
-            namespace: Some(namespace),
-            name: Some(name),
-        };
+        let (r, filter) = one(kind, namespace, name);
         let stats = golden::stat(self.source.as_ref(), &filter, stamp.window)
             .await
             .map_err(query_error)?;
@@ -298,16 +289,7 @@ impl Api {
         name: String,
     ) -> Result<Reply, Reply> {
         self.exists(kind, &namespace, &name).await?;
-        let of = ResourceRef {
-            kind,
-            namespace: namespace.clone(),
-            name: name.clone(),
-        };
-        let filter = Filter {
-            kind,
-            namespace: Some(namespace),
-            name: Some(name),
-        };
+        let (of, filter) = one(kind, namespace, name);
         let items = self.edge_items(stamp, &filter, Some(&of)).await?;
         Ok(Reply::ok(objects::list(
             format!("{}/edges", objects::self_link(&of)),
@@ -454,6 +436,21 @@ impl Api {
         }
         out
     }
+}
+
+/// One resource and the filter that selects just it.
+fn one(kind: Kind, namespace: String, name: String) -> (ResourceRef, Filter) {
+    let filter = Filter {
+        kind,
+        namespace: Some(namespace.clone()),
+        name: Some(name.clone()),
+    };
+    let r = ResourceRef {
+        kind,
+        namespace,
+        name,
+    };
+    (r, filter)
 }
 
 fn client_ids(ids: &BTreeMap<ResourceRef, BTreeSet<String>>, r: &ResourceRef) -> Option<String> {
