@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tulle_e2e::traffic::{load, pods};
+use tulle_e2e::traffic::{load, pods, tcp_probed_workload};
 use tulle_e2e::{TestNamespace, kubectl, prometheus, wait};
 
 const STEP: Duration = Duration::from_secs(180);
@@ -58,36 +58,12 @@ spec:
     )
 }
 
+/// The steady 20 req/s client of podinfo.
 fn loadgen(ns: &str) -> String {
-    format!(
-        r#"---
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: loadgen}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: loadgen}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: loadgen}}}}
-  template:
-    metadata: {{labels: {{app: loadgen}}}}
-    spec:
-      serviceAccountName: loadgen
-      containers:
-      - name: app
-        image: {image}
-        imagePullPolicy: Never
-        env:
-        - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
-        - {{name: LOAD_URL, value: "http://podinfo.{ns}.svc.cluster.local/"}}
-        - {{name: LOAD_RPS, value: "20"}}
-        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 2}}
-        securityContext: {{runAsNonRoot: true, runAsUser: 65532, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
-"#,
-        image = tulle_e2e::testapp_image(),
-    )
+    let env = format!(
+        "        - {{name: LOAD_URL, value: \"http://podinfo.{ns}.svc.cluster.local/\"}}\n        - {{name: LOAD_RPS, value: \"20\"}}\n"
+    );
+    tcp_probed_workload("loadgen", "loadgen", &env)
 }
 
 /// The Canary: 15 s steps of 25 % up to 50 %, rolled back after 4 failed checks; Flagger's

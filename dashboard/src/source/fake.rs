@@ -300,6 +300,11 @@ impl FakeCluster {
         Self::new(data)
     }
 
+    /// `v`, or the scripted metrics API error.
+    fn metrics_answer<T: Send + 'static>(&self, v: T) -> Answer<'_, T> {
+        async move { self.metrics_ok().map(|()| v) }.boxed()
+    }
+
     fn metrics_ok(&self) -> Result<()> {
         match self.read(|d| d.metrics_error.clone()) {
             Some(m) => Err(Error::Api {
@@ -388,11 +393,7 @@ impl Cluster for FakeCluster {
                 .cloned()
                 .collect()
         });
-        async move {
-            self.metrics_ok()?;
-            Ok(v)
-        }
-        .boxed()
+        self.metrics_answer(v)
     }
 
     fn edges<'a>(&'a self, of: &'a WorkloadRef) -> Answer<'a, Vec<EdgeMetrics>> {
@@ -403,11 +404,7 @@ impl Cluster for FakeCluster {
                 .cloned()
                 .collect()
         });
-        async move {
-            self.metrics_ok()?;
-            Ok(v)
-        }
-        .boxed()
+        self.metrics_answer(v)
     }
 
     fn edges_among<'a>(&'a self, workloads: &'a [WorkloadRef]) -> Answer<'a, Vec<EdgeMetrics>> {
@@ -418,11 +415,7 @@ impl Cluster for FakeCluster {
                 .cloned()
                 .collect()
         });
-        async move {
-            self.metrics_ok()?;
-            Ok(v)
-        }
-        .boxed()
+        self.metrics_answer(v)
     }
 
     fn split_metrics<'a>(&'a self, namespace: Option<&'a str>) -> Answer<'a, Vec<BackendMetrics>> {
@@ -433,11 +426,7 @@ impl Cluster for FakeCluster {
                 .cloned()
                 .collect()
         });
-        async move {
-            self.metrics_ok()?;
-            Ok(v)
-        }
-        .boxed()
+        self.metrics_answer(v)
     }
 
     fn window(&self) -> Duration {
