@@ -412,7 +412,7 @@ pub async fn canary_release(kube: kube::Client) {
     warning(&n, "web", "AllWeightsZero").await;
 
     // Matches: a header rule in list form, one in map form, and a path rule send matching
-    // requests to v2; the rest go to the apex (both versions), over HTTP/1 and HTTP/2.
+    // requests to v2; the rest go to the apex (its endpoints, v1 among them), over HTTP/1 and HTTP/2.
     apply(
         &ns,
         r#"---
@@ -449,9 +449,11 @@ spec:
         assert_share(&s, "v2", 1.0, 0.0, &what("x-beta: yes (map form)"));
         let s = c.burst("/api/items", 40, proto);
         assert_share(&s, "v2", 1.0, 0.0, &what("path /api"));
+        // The split sends nothing to v1, so a v1 answer shows the apex served it. (The
+        // apex balances its two endpoints by latency, so v2 may get none of these.)
         let s = c.burst("/other", 200, &with(proto, &["-H", "x-canary: false"]));
         assert!(
-            s.count("v1") > 0 && s.count("v2") > 0 && s.failed == 0,
+            s.count("v1") > 0 && s.failed == 0,
             "{}: not matching goes to the apex: {s:?}",
             what("no match")
         );
