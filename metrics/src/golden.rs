@@ -1,13 +1,15 @@
 //! Golden metrics (success and failure counts, latency quantiles, open TCP connections) per
-//! resource, per edge and per TrafficSplit backend, built from the [`Source`] primitives:
-//! one aggregate query per question, never one per workload.
+//! resource, per edge and per TrafficSplit backend, and the authorization decisions behind
+//! the TrafficTargets ([`authz`]), built from the [`Source`] primitives: one aggregate query
+//! per question (a fixed handful of primitives run together), never one per workload.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::query::{
-    Labels, Matcher, QueryError, RESPONSE_LATENCY_MS, RESPONSE_TOTAL, Row, Select, Source,
-    TCP_OPEN_CONNECTIONS,
+    HTTP_AUTHZ_ALLOW_TOTAL, HTTP_AUTHZ_DENY_TOTAL, Labels, Matcher, QueryError,
+    RESPONSE_LATENCY_MS, RESPONSE_TOTAL, Row, Select, Source, TCP_AUTHZ_ALLOW_TOTAL,
+    TCP_AUTHZ_DENY_TOTAL, TCP_OPEN_CONNECTIONS,
 };
 
 /// The latency quantiles every answer carries: p50, p90, p95, p99.
@@ -365,6 +367,72 @@ pub async fn backends(
     out.retain(|k, _| services.contains(k));
     for s in services {
         out.entry(s.clone()).or_default();
+    }
+    Ok(out)
+}
+
+/// The pod-side `authz` value of a denial no TrafficTarget could admit at a pod that
+/// TrafficTargets target (the proxy's `Rule::Targeted`).
+pub const AUTHZ_TARGETED: &str = "targeted";
+
+/// The inbound authorization decisions of a window, HTTP requests and TCP connections
+/// together ([`authz`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuthzCounts {
+    /// Admitted, per `authz` value: a TrafficTarget's `namespace/name` (or `default:<policy>`,
+    /// `probe`).
+    pub allowed: BTreeMap<String, f64>,
+    /// Denied at targeted pods because no TrafficTarget admitted the client, per pod
+    /// `(namespace, name)`. A denial names no TrafficTarget (none matched), so it belongs to
+    /// the pod's ServiceAccount: the destination of the TrafficTargets that could have
+    /// admitted it.
+    pub denied: BTreeMap<(String, String), f64>,
+}
+
+/// The authorization decisions of the inbound proxies of `namespace` (all when `None`) over
+/// `window`: admissions per TrafficTarget and denials per targeted pod. One aggregate
+/// question (four counter increases run together: HTTP and TCP, allow and deny), whatever the
+/// number of TrafficTargets or pods.
+pub async fn authz(
+    src: &dyn Source,
+    namespace: Option<&str>,
+    window: Duration,
+) -> Result<AuthzCounts, QueryError> {
+    let select = |metric: &'static str, by: &[&str], extra: Option<Matcher>| {
+        let mut q = Select::new(metric, window).by(by);
+        if let Some(ns) = namespace {
+            q.matchers.push(Matcher::eq("namespace", ns));
+        }
+        q.matchers
+            .push(extra.unwrap_or_else(|| Matcher::ne("authz", "")));
+        q
+    };
+    let targeted = || Some(Matcher::eq("authz", AUTHZ_TARGETED));
+    let (http_allow, tcp_allow) = (
+        select(HTTP_AUTHZ_ALLOW_TOTAL, &["authz"], None),
+        select(TCP_AUTHZ_ALLOW_TOTAL, &["authz"], None),
+    );
+    let by_pod = ["namespace", "pod"];
+    let (http_deny, tcp_deny) = (
+        select(HTTP_AUTHZ_DENY_TOTAL, &by_pod, targeted()),
+        select(TCP_AUTHZ_DENY_TOTAL, &by_pod, targeted()),
+    );
+    let (ha, ta, hd, td) = futures::try_join!(
+        src.sum_increase(&http_allow),
+        src.sum_increase(&tcp_allow),
+        src.sum_increase(&http_deny),
+        src.sum_increase(&tcp_deny),
+    )?;
+    let mut out = AuthzCounts::default();
+    for Row { labels, value } in ha.into_iter().chain(ta) {
+        if let Some(a) = labels.get("authz") {
+            *out.allowed.entry(a.clone()).or_default() += value;
+        }
+    }
+    for Row { labels, value } in hd.into_iter().chain(td) {
+        if let (Some(ns), Some(pod)) = (labels.get("namespace"), labels.get("pod")) {
+            *out.denied.entry((ns.clone(), pod.clone())).or_default() += value;
+        }
     }
     Ok(out)
 }

@@ -12,7 +12,9 @@
 //! and skips the lines of families nobody queries after reading only their name.
 //!
 //! What is kept ([`Family`]): `response_total`, `response_latency_ms_bucket`,
-//! `tcp_open_connections` (the families of [`crate::query`]), and
+//! `tcp_open_connections`, the inbound authorization counters
+//! `inbound_{http,tcp}_authz_{allow,deny}_total` with only their `authz` label
+//! ([`AUTHZ_LABEL`]) (the families of [`crate::query`]), and
 //! `process_start_time_seconds`, which tells the store that the proxy restarted even when its
 //! counters grew past their old values between two scrapes. Labels the queries never use and
 //! that only multiply series ([`DROPPED_LABELS`]: `target_addr`, `authority`, `status_code`,
@@ -41,6 +43,14 @@ pub enum Family {
     LatencyBucket,
     /// `tcp_open_connections`: a gauge.
     TcpOpenConnections,
+    /// `inbound_http_authz_allow_total`: a counter (only its `authz` label is kept).
+    HttpAuthzAllow,
+    /// `inbound_http_authz_deny_total`: a counter (only its `authz` label is kept).
+    HttpAuthzDeny,
+    /// `inbound_tcp_authz_allow_total`: a counter (only its `authz` label is kept).
+    TcpAuthzAllow,
+    /// `inbound_tcp_authz_deny_total`: a counter (only its `authz` label is kept).
+    TcpAuthzDeny,
 }
 
 impl Family {
@@ -50,9 +60,43 @@ impl Family {
             Family::ResponseTotal => "response_total",
             Family::LatencyBucket => "response_latency_ms_bucket",
             Family::TcpOpenConnections => "tcp_open_connections",
+            Family::HttpAuthzAllow => "inbound_http_authz_allow_total",
+            Family::HttpAuthzDeny => "inbound_http_authz_deny_total",
+            Family::TcpAuthzAllow => "inbound_tcp_authz_allow_total",
+            Family::TcpAuthzDeny => "inbound_tcp_authz_deny_total",
         }
     }
+
+    /// Every kept family.
+    pub const ALL: [Family; 7] = [
+        Family::ResponseTotal,
+        Family::LatencyBucket,
+        Family::TcpOpenConnections,
+        Family::HttpAuthzAllow,
+        Family::HttpAuthzDeny,
+        Family::TcpAuthzAllow,
+        Family::TcpAuthzDeny,
+    ];
+
+    /// Whether its samples are counters (stored as increases).
+    pub fn is_counter(self) -> bool {
+        !matches!(self, Family::LatencyBucket | Family::TcpOpenConnections)
+    }
+
+    /// Whether it is one of the authorization counters, of which only [`AUTHZ_LABEL`] is
+    /// kept.
+    pub fn is_authz(self) -> bool {
+        self.is_counter() && self != Family::ResponseTotal
+    }
 }
+
+/// The one label kept on the authorization counters: the TrafficTarget (`namespace/name`)
+/// that admitted the request or connection, or `default:<policy>`, `probe`, `pending`,
+/// `targeted` (a targeted pod that no TrafficTarget admits it to). Their other labels
+/// (`target_port`, `route`, `client_id`) would multiply the series by ports × routes × client
+/// identities, and no question asks them, so a pod keeps at most
+/// 4 × (its TrafficTargets + 4) authorization series.
+pub const AUTHZ_LABEL: &str = "authz";
 
 const START_TIME: &str = "process_start_time_seconds";
 
@@ -136,12 +180,11 @@ pub fn parse(text: &str) -> Result<Scrape<'_>, ParseError> {
         if name_len == 0 {
             return Err(err("a sample line without a metric name"));
         }
-        let family = match &line[..name_len] {
-            "response_total" => Some(Family::ResponseTotal),
-            "response_latency_ms_bucket" => Some(Family::LatencyBucket),
-            "tcp_open_connections" => Some(Family::TcpOpenConnections),
-            START_TIME => None,
-            _ => continue,
+        let name = &line[..name_len];
+        let family = match Family::ALL.iter().find(|f| f.sample_name() == name) {
+            Some(f) => Some(*f),
+            None if name == START_TIME => None,
+            None => continue,
         };
         let start = out.labels.len();
         let (le, rest) = read_labels(&line[name_len..], &mut out.labels).map_err(err)?;
@@ -151,6 +194,16 @@ pub fn parse(text: &str) -> Result<Scrape<'_>, ParseError> {
             out.start_time = Some(value);
             continue;
         };
+        if family.is_authz() {
+            let mut i = start;
+            while i < out.labels.len() {
+                if out.labels[i].name == AUTHZ_LABEL {
+                    i += 1;
+                } else {
+                    out.labels.remove(i);
+                }
+            }
+        }
         let le = match (family, le) {
             (Family::LatencyBucket, Some(le)) => le,
             (Family::LatencyBucket, None) => return Err(err("a histogram bucket without `le`")),
@@ -280,6 +333,7 @@ response_latency_ms_bucket{le=\"1.0\",direction=\"inbound\"} 1
 response_latency_ms_bucket{le=\"+Inf\",direction=\"inbound\"} 3 # {trace=\"x\"} 1.0
 tcp_open_connections{direction=\"inbound\",peer=\"src\",namespace=\"spoof\"} 2 1700000000000
 process_start_time_seconds 1764560000.25
+inbound_http_authz_allow_total{target_port=\"8080\",authz=\"shop/api\",route=\"\",client_id=\"web.shop.serviceaccount.identity.tulle.cluster.local\"} 5
 request_total{this line is not read} 1
 # EOF
 ";
@@ -287,8 +341,8 @@ request_total{this line is not read} 1
     #[test]
     fn reads_the_kept_families_and_drops_the_unused_labels() {
         let s = parse(TEXT).unwrap();
-        assert_eq!(s.samples.len(), 4);
-        assert_eq!(s.lines, 8);
+        assert_eq!(s.samples.len(), 5);
+        assert_eq!(s.lines, 9);
         assert_eq!(s.start_time, Some(1764560000.25));
         let r = &s.samples[0];
         assert_eq!((r.family, r.value), (Family::ResponseTotal, 7.0));
@@ -313,6 +367,13 @@ request_total{this line is not read} 1
         assert_eq!((g.family, g.value), (Family::TcpOpenConnections, 2.0));
         // The scraper's own pod labels win over a scraped `namespace`.
         assert_eq!(s.labels(g).len(), 2);
+        // Only `authz` of an authorization counter.
+        let a = &s.samples[4];
+        assert_eq!((a.family, a.value), (Family::HttpAuthzAllow, 5.0));
+        let names: Vec<_> = (s.labels(a).iter())
+            .map(|l| (l.name, l.value.as_ref()))
+            .collect();
+        assert_eq!(names, [("authz", "shop/api")]);
     }
 
     #[test]

@@ -15,6 +15,14 @@ pub const RESPONSE_TOTAL: &str = "response_total";
 pub const RESPONSE_LATENCY_MS: &str = "response_latency_ms";
 /// The proxy's open TCP connections gauge.
 pub const TCP_OPEN_CONNECTIONS: &str = "tcp_open_connections";
+/// Inbound HTTP requests the policy admitted (label `authz`: the TrafficTarget or default).
+pub const HTTP_AUTHZ_ALLOW_TOTAL: &str = "inbound_http_authz_allow_total";
+/// Inbound HTTP requests the policy denied.
+pub const HTTP_AUTHZ_DENY_TOTAL: &str = "inbound_http_authz_deny_total";
+/// Inbound TCP connections the policy admitted.
+pub const TCP_AUTHZ_ALLOW_TOTAL: &str = "inbound_tcp_authz_allow_total";
+/// Inbound TCP connections the policy denied.
+pub const TCP_AUTHZ_DENY_TOTAL: &str = "inbound_tcp_authz_deny_total";
 
 /// Labels that describe the scraped pod, added by the embedded scraper and by the documented
 /// Prometheus relabelling (as linkerd-viz's scrape configuration does).
@@ -59,7 +67,8 @@ impl Matcher {
 /// Which series, grouped how, over which window ending now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Select {
-    /// The metric family ([`RESPONSE_TOTAL`], [`RESPONSE_LATENCY_MS`], [`TCP_OPEN_CONNECTIONS`]).
+    /// The metric family ([`RESPONSE_TOTAL`], [`RESPONSE_LATENCY_MS`], [`TCP_OPEN_CONNECTIONS`],
+    /// the authorization counters such as [`HTTP_AUTHZ_ALLOW_TOTAL`]).
     pub metric: &'static str,
     /// All must match.
     pub matchers: Vec<Matcher>,

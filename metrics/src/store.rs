@@ -3,7 +3,9 @@
 //!
 //! # What is kept
 //!
-//! Per pod (a [`PodKey`]), the series of `response_total` (counters), `response_latency_ms`
+//! Per pod (a [`PodKey`]), the series of `response_total` and the inbound authorization
+//! counters `inbound_{http,tcp}_authz_{allow,deny}_total` (counters; of these only the `authz`
+//! label is kept, see [`crate::parse::AUTHZ_LABEL`]), `response_latency_ms`
 //! (histogram buckets) and `tcp_open_connections` (gauges), labelled with the proxy's labels
 //! minus the high-cardinality ones no query uses ([`crate::parse::DROPPED_LABELS`]; the series
 //! that become equal are summed) plus the pod labels the scraper adds ([`crate::query::POD_LABELS`]).
@@ -369,23 +371,28 @@ impl Store {
     }
 }
 
-/// The family a query names, if the store answers that primitive for it.
+/// The family a query names, if the store answers that primitive for it (`want` is
+/// [`Family::ResponseTotal`] for any counter).
 fn family(metric: &str, want: Family) -> Result<Family, QueryError> {
-    let f = match metric {
-        RESPONSE_TOTAL => Family::ResponseTotal,
-        RESPONSE_LATENCY_MS => Family::LatencyBucket,
-        TCP_OPEN_CONNECTIONS => Family::TcpOpenConnections,
-        _ => {
-            return Err(QueryError::Unsupported(format!(
-                "the embedded store keeps only {RESPONSE_TOTAL}, {RESPONSE_LATENCY_MS} and {TCP_OPEN_CONNECTIONS}, not {metric}; use a Prometheus source for other metrics"
-            )));
-        }
+    let name = if metric == RESPONSE_LATENCY_MS {
+        "response_latency_ms_bucket"
+    } else {
+        metric
     };
-    if f != want {
+    let Some(f) = Family::ALL.into_iter().find(|f| f.sample_name() == name) else {
+        return Err(QueryError::Unsupported(format!(
+            "the embedded store keeps only {RESPONSE_TOTAL}, {RESPONSE_LATENCY_MS}, {TCP_OPEN_CONNECTIONS} and inbound_{{http,tcp}}_authz_{{allow,deny}}_total, not {metric}; use a Prometheus source for other metrics"
+        )));
+    };
+    let fits = match want {
+        Family::LatencyBucket | Family::TcpOpenConnections => f == want,
+        _ => f.is_counter(),
+    };
+    if !fits {
         let what = match want {
-            Family::ResponseTotal => "an increase of a counter",
             Family::LatencyBucket => "quantiles of a histogram",
             Family::TcpOpenConnections => "the value of a gauge",
+            _ => "an increase of a counter",
         };
         return Err(QueryError::Unsupported(format!(
             "{metric} cannot answer {what} in the embedded store"

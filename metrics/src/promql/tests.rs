@@ -472,3 +472,33 @@ fn values_and_encoding() {
     assert_eq!(encode("a b+c&d=é"), "a%20b%2Bc%26d%3D%C3%A9");
     assert_eq!(decode(&encode("{x=\"1\"}[30s]")), "{x=\"1\"}[30s]");
 }
+
+#[tokio::test]
+async fn golden_authz_through_prometheus() {
+    // The four increases of golden::authz, answered as Prometheus would.
+    let fake = Fake::start(|q| {
+        let body = if q.starts_with("sum by (authz) (increase(inbound_http_authz_allow_total{") {
+            vector(&[(serde_json::json!({"authz": "shop/web-to-api"}), "12")])
+        } else if q.starts_with("sum by (authz) (increase(inbound_tcp_authz_allow_total{") {
+            vector(&[(serde_json::json!({"authz": "shop/web-to-api"}), "3")])
+        } else if q.starts_with("sum by (namespace, pod) (increase(inbound_") {
+            let pod = serde_json::json!({"namespace": "shop", "pod": "api-1"});
+            vector(&[(pod, "2")])
+        } else {
+            return (400, format!("unexpected query {q}"));
+        };
+        (200, body)
+    })
+    .await;
+    let a = golden::authz(&fake.prometheus(), Some("shop"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(a.allowed["shop/web-to-api"], 15.0);
+    assert_eq!(a.denied[&("shop".to_string(), "api-1".to_string())], 4.0);
+    let q = fake.queries();
+    assert_eq!(q.len(), 4, "{q:#?}");
+    assert!(
+        q.contains(&r#"sum by (namespace, pod) (increase(inbound_http_authz_deny_total{namespace="shop",authz="targeted"}[30s]))"#.to_string()),
+        "{q:#?}"
+    );
+}

@@ -32,6 +32,8 @@ struct Proxy {
     latency: PFamily<L, Histogram, fn() -> Histogram>,
     tcp_open: PFamily<L, Gauge>,
     tcp_read: PFamily<L, Counter>,
+    /// `inbound_{http,tcp}_authz_{deny,allow}`, indexed [tcp][allowed].
+    authz: [[PFamily<L, Counter>; 2]; 2],
 }
 
 impl Proxy {
@@ -44,6 +46,7 @@ impl Proxy {
             latency: PFamily::new_with_constructor(histogram),
             tcp_open: PFamily::default(),
             tcp_read: PFamily::default(),
+            authz: Default::default(),
         };
         registry.register("request", "HTTP requests", p.requests.clone());
         registry.register("response", "HTTP responses", p.responses.clone());
@@ -54,6 +57,15 @@ impl Proxy {
             p.tcp_open.clone(),
         );
         registry.register("tcp_read_bytes", "Bytes read", p.tcp_read.clone());
+        for (tcp, what) in [(0, "http"), (1, "tcp")] {
+            for (allowed, verdict) in [(0, "deny"), (1, "allow")] {
+                registry.register(
+                    format!("inbound_{what}_authz_{verdict}"),
+                    "Decisions",
+                    p.authz[tcp][allowed].clone(),
+                );
+            }
+        }
         let start = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         start.set(1_800_000_000.5);
         registry.register("process_start_time_seconds", "Start time", start);
@@ -74,6 +86,18 @@ impl Proxy {
         let class = if status >= 500 { "failure" } else { "success" };
         l.push(("classification".into(), class.into()));
         self.responses.get_or_create(&l).inc();
+    }
+
+    /// One authorization decision, labelled as proxy/src/svc/authorize.rs does.
+    fn decide(&self, tcp: bool, allowed: bool, authz: &str, client: &str) {
+        let mut labels = l(&[("target_port", "8080"), ("authz", authz)]);
+        if !tcp {
+            labels.push(("route".into(), String::new()));
+        }
+        labels.push(("client_id".into(), client.into()));
+        self.authz[usize::from(tcp)][usize::from(allowed)]
+            .get_or_create(&labels)
+            .inc();
     }
 
     fn connect(&self, mut labels: L, peer: &str) {
@@ -273,4 +297,46 @@ fn stat_edges_and_backends_over_scraped_proxy_text() {
         (first["api-v1"].success, first["api-v1"].failure),
         (30.0, 2.0)
     );
+}
+
+#[test]
+fn authz_counts_admissions_per_traffic_target_and_denials_per_pod() {
+    let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s);
+    let v1 = Pod::new("api-v1-1", "api-v1", "10.0.1.1");
+    let v2 = Pod::new("api-v2-1", "api-v2", "10.0.1.2");
+    let store = Store::new(StoreConfig::default());
+    v1.proxy.decide(false, true, "shop/web-to-api", &id("web"));
+    [&v1, &v2].iter().for_each(|p| p.scrape(&store, t(0)));
+    let series = store.series_count();
+
+    for i in 0..7 {
+        // Each client its own identity: the series do not multiply (only `authz` is kept).
+        v1.proxy
+            .decide(false, true, "shop/web-to-api", &id(&format!("web{i}")));
+    }
+    v1.proxy.decide(true, true, "shop/web-to-api", &id("web"));
+    v2.proxy.decide(true, true, "shop/db-to-api", &id("db"));
+    for i in 0..3 {
+        v1.proxy
+            .decide(false, false, "targeted", &id(&format!("evil{i}")));
+    }
+    v1.proxy.decide(true, false, "targeted", "");
+    v2.proxy.decide(false, false, "default:deny", "");
+    v2.proxy.decide(false, true, "probe", "");
+    [&v1, &v2].iter().for_each(|p| p.scrape(&store, t(10)));
+    // v1: http allow (1 series, there before), tcp allow, http deny, tcp deny; v2: tcp
+    // allow, http deny, http allow.
+    assert_eq!(store.series_count() - series, 6);
+
+    let window = Duration::from_secs(30);
+    let a =
+        futures::executor::block_on(golden::authz(&store.at(t(10)), Some("shop"), window)).unwrap();
+    assert_eq!(a.allowed["shop/web-to-api"], 8.0);
+    assert_eq!(a.allowed["shop/db-to-api"], 1.0);
+    assert_eq!(a.allowed["probe"], 1.0);
+    assert_eq!(a.denied.len(), 1, "{a:?}");
+    assert_eq!(a.denied[&("shop".to_string(), "api-v1-1".to_string())], 4.0);
+    let none = futures::executor::block_on(golden::authz(&store.at(t(10)), Some("other"), window))
+        .unwrap();
+    assert_eq!(none, golden::AuthzCounts::default());
 }
