@@ -32,9 +32,37 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The ALPN protocol gRPC speaks.
 pub const ALPN_H2: &[u8] = b"h2";
 
-/// A server-side TLS connection.
+/// Bounds on what a TLS listener accepts (issue 15: unbounded handshakes let any client
+/// that reaches the port make the server spend CPU and memory without limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// TLS handshakes in progress at once; further connections wait in the listen backlog
+    /// (they are not read) until a handshake finishes or times out.
+    pub max_handshakes: usize,
+    /// Established connections at once; while at the bound, no new connection is accepted.
+    pub max_connections: usize,
+    /// How long a handshake may take before the connection is dropped.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 64 handshakes, 10,000 connections, [`HANDSHAKE_TIMEOUT`].
+    fn default() -> Self {
+        Self {
+            max_handshakes: 64,
+            max_connections: 10_000,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// A server-side TLS connection (it holds its place in [`Limits::max_connections`] until
+/// dropped).
 #[derive(Debug)]
-pub struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
+pub struct TlsConn(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
+);
 
 /// What a service can learn about a TLS peer from `Request::extensions()`.
 #[derive(Clone, Debug)]
@@ -99,16 +127,37 @@ impl AsyncWrite for TlsConn {
     }
 }
 
-/// Accepts TCP connections on `listener` and completes TLS handshakes concurrently;
-/// failed or slow handshakes are dropped (they never end the stream). The stream ends when the listener fails.
+/// Accepts TCP connections on `listener` and completes TLS handshakes concurrently, within
+/// the default [`Limits`]; failed or slow handshakes are dropped (they never end the
+/// stream). The stream ends when the listener fails.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
 ) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
+    incoming_with_limits(listener, config, Limits::default())
+}
+
+/// [`incoming`] within `limits`: at most `max_handshakes` handshakes run at once and at
+/// most `max_connections` connections are open; beyond either, connections are left in the
+/// listen backlog until a place frees up.
+pub fn incoming_with_limits(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    limits: Limits,
+) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let (tx, mut rx) = mpsc::channel::<Result<TlsConn, io::Error>>(64);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_handshakes.max(1)));
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tokio::spawn(async move {
         loop {
+            // Both places are taken before accepting, so a full server reads nothing.
+            let Ok(conn_permit) = connections.clone().acquire_owned().await else {
+                return;
+            };
+            let Ok(hs_permit) = handshakes.clone().acquire_owned().await else {
+                return;
+            };
             let (tcp, _) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
@@ -120,10 +169,10 @@ pub fn incoming(
             let acceptor = acceptor.clone();
             let conn_tx = tx.clone();
             tokio::spawn(async move {
-                if let Ok(Ok(tls)) =
-                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
-                    let _ = conn_tx.send(Ok(TlsConn(tls))).await;
+                let r = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
+                drop(hs_permit);
+                if let Ok(Ok(tls)) = r {
+                    let _ = conn_tx.send(Ok(TlsConn(tls, conn_permit))).await;
                 }
             });
             if tx.is_closed() {

@@ -60,6 +60,22 @@ pub struct Args {
     /// Pod name, reported in Events.
     #[arg(long, env = "TULLE_IDENTITY_POD_NAME")]
     pub pod_name: Option<String>,
+    /// Sustained Certify calls per second allowed per peer IP address (beyond it:
+    /// RESOURCE_EXHAUSTED with a retry delay, before any TokenReview).
+    #[arg(long, env = "TULLE_IDENTITY_CERTIFY_PEER_RATE", default_value_t = 5.0)]
+    pub certify_peer_rate: f64,
+    /// Certify calls a peer IP address may make at once before the rate applies.
+    #[arg(long, env = "TULLE_IDENTITY_CERTIFY_PEER_BURST", default_value_t = 50)]
+    pub certify_peer_burst: u32,
+    /// Certify calls in flight at once (each costs a TokenReview).
+    #[arg(long, env = "TULLE_IDENTITY_MAX_IN_FLIGHT", default_value_t = 100)]
+    pub max_in_flight: usize,
+    /// TLS handshakes in progress at once (more connections wait in the listen backlog).
+    #[arg(long, env = "TULLE_IDENTITY_MAX_HANDSHAKES", default_value_t = 64)]
+    pub max_handshakes: usize,
+    /// Open connections at once.
+    #[arg(long, env = "TULLE_IDENTITY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Serve plaintext gRPC instead of TLS (tests and debugging only).
     #[arg(long, env = "TULLE_IDENTITY_PLAINTEXT", default_value_t = false)]
     pub plaintext: bool,

@@ -5,12 +5,17 @@
 //! requested identity and the CSR ([`csr`]), and signs a short-lived leaf with the issuer
 //! loaded and hot-reloaded from mounted files ([`issuer`]). It serves over TLS with a
 //! certificate it issues to itself ([`serving`]), exports metrics ([`metrics`]) on the
-//! admin port (`tulle_admin`) and reports failures as Kubernetes Events ([`events`]).
+//! admin port (`tulle_admin`) and reports failures as Kubernetes Events ([`events`]), only
+//! once the caller's token authenticated and only on the caller's own ServiceAccount.
+//! Abuse is bounded ([`limits`]): Certify calls per peer address and in flight, streams per
+//! connection, and TLS handshakes and connections (`tulle_api::tls::Limits`); beyond a bound
+//! the answer is `RESOURCE_EXHAUSTED` with a retry delay.
 
 pub mod config;
 pub mod csr;
 pub mod events;
 pub mod issuer;
+pub mod limits;
 pub mod metrics;
 pub mod service;
 pub mod serving;
@@ -81,7 +86,12 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         token::KubeTokenReviewer::new(client.clone()),
         events::KubeEvents::new(client, args.pod_name.clone(), args.namespace.clone()),
         metrics,
-    );
+    )
+    .with_limits(limits::CertifyLimits {
+        per_peer_rate: args.certify_peer_rate,
+        per_peer_burst: args.certify_peer_burst,
+        max_in_flight: args.max_in_flight,
+    });
 
     let admin_listener = bind(args.admin_addr).await?;
     let ready_rx = issuer_rx.clone();
@@ -97,7 +107,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let admin = tokio::spawn(tulle_admin::serve(admin_listener, admin_state));
 
     let listener = bind(args.addr).await?;
-    let router = tonic::transport::Server::builder().add_service(certify.into_server());
+    let router = server_builder().add_service(certify.into_server());
     let grpc = if args.plaintext {
         tracing::warn!(addr = %args.addr, "serving Certify over plaintext gRPC");
         let incoming = tokio_stream_incoming(listener);
@@ -114,7 +124,15 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         let config = serving.server_config()?;
         tokio::spawn(serving.maintain(issuer_rx, own.clone()));
         tracing::info!(addr = %args.addr, identity = %own, "serving Certify over TLS");
-        let incoming = tulle_api::tls::incoming(listener, config);
+        let incoming = tulle_api::tls::incoming_with_limits(
+            listener,
+            config,
+            tulle_api::tls::Limits {
+                max_handshakes: args.max_handshakes,
+                max_connections: args.max_connections,
+                ..Default::default()
+            },
+        );
         tokio::spawn(async move {
             router
                 .serve_with_incoming(incoming)
@@ -126,6 +144,20 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         r = grpc => Err(RunError::Serve(format!("gRPC: {:?}", r))),
         r = admin => Err(RunError::Serve(format!("admin: {:?}", r))),
     }
+}
+
+/// Streams a connection may open at once (a proxy makes one Certify call a day).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
+
+/// The gRPC server's settings: a bound on streams and on calls in flight per connection
+/// (beyond it, RESOURCE_EXHAUSTED at once rather than a queue), and a deadline per call.
+pub fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .load_shed(true)
+        .timeout(Duration::from_secs(30))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, RunError> {

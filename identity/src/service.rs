@@ -4,6 +4,7 @@ use crate::{
     csr,
     events::EventSink,
     issuer::IssuerRx,
+    limits::{self, CertifyLimits, PeerRateLimiter},
     metrics::Metrics,
     token::{TokenError, TokenReviewer},
 };
@@ -42,12 +43,16 @@ pub struct Certify<T, E> {
     reviewer: Arc<T>,
     events: Arc<E>,
     metrics: Metrics,
+    limits: CertifyLimits,
+    peers: Arc<PeerRateLimiter>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl<T, E> std::fmt::Debug for Certify<T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Certify")
             .field("config", &self.config)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -71,13 +76,67 @@ impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
         events: E,
         metrics: Metrics,
     ) -> Self {
+        let limits = CertifyLimits::default();
         Self {
             config,
             issuer,
             reviewer: Arc::new(reviewer),
             events: Arc::new(events),
             metrics,
+            limits,
+            peers: Arc::new(PeerRateLimiter::new(
+                limits.per_peer_rate,
+                limits.per_peer_burst,
+            )),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
         }
+    }
+
+    /// The same service with other abuse bounds.
+    pub fn with_limits(mut self, limits: CertifyLimits) -> Self {
+        self.limits = limits;
+        self.peers = Arc::new(PeerRateLimiter::new(
+            limits.per_peer_rate,
+            limits.per_peer_burst,
+        ));
+        self.in_flight = Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1)));
+        self
+    }
+
+    /// Admits a call of `peer` (unknown for in-process calls) or says why not: the peer's
+    /// rate, then the calls in flight. Checked before anything else, so a flood costs
+    /// neither TokenReviews nor Events.
+    fn admit(
+        &self,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
+        if let Some(ip) = peer
+            && let Err(wait) = self.peers.check(ip, std::time::Instant::now())
+        {
+            return Err(refuse(
+                "rate_limited",
+                limits::exhausted(
+                    &format!(
+                        "too many Certify calls from {ip} (at most {} per second, bursts of {}); \
+                         a proxy needs one a day: check for a crash-looping pod on that address",
+                        self.limits.per_peer_rate, self.limits.per_peer_burst
+                    ),
+                    wait,
+                ),
+            ));
+        }
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            refuse(
+                "overloaded",
+                limits::exhausted(
+                    &format!(
+                        "tulle-identity is busy ({} Certify calls in flight)",
+                        self.limits.max_in_flight
+                    ),
+                    Duration::from_secs(1),
+                ),
+            )
+        })
     }
 
     /// The tonic server for this service, with the request size limit applied.
@@ -131,7 +190,6 @@ impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
                 )),
             ));
         }
-        *requested = Some(id.clone());
         let token = std::str::from_utf8(&req.token).map_err(|_| {
             refuse(
                 "token_invalid",
@@ -151,6 +209,13 @@ impl<T: TokenReviewer, E: EventSink> Certify<T, E> {
                     refuse("token_invalid", Status::unauthenticated(e.to_string()))
                 }
             })?;
+        // From here on the caller is an authenticated ServiceAccount: refusals are reported
+        // on that ServiceAccount (never on one the unauthenticated request named).
+        *requested = Some(ServiceAccountIdentity::new(
+            &subject.service_account,
+            &subject.namespace,
+            &self.config.trust_domain,
+        ));
         if subject.namespace != id.namespace || subject.service_account != id.service_account {
             return Err(refuse(
                 "name_mismatch",
@@ -192,9 +257,14 @@ impl<T: TokenReviewer, E: EventSink> identity_server::Identity for Certify<T, E>
         &self,
         request: Request<CertifyRequest>,
     ) -> Result<Response<CertifyResponse>, Status> {
+        let peer = peer_ip(&request);
         let req = request.into_inner();
         let mut requested = None;
-        match self.certify_inner(&req, &mut requested).await {
+        let result = match self.admit(peer) {
+            Ok(_permit) => self.certify_inner(&req, &mut requested).await,
+            Err(r) => Err(r),
+        };
+        match result {
             Ok(rsp) => {
                 self.metrics.issued.inc();
                 tracing::info!(identity = %req.identity, "certificate issued");
@@ -202,7 +272,7 @@ impl<T: TokenReviewer, E: EventSink> identity_server::Identity for Certify<T, E>
             }
             Err(Refusal { reason, status }) => {
                 self.metrics.refused(reason);
-                tracing::info!(identity = %req.identity, reason, message = status.message(), "certify refused");
+                tracing::info!(identity = %req.identity, ?peer, reason, message = status.message(), "certify refused");
                 if let Some(id) = requested {
                     self.events.issuing_failed(
                         &id.namespace,
@@ -215,4 +285,14 @@ impl<T: TokenReviewer, E: EventSink> identity_server::Identity for Certify<T, E>
             }
         }
     }
+}
+
+/// The caller's IP address: from the TLS connection, or the plain TCP one.
+fn peer_ip<B>(request: &Request<B>) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<tulle_api::tls::TlsConnectInfo>()
+        .and_then(|i| i.remote_addr)
+        .or_else(|| request.remote_addr())
+        .map(|a| a.ip())
 }

@@ -364,10 +364,9 @@ async fn refuses_bad_tokens() {
         "TokenReview",
     )
     .await;
-    // An Event is published on the requested ServiceAccount for each failure.
-    let ev = f.events.0.lock().unwrap().clone();
-    assert_eq!(ev.len(), 5);
-    assert!(ev.iter().all(|(ns, sa, _)| ns == "shop" && sa == "web"));
+    // No Event: a token that did not authenticate must not make identity write into the
+    // namespace the request names (issue 15, item 6).
+    assert!(f.events.0.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -900,4 +899,270 @@ async fn watch_issuer_reports_expiry_and_a_renewed_issuer_makes_it_ready_again()
         &rsp.intermediate_certificates,
         &me.dns_name(),
     );
+}
+
+// === abuse bounds (issue 15, item 6) ===
+
+#[tokio::test]
+async fn refusal_events_go_only_to_the_authenticated_service_account() {
+    let f = fixture().await;
+    // Junk naming any namespace writes nothing there.
+    let victim = id("kube-system", "default");
+    for token in [
+        "forged",
+        "expired",
+        "aud-kube-system-default",
+        "down",
+        "user",
+    ] {
+        let _ = f
+            .svc
+            .certify(req(&victim.dns_name(), token, good_csr(&victim)))
+            .await
+            .expect_err("refused");
+    }
+    assert!(
+        f.events.0.lock().unwrap().is_empty(),
+        "no Event for unauthenticated calls"
+    );
+    // An authenticated caller asking for another identity: the Event lands on its own
+    // ServiceAccount, not on the one it named.
+    let _ = f
+        .svc
+        .certify(req(&victim.dns_name(), "good-shop-web", good_csr(&victim)))
+        .await
+        .expect_err("name mismatch");
+    let ev = f.events.0.lock().unwrap().clone();
+    assert_eq!(
+        ev,
+        vec![(
+            "shop".to_string(),
+            "web".to_string(),
+            "name_mismatch".to_string()
+        )]
+    );
+}
+
+/// A reviewer counting its reviews, and blocking while `gate` is closed.
+#[derive(Clone, Default)]
+struct Counting {
+    reviews: Arc<std::sync::atomic::AtomicUsize>,
+    gate: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl TokenReviewer for Counting {
+    async fn review(&self, token: &str, audience: &str) -> Result<TokenSubject, TokenError> {
+        self.reviews
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(g) = &self.gate {
+            let _p = g.acquire().await;
+        }
+        FakeReviewer.review(token, audience).await
+    }
+}
+
+/// Serves `svc` over TLS on 127.0.0.1 within `limits`; returns a client factory.
+async fn serve_tls<T: TokenReviewer>(
+    svc: Certify<T, Recorded>,
+    rx: &tulle_identity::issuer::IssuerRx,
+    ca: &Ca,
+    limits: tulle_api::tls::Limits,
+) -> (
+    std::net::SocketAddr,
+    impl Fn() -> IdentityClient<tonic::transport::Channel>,
+) {
+    let own = id("tulle-system", "tulle-identity");
+    let serving = Arc::new(tulle_identity::serving::ServingCert::default());
+    let iss = rx.borrow().clone().unwrap();
+    serving.issue(&iss, &own).unwrap();
+    let server_cfg = serving.server_config().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tulle_identity::server_builder()
+            .add_service(svc.into_server())
+            .serve_with_incoming(tulle_api::tls::incoming_with_limits(
+                listener, server_cfg, limits,
+            )),
+    );
+    let root = ca.root_der.clone();
+    let client = move || {
+        let mut roots = RootCertStore::empty();
+        roots.add(root.clone()).unwrap();
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let channel =
+            tulle_api::tls::channel(&addr.to_string(), &own.dns_name(), Arc::new(cfg)).unwrap();
+        IdentityClient::new(channel)
+    };
+    (addr, client)
+}
+
+fn certify_req(me: &ServiceAccountIdentity, token: &str) -> CertifyRequest {
+    CertifyRequest {
+        identity: me.dns_name(),
+        token: token.as_bytes().to_vec(),
+        certificate_signing_request: good_csr(me),
+    }
+}
+
+#[tokio::test]
+async fn certify_is_rate_limited_per_peer_before_any_token_review() {
+    let f = fixture().await;
+    let reviewer = Counting::default();
+    let reviews = reviewer.reviews.clone();
+    let metrics = Metrics::default();
+    let svc = Certify::new(
+        config(),
+        f.rx.clone(),
+        reviewer,
+        Recorded::default(),
+        metrics.clone(),
+    )
+    .with_limits(tulle_identity::limits::CertifyLimits {
+        per_peer_rate: 0.01,
+        per_peer_burst: 3,
+        max_in_flight: 100,
+    });
+    let (_, client) = serve_tls(svc, &f.rx, &f.ca, Default::default()).await;
+    let mut c = client();
+    let victim = id("kube-system", "default");
+    // Three junk calls pass to the TokenReview (and are refused there)...
+    for _ in 0..3 {
+        let err = tokio::time::timeout(LIMIT, c.certify(certify_req(&victim, "forged")))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    }
+    assert_eq!(reviews.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // ...the next ones from the same address are refused before it, with a retry hint,
+    // even with a good token and over a new connection.
+    for token in ["forged", "good-shop-web"] {
+        let me = id("shop", "web");
+        let err = tokio::time::timeout(LIMIT, client().certify(certify_req(&me, token)))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        assert!(
+            err.message().contains("127.0.0.1") && err.message().contains("retry in"),
+            "{}",
+            err.message()
+        );
+        let ms: u64 = err
+            .metadata()
+            .get(tulle_identity::limits::RETRY_PUSHBACK)
+            .expect("retry pushback")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(ms > 1000, "{ms}");
+    }
+    assert_eq!(reviews.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let limited = metrics
+        .refusals
+        .get_or_create(&tulle_identity::metrics::RefusalLabels {
+            reason: "rate_limited".into(),
+        })
+        .get();
+    assert_eq!(limited, 2);
+}
+
+#[tokio::test]
+async fn certify_calls_in_flight_are_bounded() {
+    let f = fixture().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let reviewer = Counting {
+        gate: Some(gate.clone()),
+        ..Default::default()
+    };
+    let svc = Arc::new(
+        Certify::new(
+            config(),
+            f.rx.clone(),
+            reviewer,
+            Recorded::default(),
+            Metrics::default(),
+        )
+        .with_limits(tulle_identity::limits::CertifyLimits {
+            max_in_flight: 2,
+            ..Default::default()
+        }),
+    );
+    let me = id("shop", "web");
+    let mut blocked = vec![];
+    for _ in 0..2 {
+        let (svc, me) = (svc.clone(), me.clone());
+        blocked.push(tokio::spawn(async move {
+            svc.certify(req(&me.dns_name(), "good-shop-web", good_csr(&me)))
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = svc
+        .certify(req(&me.dns_name(), "good-shop-web", good_csr(&me)))
+        .await
+        .expect_err("a third call in flight is refused");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("busy"), "{}", err.message());
+    gate.add_permits(10);
+    for b in blocked {
+        tokio::time::timeout(LIMIT, b)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    // Capacity is back.
+    svc.certify(req(&me.dns_name(), "good-shop-web", good_csr(&me)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn tls_handshakes_in_progress_are_bounded() {
+    let f = fixture().await;
+    let svc = Certify::new(
+        config(),
+        f.rx.clone(),
+        FakeReviewer,
+        Recorded::default(),
+        Metrics::default(),
+    );
+    let limits = tulle_api::tls::Limits {
+        max_handshakes: 2,
+        max_connections: 100,
+        handshake_timeout: Duration::from_secs(60),
+    };
+    let (addr, client) = serve_tls(svc, &f.rx, &f.ca, limits).await;
+    let me = id("shop", "web");
+    // Two connections that never send a ClientHello take both handshake places...
+    let silent = [
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...so a real client is not served...
+    let r = tokio::time::timeout(
+        Duration::from_secs(2),
+        client().certify(certify_req(&me, "good-shop-web")),
+    )
+    .await;
+    assert!(
+        r.is_err(),
+        "served while the handshake places were taken: {r:?}"
+    );
+    // ...until they go away.
+    drop(silent);
+    tokio::time::timeout(LIMIT, client().certify(certify_req(&me, "good-shop-web")))
+        .await
+        .unwrap()
+        .unwrap();
 }
