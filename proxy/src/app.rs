@@ -142,7 +142,7 @@ impl Proxy {
                         let rt = rt.clone();
                         async move { Ok(crate::admin::handle(rt, req, peer).await) }
                     });
-                    crate::http::serve(s, false, &cfg, &drain, svc).await
+                    crate::server::serve(s, false, &cfg, &drain, svc).await
                 })
             }),
         ];

@@ -22,14 +22,14 @@ use tokio::net::TcpStream;
 use tower::ServiceBuilder;
 
 use crate::client::AppClient;
+use crate::conn::{CountingIo, PrefixedIo, original_dst, read_header};
 use crate::detect::{Protocol, client_hello_sni, detect};
 use crate::error::ProxyError;
-use crate::http::serve_until;
 use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, peer_identity};
-use crate::io::{CountingIo, PrefixedIo, original_dst, read_header};
 use crate::metrics::{AuthzKind, Direction, HttpMetrics, TlsStatus, labels};
 use crate::policy::{Policy, PolicyRx};
 use crate::runtime::Runtime;
+use crate::server::serve_until;
 use crate::svc::{
     AppTarget, AuthorizeLayer, AuthzConn, DowngradeLayer, ErrorResponseLayer, InboundConn,
     MeshHeadersLayer, PickMetrics, RecordHttpLayer, ResponseTimeoutLayer, authz_labels,

@@ -9,7 +9,10 @@
 //! (protocol detection), [`balance`] (p2c over peak-EWMA), [`routes`] (outbound route cache),
 //! [`split`] (TrafficSplit matching and weighted choice), [`route_match`] (HTTPRouteGroup
 //! matches), [`policy`] (SMI Traffic Access: the inbound policy and its decisions),
-//! [`client`] (connections to endpoints), [`svc`] (the tower layers of the request path),
+//! [`client`] (connections to endpoints), [`server`] (serving an HTTP connection),
+//! [`http_headers`] (the mesh's headers, hop-by-hop headers, upgrades), [`conn`] (connection
+//! plumbing: original destination, byte counting, the transport header, splicing),
+//! [`svc`] (the tower layers of the request path),
 //! [`tcp`] (opaque forwarding), [`outbound`] / [`inbound`] (the two pipelines),
 //! [`metrics`] and [`admin`] (observability), [`runtime`] (shared handles, drain),
 //! [`app`] (wiring), [`init`] (iptables rules), [`devcerts`] (development certificates).
@@ -21,22 +24,23 @@ pub mod body;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod control;
 pub mod detect;
 pub mod devcerts;
 pub mod discovery;
 pub mod error;
-pub mod http;
+pub mod http_headers;
 pub mod identity;
 pub mod inbound;
 pub mod init;
-pub mod io;
 pub mod metrics;
 pub mod outbound;
 pub mod policy;
 pub mod route_match;
 pub mod routes;
 pub mod runtime;
+pub mod server;
 pub mod split;
 pub mod svc;
 pub mod tcp;

@@ -11,9 +11,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::client::{EitherIo, MeshTls};
+use crate::conn::{CountingIo, PrefixedIo};
 use crate::detect::{FirstSpeaker, Protocol, first_speaker};
 use crate::error::ProxyError;
-use crate::io::{CountingIo, PrefixedIo};
 use crate::metrics::{TcpGuard, TcpMetrics};
 
 /// Where an opaque connection goes.
@@ -42,7 +42,7 @@ impl std::fmt::Debug for Upstream {
 /// header.
 pub async fn connect(target: &TcpTarget, timeout: Duration) -> Result<Upstream, ProxyError> {
     let open = target.metrics.as_ref().map(TcpMetrics::open);
-    let tcp = crate::io::connect(target.addr, timeout).await?;
+    let tcp = crate::conn::connect(target.addr, timeout).await?;
     let io = match &target.mesh {
         None => Either::Right(tcp),
         Some(tls) => Either::Left(
@@ -67,7 +67,7 @@ pub async fn splice<I>(client: &mut I, mut upstream: Upstream, idle: Duration)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Err(e) = crate::io::splice(client, &mut upstream.io, idle).await {
+    if let Err(e) = crate::conn::splice(client, &mut upstream.io, idle).await {
         tracing::debug!("opaque connection ended: {e}");
     }
 }

@@ -125,9 +125,9 @@ proptest! {
         }
         let mut req = http::Request::new(());
         *req.headers_mut() = h.clone();
-        let _ = tulle_proxy::http::is_upgrade(&req);
-        let _ = tulle_proxy::http::is_failure(http::StatusCode::OK, &h);
-        tulle_proxy::http::strip_hop_by_hop(&mut h);
+        let _ = tulle_proxy::http_headers::is_upgrade(&req);
+        let _ = tulle_proxy::http_headers::is_failure(http::StatusCode::OK, &h);
+        tulle_proxy::http_headers::strip_hop_by_hop(&mut h);
         for n in ["connection", "transfer-encoding", "upgrade", "keep-alive", "proxy-connection"] {
             prop_assert!(!h.contains_key(n), "{n}");
         }

@@ -450,9 +450,9 @@ impl Peer {
             let (mut client, conn) = h2::client::handshake(io).await.unwrap();
             tokio::spawn(conn);
             let req = http::Request::get(format!("http://web.b.svc.cluster.local:{port}/"))
-                .header(tulle_proxy::http::ORIG_PORT, port.to_string())
+                .header(tulle_proxy::http_headers::ORIG_PORT, port.to_string())
                 // The client's HTTP/1.1, carried as HTTP/2 between proxies.
-                .header(tulle_proxy::http::ORIG_PROTO, "HTTP/1.1")
+                .header(tulle_proxy::http_headers::ORIG_PROTO, "HTTP/1.1")
                 .body(())
                 .unwrap();
             let (resp, _) = client.send_request(req, true).unwrap();

@@ -10,8 +10,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::body::{Body, proxied};
+use crate::conn::connect;
 use crate::error::ProxyError;
-use crate::io::connect;
 
 /// A pool of HTTP/1.1 connections to one application port (inbound side). A connection goes
 /// back to the pool when its response body is done (or dropped).

@@ -12,8 +12,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{EitherIo, MeshTls};
+use crate::conn::{CountingIo, connect};
 use crate::error::ProxyError;
-use crate::io::{CountingIo, connect};
 use crate::metrics::TcpMetrics;
 
 /// One HTTP/2 connection to an endpoint, shared by all requests to it.

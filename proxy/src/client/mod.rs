@@ -30,8 +30,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::body::Body;
+use crate::conn::{connect, write_header};
 use crate::error::ProxyError;
-use crate::io::{connect, write_header};
 
 /// Mesh TLS settings for a connection to a meshed peer.
 #[derive(Debug, Clone)]

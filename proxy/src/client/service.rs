@@ -16,7 +16,7 @@ use tower::Service;
 use super::{H1Pool, H2Client, MeshTls, upgrade};
 use crate::body::{Body, proxied};
 use crate::error::ProxyError;
-use crate::http::is_upgrade;
+use crate::http_headers::is_upgrade;
 use crate::svc::{AppTarget, BoxResponse};
 
 /// A pooled HTTP/1.1 client to services outside the mesh.

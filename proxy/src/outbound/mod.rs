@@ -27,14 +27,14 @@ use tower::{Layer, Service, ServiceExt};
 use crate::balance::{Balance, Balancer, Pending};
 use crate::body::Body;
 use crate::client::PlainH1;
+use crate::conn::{CountingIo, PrefixedIo, original_dst};
 use crate::detect::{Protocol, detect};
 use crate::discovery::{Destination, Endpoint, Resolution, Target, normalize_authority};
 use crate::error::ProxyError;
-use crate::http::serve;
-use crate::io::{CountingIo, PrefixedIo, original_dst};
 use crate::metrics::{Direction, TlsStatus, labels};
 use crate::routes::{Cached, RouteCache};
 use crate::runtime::Runtime;
+use crate::server::serve;
 use crate::svc::{
     BoxResponse, ErrorResponse, ErrorResponseLayer, FailFast, FailFastLayer, SplitRouter,
     SplitState,

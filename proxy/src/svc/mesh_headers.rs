@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use http::{HeaderValue, Request};
 use tower::{Layer, Service};
 
-use crate::http::{CLIENT_ID, ORIG_PORT, ORIG_PROTO};
+use crate::http_headers::{CLIENT_ID, ORIG_PORT, ORIG_PROTO};
 use crate::metrics::TlsStatus;
 
 /// Where an inbound request goes: the application's address, and whether the client proxy

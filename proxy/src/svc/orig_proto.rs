@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 
 use crate::body::Body;
 use crate::error::ProxyError;
-use crate::http::{ORIG_PORT, ORIG_PROTO, is_upgrade, strip_hop_by_hop};
+use crate::http_headers::{ORIG_PORT, ORIG_PROTO, is_upgrade, strip_hop_by_hop};
 use crate::svc::AppTarget;
 
 /// Layer of [`OrigProto`] for an endpoint reached over mesh mTLS on `port`.

@@ -122,6 +122,6 @@ fn count_response(metrics: &Arc<HttpMetrics>, resp: &mut http::Response<Body>) {
     }
     metrics.count(
         status,
-        crate::http::is_failure(resp.status(), resp.headers()),
+        crate::http_headers::is_failure(resp.status(), resp.headers()),
     );
 }
