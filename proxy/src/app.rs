@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::discovery::Discover;
+use crate::discovery::Resolve;
 use crate::identity::Tls;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
@@ -92,7 +92,7 @@ impl Proxy {
     pub async fn start(
         config: Config,
         tls: Tls,
-        discovery: Arc<dyn Discover>,
+        discovery: Arc<dyn Resolve>,
     ) -> Result<Proxy, StartError> {
         let policy = policy_from_config(&config, &tls)?;
         Ok(Self::start_with_policy(config, tls, discovery, policy).await?)
@@ -102,7 +102,7 @@ impl Proxy {
     pub async fn start_with_policy(
         mut config: Config,
         tls: Tls,
-        discovery: Arc<dyn Discover>,
+        discovery: Arc<dyn Resolve>,
         policy: PolicyRx,
     ) -> Result<Proxy, BindError> {
         let inbound = bind("inbound", config.inbound_addr).await?;

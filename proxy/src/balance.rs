@@ -22,7 +22,7 @@ use tower::Service;
 use tower::util::Oneshot;
 
 use crate::body::Body;
-use crate::discovery::{Destination, Endpoint};
+use crate::discovery::{Destination, DiscoveredEndpoint};
 use crate::error::ProxyError;
 
 /// Peak-EWMA latency estimate with a count of pending requests.
@@ -191,11 +191,11 @@ where
 /// The endpoint stage's typed target: builds the per-endpoint state of a balancer from a
 /// discovered endpoint (kept while the endpoint stays).
 pub trait NewEndpoint<E>: Send + Sync {
-    fn new_endpoint(&self, ep: &Endpoint) -> Arc<E>;
+    fn new_endpoint(&self, ep: &DiscoveredEndpoint) -> Arc<E>;
 }
 
-impl<E, F: Fn(&Endpoint) -> Arc<E> + Send + Sync> NewEndpoint<E> for F {
-    fn new_endpoint(&self, ep: &Endpoint) -> Arc<E> {
+impl<E, F: Fn(&DiscoveredEndpoint) -> Arc<E> + Send + Sync> NewEndpoint<E> for F {
+    fn new_endpoint(&self, ep: &DiscoveredEndpoint) -> Arc<E> {
         self(ep)
     }
 }
@@ -203,7 +203,7 @@ impl<E, F: Fn(&Endpoint) -> Arc<E> + Send + Sync> NewEndpoint<E> for F {
 /// Builds the per-endpoint state of a balancer.
 pub type MakeEndpoint<E> = Box<dyn NewEndpoint<E>>;
 /// The current endpoints and their state.
-pub type EndpointSet<E> = Arc<Vec<(Endpoint, Arc<E>)>>;
+pub type EndpointSet<E> = Arc<Vec<(DiscoveredEndpoint, Arc<E>)>>;
 
 /// Balances over a discovery watch. `make` builds the per-endpoint state.
 pub struct Balancer<E> {
@@ -301,7 +301,7 @@ mod tests {
             authority: None,
             endpoints: ports
                 .iter()
-                .map(|p| Endpoint {
+                .map(|p| DiscoveredEndpoint {
                     addr: ([127, 0, 0, 1], *p).into(),
                     identity: None,
                     labels: Default::default(),
@@ -311,7 +311,7 @@ mod tests {
     }
 
     fn ep() -> MakeEndpoint<Ep> {
-        Box::new(|_: &Endpoint| {
+        Box::new(|_: &DiscoveredEndpoint| {
             Arc::new(Ep(Arc::new(PeakEwma::new(
                 Duration::from_millis(30),
                 Duration::from_secs(10),

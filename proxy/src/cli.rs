@@ -9,7 +9,7 @@ use crate::config::{Config, Env};
 use crate::control::Timing as DestTiming;
 use crate::control::destination::DestinationDiscovery;
 use crate::control::identity::{Certifier, Timing};
-use crate::discovery::{Discover, StaticDiscovery, StaticFile};
+use crate::discovery::{Resolve, StaticDiscovery, StaticFile};
 use crate::identity::{CredentialSource, FileSource, Tls};
 
 pub const USAGE: &str = "usage:
@@ -121,7 +121,7 @@ pub fn run_proxy() -> ExitCode {
     rt.block_on(async move {
         let grace = config.shutdown_grace;
         // The gRPC channel needs the runtime, so the destination client is made here.
-        let discovery: Arc<dyn Discover> = match &config.destination {
+        let discovery: Arc<dyn Resolve> = match &config.destination {
             None => Arc::new(static_discovery),
             Some(d) => {
                 match DestinationDiscovery::new(d, tls.control_client(), DestTiming::default()) {

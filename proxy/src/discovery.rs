@@ -1,10 +1,15 @@
 //! Service discovery: what a target resolves to.
 //!
-//! [`Discover`] turns a target (an HTTP authority or an original destination address) into a
-//! watch of its endpoints, or a distinct [`Resolution::NotFound`] on which the proxy forwards
+//! [`Resolve`] turns a target (an HTTP authority or an original destination address) into a
+//! watch of its endpoints, or a distinct [`Lookup::NotFound`] on which the proxy forwards
 //! to the original destination, and into a watch of its [`Profile`] (the TrafficSplit in
 //! force). [`StaticDiscovery`] reads a JSON file; [`crate::control::destination`] implements
 //! the same trait over the controller's gRPC streams.
+//!
+//! The names are the proxy's own: a [`DiscoveredEndpoint`] is what the proxy learned about one
+//! endpoint, a [`Lookup`] what a target turned out to be, [`Resolve`] the proxy's side of
+//! discovery. The controller's `Endpoint`, `Resolution` and `Discover` (tulle-controller-core)
+//! are its index's endpoints (with weights and protocol hints) and the watches it serves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -20,7 +25,7 @@ use crate::split::{Backend, HttpMatch, Profile, RuleError, Split};
 
 /// One endpoint of a destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub struct DiscoveredEndpoint {
     pub addr: SocketAddr,
     /// The identity the endpoint's certificate must carry (meshed peers only).
     pub identity: Option<String>,
@@ -33,12 +38,12 @@ pub struct Endpoint {
 pub struct Destination {
     /// The canonical authority (`name:port`), used as the `authority` metric label.
     pub authority: Option<String>,
-    pub endpoints: Vec<Endpoint>,
+    pub endpoints: Vec<DiscoveredEndpoint>,
 }
 
 /// What a target resolves to.
 #[derive(Debug, Clone)]
-pub enum Resolution {
+pub enum Lookup {
     /// Known: the receiver always holds the latest endpoint set.
     Found(watch::Receiver<Arc<Destination>>),
     /// Not a known destination (the controller's own answer): forward to the original
@@ -59,7 +64,7 @@ pub enum Target<'a> {
 }
 
 /// A future resolving a target.
-pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Resolution> + Send + 'a>>;
+pub type ResolveFuture<'a> = Pin<Box<dyn Future<Output = Lookup> + Send + 'a>>;
 
 /// A future resolving the profile of a target.
 pub type ProfileFuture<'a> =
@@ -67,7 +72,7 @@ pub type ProfileFuture<'a> =
 
 /// Resolves targets. Implementations must be cheap to call repeatedly; the proxy caches
 /// resolutions per target.
-pub trait Discover: Send + Sync + 'static {
+pub trait Resolve: Send + Sync + 'static {
     fn resolve<'a>(&'a self, target: Target<'a>) -> ResolveFuture<'a>;
 
     /// The profile of a target, kept current (no split when nothing is known).
@@ -255,7 +260,7 @@ impl StaticDiscovery {
                 endpoints: d
                     .endpoints
                     .into_iter()
-                    .map(|e| Endpoint {
+                    .map(|e| DiscoveredEndpoint {
                         addr: e.addr,
                         identity: e.identity.map(|i| i.to_ascii_lowercase()),
                         labels: e.labels,
@@ -329,20 +334,20 @@ impl StaticDiscovery {
             .subscribe()
     }
 
-    fn lookup(&self, target: Target<'_>) -> Resolution {
+    fn lookup(&self, target: Target<'_>) -> Lookup {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let tx = match target {
             Target::Authority(a) => index.by_authority.get(a),
             Target::Addr(a) => index.by_addr.get(&a),
         };
         match tx {
-            Some(tx) => Resolution::Found(tx.subscribe()),
-            None => Resolution::NotFound,
+            Some(tx) => Lookup::Found(tx.subscribe()),
+            None => Lookup::NotFound,
         }
     }
 }
 
-impl Discover for StaticDiscovery {
+impl Resolve for StaticDiscovery {
     fn resolve<'a>(&'a self, target: Target<'a>) -> ResolveFuture<'a> {
         let r = self.lookup(target);
         Box::pin(std::future::ready(r))
@@ -380,7 +385,7 @@ mod tests {
     #[tokio::test]
     async fn static_resolves_by_authority_and_addr() {
         let d = StaticDiscovery::new(serde_json::from_str(EXAMPLE).unwrap()).unwrap();
-        let Resolution::Found(rx) = d
+        let Lookup::Found(rx) = d
             .resolve(Target::Authority("web.default.svc.cluster.local:80"))
             .await
         else {
@@ -393,18 +398,18 @@ mod tests {
         assert!(matches!(
             d.resolve(Target::Addr("10.96.0.5:80".parse().unwrap()))
                 .await,
-            Resolution::Found(_)
+            Lookup::Found(_)
         ));
         assert!(matches!(
             d.resolve(Target::Authority("other:80")).await,
-            Resolution::NotFound
+            Lookup::NotFound
         ));
     }
 
     #[tokio::test]
     async fn replace_updates_watchers() {
         let d = StaticDiscovery::new(serde_json::from_str(EXAMPLE).unwrap()).unwrap();
-        let Resolution::Found(mut rx) = d
+        let Lookup::Found(mut rx) = d
             .resolve(Target::Authority("web.default.svc.cluster.local:80"))
             .await
         else {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::discovery::Discover;
+use crate::discovery::Resolve;
 use crate::identity::Tls;
 use crate::metrics::Metrics;
 use crate::policy::PolicyRx;
@@ -17,7 +17,7 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub tls: Tls,
     pub metrics: Arc<Metrics>,
-    pub discovery: Arc<dyn Discover>,
+    pub discovery: Arc<dyn Resolve>,
     /// The pod's current inbound policy (SMI Traffic Access).
     pub policy: PolicyRx,
     pub drain: Drain,

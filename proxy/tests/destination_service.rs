@@ -207,7 +207,7 @@ async fn routes_by_controller_follow_changes_and_survive_its_absence() {
 
 #[tokio::test]
 async fn streams_are_shared_dropped_when_idle_and_unreachable_is_unavailable() {
-    use tulle_proxy::discovery::{Discover, Resolution, Target};
+    use tulle_proxy::discovery::{Lookup, Resolve, Target};
     init();
     bounded(async {
         let ca = Ca::new().await;
@@ -249,7 +249,7 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_is_unavailable() {
         .unwrap();
         assert!(matches!(
             refused.resolve(Target::Authority(AUTHORITY)).await,
-            Resolution::Unavailable
+            Lookup::Unavailable
         ));
         drop(refused);
         // With its certificate from identity it resolves.
@@ -266,22 +266,22 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_is_unavailable() {
             timing.clone(),
         )
         .unwrap();
-        let Resolution::Found(a) = d.resolve(Target::Authority(AUTHORITY)).await else {
+        let Lookup::Found(a) = d.resolve(Target::Authority(AUTHORITY)).await else {
             panic!("a known service without endpoints is found")
         };
         assert!(a.borrow().endpoints.is_empty());
-        let Resolution::Found(b) = d.resolve(Target::Authority(AUTHORITY)).await else {
+        let Lookup::Found(b) = d.resolve(Target::Authority(AUTHORITY)).await else {
             panic!("found")
         };
         assert_eq!(d.streams(), 1, "one stream per target, shared");
         assert!(matches!(
             d.resolve(Target::Authority("nope.test.svc.cluster.local:80"))
                 .await,
-            Resolution::NotFound
+            Lookup::NotFound
         ));
         assert!(matches!(
             d.resolve(Target::Authority("example.com:443")).await,
-            Resolution::NotFound
+            Lookup::NotFound
         ));
         // Unused targets are dropped after the idle time; used ones stay.
         tokio::time::sleep(Duration::from_millis(600)).await;
@@ -299,7 +299,7 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_is_unavailable() {
         let d = DestinationDiscovery::new(&dest(addr), tls.control_client(), timing).unwrap();
         assert!(matches!(
             d.resolve(Target::Authority(AUTHORITY)).await,
-            Resolution::Unavailable
+            Lookup::Unavailable
         ));
     })
     .await

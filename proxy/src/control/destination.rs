@@ -2,7 +2,7 @@
 //!
 //! Each target gets one `Destination/Get` stream, shared by every user of the target and
 //! dropped after [`Timing::idle`] without users. Add/Remove updates change the watched
-//! endpoint set; `NoEndpoints{exists: false}` answers [`Resolution::NotFound`] (the proxy
+//! endpoint set; `NoEndpoints{exists: false}` answers [`Lookup::NotFound`] (the proxy
 //! forwards to the original destination). When the controller goes away the stream is
 //! re-opened with backoff and the last known endpoints keep serving meanwhile.
 
@@ -23,7 +23,7 @@ use crate::control::backoff::Backoff;
 use crate::control::profile::Profiles;
 use crate::control::{LastUsed, Timing};
 use crate::discovery::{
-    Destination, Discover, Endpoint, ProfileFuture, Resolution, ResolveFuture, Target,
+    Destination, DiscoveredEndpoint, Lookup, ProfileFuture, Resolve, ResolveFuture, Target,
 };
 
 /// The state of one target as the controller last described it.
@@ -48,7 +48,7 @@ struct Inner {
     cache: Mutex<HashMap<String, Arc<Entry>>>,
 }
 
-/// [`Discover`] backed by the controller.
+/// [`Resolve`] backed by the controller.
 #[derive(Debug, Clone)]
 pub struct DestinationDiscovery {
     inner: Arc<Inner>,
@@ -120,7 +120,7 @@ impl DestinationDiscovery {
     }
 }
 
-impl Discover for DestinationDiscovery {
+impl Resolve for DestinationDiscovery {
     fn resolve<'a>(&'a self, target: Target<'a>) -> ResolveFuture<'a> {
         Box::pin(async move {
             let key = match target {
@@ -133,12 +133,12 @@ impl Discover for DestinationDiscovery {
                 tokio::time::timeout(first, rx.wait_for(|o| !matches!(o, Outcome::Pending))).await;
             match answer {
                 Ok(Ok(o)) => match &*o {
-                    Outcome::Found(rx) => Resolution::Found(rx.clone()),
-                    _ => Resolution::NotFound,
+                    Outcome::Found(rx) => Lookup::Found(rx.clone()),
+                    _ => Lookup::NotFound,
                 },
                 _ => {
                     tracing::info!(%key, ?first, "no answer from the destination service yet");
-                    Resolution::Unavailable
+                    Lookup::Unavailable
                 }
             }
         })
@@ -156,7 +156,7 @@ impl Discover for DestinationDiscovery {
 }
 
 /// Converts one endpoint; `None` for an unusable address.
-fn endpoint(a: &WeightedAddr, set_labels: &HashMap<String, String>) -> Option<Endpoint> {
+fn endpoint(a: &WeightedAddr, set_labels: &HashMap<String, String>) -> Option<DiscoveredEndpoint> {
     let addr = SocketAddr::try_from(a.addr.as_ref()?).ok()?;
     let meshed = matches!(
         a.protocol_hint.as_ref().and_then(|h| h.protocol.as_ref()),
@@ -177,7 +177,7 @@ fn endpoint(a: &WeightedAddr, set_labels: &HashMap<String, String>) -> Option<En
     }
     let mut labels: BTreeMap<String, String> = set_labels.clone().into_iter().collect();
     labels.extend(a.metric_labels.clone());
-    Some(Endpoint {
+    Some(DiscoveredEndpoint {
         addr,
         identity,
         labels,
@@ -187,13 +187,13 @@ fn endpoint(a: &WeightedAddr, set_labels: &HashMap<String, String>) -> Option<En
 /// The endpoint set of one target, published to its watchers.
 struct Published {
     authority: Option<String>,
-    endpoints: HashMap<SocketAddr, Endpoint>,
+    endpoints: HashMap<SocketAddr, DiscoveredEndpoint>,
     tx: Option<watch::Sender<Arc<Destination>>>,
 }
 
 impl Published {
     fn publish(&mut self, outcome: &watch::Sender<Outcome>) {
-        let mut endpoints: Vec<Endpoint> = self.endpoints.values().cloned().collect();
+        let mut endpoints: Vec<DiscoveredEndpoint> = self.endpoints.values().cloned().collect();
         endpoints.sort_by_key(|e| e.addr);
         let dest = Arc::new(Destination {
             authority: self.authority.clone(),

@@ -1,5 +1,5 @@
 //! The endpoint stage of the outbound path: the typed targets that build each balanced
-//! endpoint's state from a discovered [`Endpoint`] ([`HttpEndpoints`] for a backend
+//! endpoint's state from a discovered [`DiscoveredEndpoint`] ([`HttpEndpoints`] for a backend
 //! service's HTTP stack, [`TcpEndpoints`] for opaque connections), and that state itself.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use tower::ServiceBuilder;
 
 use crate::balance::{Balanced, NewEndpoint, PeakEwma, Serve};
 use crate::client::{EndpointClient, H2Client, MeshTls, PlainH1};
-use crate::discovery::Endpoint;
+use crate::discovery::DiscoveredEndpoint;
 use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, server_name};
 use crate::metrics::{Direction, HttpMetrics, Labels, TlsStatus, labels};
 use crate::runtime::Runtime;
@@ -69,7 +69,7 @@ fn new_ewma() -> Arc<PeakEwma> {
 }
 
 /// Mesh TLS with `alpn` to a meshed endpoint (`None`: not meshed).
-fn mesh_tls(rt: &Runtime, ep: &Endpoint, alpn: &'static [u8]) -> Option<MeshTls> {
+fn mesh_tls(rt: &Runtime, ep: &DiscoveredEndpoint, alpn: &'static [u8]) -> Option<MeshTls> {
     let id = ep.identity.as_ref()?;
     Some(MeshTls {
         config: rt.tls.client(alpn),
@@ -80,7 +80,11 @@ fn mesh_tls(rt: &Runtime, ep: &Endpoint, alpn: &'static [u8]) -> Option<MeshTls>
 
 /// The metric labels of an endpoint: route authority, address, TLS, `dst_*` metadata
 /// (with `dst_service`, the concrete backend service, when known).
-fn endpoint_labels(authority: Option<&str>, service: Option<&str>, ep: &Endpoint) -> Labels {
+fn endpoint_labels(
+    authority: Option<&str>,
+    service: Option<&str>,
+    ep: &DiscoveredEndpoint,
+) -> Labels {
     let status = match &ep.identity {
         Some(id) => TlsStatus::Mesh(id.clone()),
         None => TlsStatus::NoIdentity(NO_TLS_PLAIN),
@@ -114,7 +118,7 @@ pub struct HttpEndpoints {
 }
 
 impl NewEndpoint<OutEndpoint> for HttpEndpoints {
-    fn new_endpoint(&self, ep: &Endpoint) -> Arc<OutEndpoint> {
+    fn new_endpoint(&self, ep: &DiscoveredEndpoint) -> Arc<OutEndpoint> {
         let (rt, cfg) = (&self.rt, &self.rt.config);
         let tls = mesh_tls(rt, ep, ALPN_H2);
         let l = endpoint_labels(self.authority.as_deref(), self.service.as_deref(), ep);
@@ -149,7 +153,7 @@ pub struct TcpEndpoints {
 }
 
 impl NewEndpoint<TcpEndpoint> for TcpEndpoints {
-    fn new_endpoint(&self, ep: &Endpoint) -> Arc<TcpEndpoint> {
+    fn new_endpoint(&self, ep: &DiscoveredEndpoint) -> Arc<TcpEndpoint> {
         let l = endpoint_labels(None, None, ep);
         Arc::new(TcpEndpoint {
             ewma: new_ewma(),

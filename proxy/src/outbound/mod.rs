@@ -29,7 +29,7 @@ use crate::body::Body;
 use crate::client::PlainH1;
 use crate::conn::{CountingIo, PrefixedIo, original_dst};
 use crate::detect::{Protocol, detect};
-use crate::discovery::{Destination, Endpoint, Resolution, Target, normalize_authority};
+use crate::discovery::{Destination, DiscoveredEndpoint, Lookup, Target, normalize_authority};
 use crate::error::ProxyError;
 use crate::metrics::{Direction, TlsStatus, labels};
 use crate::routes::{Cached, RouteCache};
@@ -221,13 +221,13 @@ impl Outbound {
     /// while the returned guard lives. `None`: a service without endpoints.
     async fn tcp_target(&self, orig: SocketAddr) -> Option<(TcpTarget, Option<Pending>)> {
         let mut res = self.rt.discovery.resolve(Target::Addr(orig)).await;
-        if let Resolution::Found(_) = res {
+        if let Lookup::Found(_) = res {
             let profile = self.rt.discovery.profile(Target::Addr(orig)).await;
             let profile = profile.borrow().clone();
             res = split::tcp_backend(self, &profile, res).await?;
         }
         match res {
-            Resolution::Found(rx) => {
+            Lookup::Found(rx) => {
                 let Some(ep) = Balancer::new(
                     rx,
                     Box::new(TcpEndpoints {
@@ -240,12 +240,12 @@ impl Outbound {
                 };
                 Some((ep.target.clone(), Some(ep.ewma.start())))
             }
-            Resolution::Unavailable if self.in_mesh_networks(orig) => {
+            Lookup::Unavailable if self.in_mesh_networks(orig) => {
                 tracing::warn!(%orig, "{}; closing", ProxyError::DiscoveryUnavailable(orig));
                 None
             }
             // Outside the mesh: to the original destination as is.
-            Resolution::NotFound | Resolution::Unavailable => {
+            Lookup::NotFound | Lookup::Unavailable => {
                 let target = TcpTarget {
                     addr: orig,
                     mesh: None,
@@ -326,10 +326,10 @@ impl Outbound {
             .resolve(Target::Authority(&c.authority))
             .await
         {
-            Resolution::Found(rx) => {
+            Lookup::Found(rx) => {
                 Some(self.backend_stack(rx, c.apex_label.clone(), c.service().map(str::to_string)))
             }
-            Resolution::NotFound | Resolution::Unavailable => None,
+            Lookup::NotFound | Lookup::Unavailable => None,
         }
     }
 
@@ -348,18 +348,18 @@ impl Outbound {
             authority: normalize_authority(raw, Some(orig.port())),
             orig,
         };
-        let mut res = Resolution::NotFound;
+        let mut res = Lookup::NotFound;
         let mut by_authority = false;
         if let Some(a) = &logical.authority {
             res = self.rt.discovery.resolve(Target::Authority(a)).await;
-            by_authority = matches!(res, Resolution::Found(_));
+            by_authority = matches!(res, Lookup::Found(_));
         }
         // Unavailable by authority: the controller is not answering; asking again by
         // address would only wait once more.
-        if !by_authority && !matches!(res, Resolution::Unavailable) {
+        if !by_authority && !matches!(res, Lookup::Unavailable) {
             res = self.rt.discovery.resolve(Target::Addr(orig)).await;
         }
-        if matches!(res, Resolution::Unavailable) && self.in_mesh_networks(orig) {
+        if matches!(res, Lookup::Unavailable) && self.in_mesh_networks(orig) {
             tracing::warn!(%orig, authority = raw, "{}", ProxyError::DiscoveryUnavailable(orig));
             let route = Route {
                 stack: RouteKind::FailClosed(orig),
@@ -367,7 +367,7 @@ impl Outbound {
             return self.routes.insert(orig, raw, route, Some(FAIL_CLOSED_TTL));
         }
         let route = match res {
-            Resolution::Found(rx) => {
+            Lookup::Found(rx) => {
                 let label = rx.borrow().authority.clone().or(logical.authority.clone());
                 let service = label.as_deref().and_then(split::service_name);
                 let apex = self.backend_stack(rx, label.clone(), service.map(str::to_string));
@@ -380,10 +380,10 @@ impl Outbound {
                 (SplitRouter::new(apex, state), None)
             }
             // Outside the mesh: the original destination is the only endpoint, in plain text.
-            Resolution::NotFound | Resolution::Unavailable => {
+            Lookup::NotFound | Lookup::Unavailable => {
                 let only = Destination {
                     authority: None,
-                    endpoints: vec![Endpoint {
+                    endpoints: vec![DiscoveredEndpoint {
                         addr: orig,
                         identity: None,
                         labels: Default::default(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{BackendStack, Outbound};
-use crate::discovery::{Resolution, Target};
+use crate::discovery::{Lookup, Target};
 use crate::split::{Profile, Split, pick_weighted};
 use crate::svc::{BackendService, BackendSlot, SplitState};
 
@@ -132,22 +132,18 @@ pub async fn follow(
 /// The endpoints an opaque connection to `apex` (the original destination's resolution)
 /// goes to under the split of `profile`: the apex's own, or a backend's chosen by weight.
 /// `None`: the split leaves no backend (the connection is closed).
-pub async fn tcp_backend(
-    outbound: &Outbound,
-    profile: &Profile,
-    apex: Resolution,
-) -> Option<Resolution> {
+pub async fn tcp_backend(outbound: &Outbound, profile: &Profile, apex: Lookup) -> Option<Lookup> {
     let Some(split) = profile.split.as_ref().filter(|s| s.covers_connections()) else {
         return Some(apex);
     };
-    let mut choices: Vec<Resolution> = Vec::with_capacity(split.backends.len());
+    let mut choices: Vec<Lookup> = Vec::with_capacity(split.backends.len());
     let mut weights = Vec::with_capacity(split.backends.len());
     let mut live = Vec::with_capacity(split.backends.len());
     for b in &split.backends {
         let res = if is_apex(split, &b.authority) {
             apex.clone()
         } else if b.weight == 0 {
-            Resolution::NotFound
+            Lookup::NotFound
         } else {
             outbound
                 .rt
@@ -156,8 +152,8 @@ pub async fn tcp_backend(
                 .await
         };
         let (w, has) = match &res {
-            Resolution::Found(rx) => (b.weight, !rx.borrow().endpoints.is_empty()),
-            Resolution::NotFound | Resolution::Unavailable => (0, false),
+            Lookup::Found(rx) => (b.weight, !rx.borrow().endpoints.is_empty()),
+            Lookup::NotFound | Lookup::Unavailable => (0, false),
         };
         weights.push(w);
         live.push(if has { w } else { 0 });
