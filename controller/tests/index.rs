@@ -322,3 +322,84 @@ async fn traffic_split_backends_reach_the_profile() {
         .unwrap();
     assert!(rx.borrow().backends.is_empty());
 }
+
+/// Issue 15, item 7: the work a Kubernetes update does under the index lock is proportional to
+/// the targets it can affect, not to everything watched.
+#[tokio::test]
+async fn the_work_per_update_is_proportional_to_what_it_affects() {
+    let ix = index();
+    let n = 300;
+    let mut rxs = vec![];
+    let mut profiles = vec![];
+    for i in 0..n {
+        let (name, cip, pip) = (
+            format!("svc-{i}"),
+            format!("10.96.{}.{}", i / 200, i % 200 + 1),
+            format!("10.1.{}.{}", i / 200, i % 200 + 1),
+        );
+        ix.apply_service("shop", &name, svc(&cip, 80));
+        ix.apply_pod("shop", &format!("pod-{i}"), pod(&pip, "web", true));
+        ix.apply_slice(
+            "shop",
+            &format!("{name}-a"),
+            slice(
+                &name,
+                8080,
+                &[(pip.as_str(), Some(&format!("pod-{i}")), true)],
+            ),
+        );
+        let by_name = Target::parse(
+            &format!("{name}.shop.svc.cluster.local:80"),
+            "cluster.local",
+        )
+        .unwrap();
+        rxs.push(ix.watch(&by_name));
+        rxs.push(ix.watch(&Target::Addr(format!("{cip}:80").parse().unwrap())));
+        rxs.push(ix.watch(&Target::Addr(format!("{pip}:8080").parse().unwrap())));
+        profiles.push(ix.watch_profile(&by_name));
+    }
+    let m = ix.metrics();
+    let (examined, recomputed) = (m.targets_examined(), m.profiles_recomputed());
+
+    // An EndpointSlice change of one Service: its two targets (name and ClusterIP), no profile.
+    ix.apply_slice(
+        "shop",
+        "svc-7-a",
+        slice(
+            "svc-7",
+            8080,
+            &[("10.1.0.8", Some("pod-7")), ("10.1.9.9", None)].map(|(ip, p)| (ip, p, true)),
+        ),
+    );
+    assert_eq!(m.targets_examined() - examined, 2);
+    assert_eq!(m.profiles_recomputed(), recomputed);
+    assert_eq!(
+        addrs(&rxs[7 * 3].borrow()).len(),
+        2,
+        "svc-7 by name updated"
+    );
+    assert_eq!(
+        addrs(&rxs[7 * 3 + 1].borrow()).len(),
+        2,
+        "svc-7 by ClusterIP updated"
+    );
+
+    // A Pod change: its IP's target and the targets of the Service it backs.
+    let examined = m.targets_examined();
+    ix.apply_pod("shop", "pod-9", pod("10.1.0.10", "other", true));
+    assert_eq!(m.targets_examined() - examined, 3);
+    assert_eq!(m.profiles_recomputed(), recomputed);
+
+    // A Service change in another namespace touches nothing watched here.
+    let examined = m.targets_examined();
+    ix.apply_service("other", "x", svc("10.96.99.1", 80));
+    assert_eq!(m.targets_examined(), examined);
+    assert_eq!(m.profiles_recomputed(), recomputed);
+
+    // A pod that moves away from a watched IP: that address is re-resolved (now Unknown).
+    let mut moved = ix.watch(&Target::Addr("10.1.0.12:8080".parse().unwrap()));
+    moved.borrow_and_update();
+    ix.apply_pod("shop", "pod-11", pod("10.1.200.1", "web", true));
+    assert_eq!(next(&mut moved).await, Resolution::Unknown);
+    drop((rxs, profiles));
+}

@@ -2,6 +2,15 @@
 //! target. Every change recomputes only the targets it can affect, and a channel is only
 //! notified when the target's resolution really changed. A watch channel keeps only the
 //! latest value, so a slow client costs one resolution, not a queue.
+//!
+//! The cost of a change under the lock is proportional to what it affects, not to what is
+//! watched (issue 15, item 7): the watched targets are also indexed by Service and by IP
+//! address, so a change looks up the targets of the Services, pods and addresses it touched
+//! (`destination_index_targets_examined` counts them) instead of scanning every watch; an
+//! EndpointSlice or Pod change recomputes no profile (profiles depend on Services and SMI
+//! objects only), and a Service or SMI change recomputes the profiles of its namespace only.
+//! Watches nobody listens to any more are dropped when a change examines them, and by a sweep
+//! whenever the map has doubled since the last one.
 
 use super::{
     Profile, Resolution, Target,
@@ -15,6 +24,7 @@ use prometheus_client::{
 };
 use std::{
     collections::{HashMap, HashSet},
+    net::IpAddr,
     sync::{Arc, Mutex},
 };
 use tokio::sync::watch;
@@ -37,6 +47,8 @@ pub struct IndexMetrics {
     invalid_smi: Gauge,
     watched_targets: Gauge,
     updates: Counter,
+    examined: Counter,
+    profiles_recomputed: Counter,
 }
 
 impl IndexMetrics {
@@ -70,6 +82,26 @@ impl IndexMetrics {
             "Resolution changes published to watchers",
             self.updates.clone(),
         );
+        r.register(
+            "targets_examined",
+            "Watched targets examined because a change could affect them (the work per update)",
+            self.examined.clone(),
+        );
+        r.register(
+            "profiles_recomputed",
+            "Watched profiles recomputed because a change could affect them",
+            self.profiles_recomputed.clone(),
+        );
+    }
+
+    /// Watched targets examined for changes so far.
+    pub fn targets_examined(&self) -> u64 {
+        self.examined.get()
+    }
+
+    /// Watched profiles recomputed for changes so far.
+    pub fn profiles_recomputed(&self) -> u64 {
+        self.profiles_recomputed.get()
     }
 }
 
@@ -81,6 +113,12 @@ struct TargetWatch {
 struct Inner {
     state: State,
     targets: HashMap<Target, TargetWatch>,
+    /// The ports of the watched `Target::Service`s, by Service.
+    service_targets: HashMap<Key, HashSet<u16>>,
+    /// The ports of the watched `Target::Addr`s, by IP address.
+    addr_targets: HashMap<IpAddr, HashSet<u16>>,
+    /// How many targets the last sweep of unwatched ones left.
+    swept: usize,
     profiles: HashMap<Target, watch::Sender<Profile>>,
     policies: HashMap<Key, policy::PolicyTx>,
     problems: watch::Sender<Arc<Problems>>,
@@ -91,7 +129,12 @@ struct Inner {
 struct Affected {
     services: HashSet<Key>,
     pods: HashSet<Key>,
+    /// Addresses whose owner (Service ClusterIP or pod IP) may have changed.
+    ips: HashSet<IpAddr>,
+    /// SMI objects or Services changed: the problems and some profiles may have changed.
     profiles: bool,
+    /// The namespaces whose profiles may have changed (with `profiles`; empty: all).
+    profile_namespaces: HashSet<String>,
     /// Namespaces whose default inbound policy changed.
     namespaces: HashSet<String>,
     /// Destination ServiceAccounts whose TrafficTargets or routes changed.
@@ -124,6 +167,9 @@ impl Index {
             inner: Mutex::new(Inner {
                 state: State::default(),
                 targets: HashMap::new(),
+                service_targets: HashMap::new(),
+                addr_targets: HashMap::new(),
+                swept: 0,
                 profiles: HashMap::new(),
                 policies: HashMap::new(),
                 problems: watch::channel(Arc::new(Problems::new())).0,
@@ -159,9 +205,10 @@ impl Index {
             Target::Service { .. } => None,
         };
         let (tx, rx) = watch::channel(res);
-        inner
-            .targets
-            .insert(target.clone(), TargetWatch { tx, owner });
+        if inner.targets.len() >= (2 * inner.swept).max(64) {
+            inner.sweep();
+        }
+        inner.insert_target(target.clone(), TargetWatch { tx, owner });
         self.metrics.watched_targets.set(inner.targets.len() as i64);
         rx
     }
@@ -184,11 +231,13 @@ impl Index {
     pub fn apply_service(&self, ns: &str, name: &str, svc: ServiceInfo) {
         let key = (ns.to_string(), name.to_string());
         self.update(|s, a| {
-            remove_service(s, &key);
+            remove_service(s, &key, a);
             for ip in &svc.cluster_ips {
                 s.service_by_ip.insert(*ip, key.clone());
+                a.ips.insert(*ip);
             }
             s.services.insert(key.clone(), svc);
+            a.profile_namespaces.insert(key.0.clone());
             a.services.insert(key);
             a.profiles = true;
         });
@@ -198,7 +247,8 @@ impl Index {
     pub fn delete_service(&self, ns: &str, name: &str) {
         let key = (ns.to_string(), name.to_string());
         self.update(|s, a| {
-            remove_service(s, &key);
+            remove_service(s, &key, a);
+            a.profile_namespaces.insert(key.0.clone());
             a.services.insert(key);
             a.profiles = true;
         });
@@ -268,9 +318,10 @@ impl Index {
     pub fn apply_pod_access(&self, ns: &str, name: &str, pod: PodInfo, access: PodAccess) {
         let key = (ns.to_string(), name.to_string());
         self.update(|s, a| {
-            remove_pod(s, &key);
+            remove_pod(s, &key, a);
             for ip in &pod.ips {
                 s.pod_by_ip.insert(*ip, key.clone());
+                a.ips.insert(*ip);
             }
             s.pods.insert(key.clone(), pod);
             s.pod_access.insert(key.clone(), access);
@@ -282,7 +333,7 @@ impl Index {
     pub fn delete_pod(&self, ns: &str, name: &str) {
         let key = (ns.to_string(), name.to_string());
         self.update(|s, a| {
-            remove_pod(s, &key);
+            remove_pod(s, &key, a);
             pod_affects(s, &key, a);
         });
     }
@@ -336,57 +387,64 @@ impl Index {
             });
         }
 
-        let state = &inner.state;
         let naming = &self.naming;
-        inner.targets.retain(|target, tw| {
-            if tw.tx.receiver_count() == 0 {
-                return false;
-            }
-            let recompute = match target {
-                Target::Service {
-                    namespace, name, ..
-                } => {
-                    affected.all
-                        || affected
-                            .services
-                            .contains(&(namespace.clone(), name.clone()))
-                }
-                Target::Addr(sa) => {
-                    let owner = state.addr_owner(&sa.ip());
-                    let hit = affected.all
-                        || tw.owner.as_ref() != Some(&owner)
-                        || match &owner {
-                            AddrOwner::Service(k) => affected.services.contains(k),
-                            AddrOwner::Pod(k) => affected.pods.contains(k),
-                            AddrOwner::None => false,
-                        };
-                    tw.owner = Some(owner);
-                    hit
-                }
+        let candidates = inner.candidates(&affected);
+        for target in candidates {
+            m.examined.inc();
+            let Some(tw) = inner.targets.get_mut(&target) else {
+                continue;
             };
-            if recompute {
-                let new = state.resolve(target, naming);
-                let changed = tw.tx.send_if_modified(|cur| {
-                    if *cur == new {
-                        false
-                    } else {
-                        *cur = new;
-                        true
-                    }
-                });
-                if changed {
-                    m.updates.inc();
-                }
+            if tw.tx.receiver_count() == 0 {
+                inner.remove_target(&target);
+                continue;
             }
-            true
-        });
+            let state = &inner.state;
+            if let Target::Addr(sa) = &target {
+                tw.owner = Some(state.addr_owner(&sa.ip()));
+            }
+            let new = state.resolve(&target, naming);
+            let changed = tw.tx.send_if_modified(|cur| {
+                if *cur == new {
+                    false
+                } else {
+                    *cur = new;
+                    true
+                }
+            });
+            if changed {
+                m.updates.inc();
+            }
+        }
+        let state = &inner.state;
         m.watched_targets.set(inner.targets.len() as i64);
         policy::publish(&mut inner.policies, state, naming, &affected);
-        if affected.all || affected.profiles || !affected.services.is_empty() {
+        if affected.all || affected.profiles {
+            let everywhere = affected.all || affected.profile_namespaces.is_empty();
+            let in_scope = |target: &Target| {
+                everywhere
+                    || match target {
+                        Target::Service { namespace, .. } => {
+                            affected.profile_namespaces.contains(namespace)
+                        }
+                        Target::Addr(sa) => {
+                            affected.ips.contains(&sa.ip())
+                                || match state.addr_owner(&sa.ip()) {
+                                    AddrOwner::Service((ns, _)) => {
+                                        affected.profile_namespaces.contains(&ns)
+                                    }
+                                    _ => false,
+                                }
+                        }
+                    }
+            };
             inner.profiles.retain(|target, tx| {
                 if tx.receiver_count() == 0 {
                     return false;
                 }
+                if !in_scope(target) {
+                    return true;
+                }
+                m.profiles_recomputed.inc();
                 let new = state.profile(target, naming);
                 tx.send_if_modified(|cur| {
                     if *cur == new {
@@ -402,9 +460,10 @@ impl Index {
     }
 }
 
-fn remove_service(s: &mut State, key: &Key) {
+fn remove_service(s: &mut State, key: &Key, a: &mut Affected) {
     if let Some(old) = s.services.remove(key) {
         for ip in old.cluster_ips {
+            a.ips.insert(ip);
             if s.service_by_ip.get(&ip) == Some(key) {
                 s.service_by_ip.remove(&ip);
             }
@@ -412,14 +471,111 @@ fn remove_service(s: &mut State, key: &Key) {
     }
 }
 
-fn remove_pod(s: &mut State, key: &Key) {
+fn remove_pod(s: &mut State, key: &Key, a: &mut Affected) {
     s.pod_access.remove(key);
     if let Some(old) = s.pods.remove(key) {
         for ip in old.ips {
+            a.ips.insert(ip);
             if s.pod_by_ip.get(&ip) == Some(key) {
                 s.pod_by_ip.remove(&ip);
             }
         }
+    }
+}
+
+impl Inner {
+    fn insert_target(&mut self, target: Target, tw: TargetWatch) {
+        match &target {
+            Target::Service {
+                namespace,
+                name,
+                port,
+            } => {
+                self.service_targets
+                    .entry((namespace.clone(), name.clone()))
+                    .or_default()
+                    .insert(*port);
+            }
+            Target::Addr(sa) => {
+                self.addr_targets
+                    .entry(sa.ip())
+                    .or_default()
+                    .insert(sa.port());
+            }
+        }
+        self.targets.insert(target, tw);
+    }
+
+    fn remove_target(&mut self, target: &Target) {
+        self.targets.remove(target);
+        match target {
+            Target::Service {
+                namespace,
+                name,
+                port,
+            } => {
+                let key = (namespace.clone(), name.clone());
+                if let Some(ports) = self.service_targets.get_mut(&key) {
+                    ports.remove(port);
+                    if ports.is_empty() {
+                        self.service_targets.remove(&key);
+                    }
+                }
+            }
+            Target::Addr(sa) => {
+                if let Some(ports) = self.addr_targets.get_mut(&sa.ip()) {
+                    ports.remove(&sa.port());
+                    if ports.is_empty() {
+                        self.addr_targets.remove(&sa.ip());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops the watches nobody listens to any more.
+    fn sweep(&mut self) {
+        let dead: Vec<Target> = (self.targets.iter())
+            .filter(|(_, tw)| tw.tx.receiver_count() == 0)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in &dead {
+            self.remove_target(t);
+        }
+        self.swept = self.targets.len();
+    }
+
+    /// The watched targets `a` can affect: those of the affected Services (by name and by
+    /// ClusterIP), of the affected pods' IPs, and of the addresses whose owner changed.
+    fn candidates(&self, a: &Affected) -> Vec<Target> {
+        if a.all {
+            return self.targets.keys().cloned().collect();
+        }
+        let mut out = HashSet::new();
+        let mut ips: Vec<IpAddr> = a.ips.iter().copied().collect();
+        for key in &a.services {
+            for port in self.service_targets.get(key).into_iter().flatten() {
+                out.insert(Target::Service {
+                    namespace: key.0.clone(),
+                    name: key.1.clone(),
+                    port: *port,
+                });
+            }
+            if let Some(svc) = self.state.services.get(key) {
+                ips.extend(svc.cluster_ips.iter().copied());
+            }
+        }
+        for key in &a.pods {
+            if let Some(pod) = self.state.pods.get(key) {
+                ips.extend(pod.ips.iter().copied());
+            }
+        }
+        for ip in ips {
+            for port in self.addr_targets.get(&ip).into_iter().flatten() {
+                out.insert(Target::Addr(std::net::SocketAddr::new(ip, *port)));
+            }
+        }
+        out.into_iter().collect()
     }
 }
 

@@ -34,6 +34,7 @@ impl Index {
                 }
             }
             a.accounts.extend(s.access_accounts(T::KIND, &key));
+            a.profile_namespaces.insert(key.0.clone());
             a.profiles = true;
         });
     }
@@ -44,6 +45,7 @@ impl Index {
         self.update(|s, a| {
             a.accounts.extend(s.access_accounts(T::KIND, &key));
             T::map(s).remove(&key);
+            a.profile_namespaces.insert(key.0.clone());
             s.invalid.remove(&(T::KIND, key));
             a.profiles = true;
         });
