@@ -21,7 +21,7 @@ pub const DASHBOARD_PORT: i32 = 8084;
 /// The metrics APIService it checks.
 const METRICS_APISERVICE: &str = "v1alpha1.metrics.smi-spec.io";
 /// The resources of the Traffic Metrics API.
-const METRICS_RESOURCES: [&str; 7] = [
+const METRICS_RESOURCES: [&str; 8] = [
     "namespaces",
     "pods",
     "deployments",
@@ -29,6 +29,7 @@ const METRICS_RESOURCES: [&str; 7] = [
     "statefulsets",
     "jobs",
     "trafficsplits",
+    "traffictargets",
 ];
 
 /// The Hosts it answers: itself through a port-forward and its Service's names.
@@ -55,7 +56,7 @@ pub fn rbac(v: &Values) -> Vec<Value> {
     metrics.extend(
         METRICS_RESOURCES
             .iter()
-            .filter(|r| **r != "trafficsplits")
+            .filter(|r| !r.starts_with("traffic"))
             .map(|r| format!("{r}/edges")),
     );
     let metrics: Vec<&str> = metrics.iter().map(String::as_str).collect();

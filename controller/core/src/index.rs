@@ -33,7 +33,7 @@ mod inventory;
 mod policy;
 mod smi;
 
-pub use inventory::{MeshedPod, PodCount, SplitView};
+pub use inventory::{MeshedPod, PodCount, SplitView, TargetView};
 
 pub use policy::PolicyWatch;
 

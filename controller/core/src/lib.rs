@@ -19,7 +19,7 @@ pub use access::{
     AccessRule, Authorization, DefaultPolicy, NamespaceInfo, PodAccess, PodPolicy, ProbeInfo,
     Subject, TrafficTargetInfo, UdpRouteInfo,
 };
-pub use index::{Index, IndexMetrics, MeshedPod, PodCount, PolicyWatch, SplitView};
+pub use index::{Index, IndexMetrics, MeshedPod, PodCount, PolicyWatch, SplitView, TargetView};
 pub use problems::{ObjectKey, Problem, ProblemSet, Problems, reason};
 pub use smi::{
     HttpRule, Invalid, ObjectMeta, RouteGroupInfo, RouteRef, SmiKind, SmiObject, SplitInfo,

@@ -191,6 +191,15 @@ impl Api {
                 namespace,
                 name,
             } => self.splits(&stamp, Some(namespace), Some(name)).await,
+            ApiPath::List {
+                resource: Resource::TrafficTarget,
+                namespace,
+            } => self.targets(&stamp, namespace, None).await,
+            ApiPath::Get {
+                resource: Resource::TrafficTarget,
+                namespace,
+                name,
+            } => self.targets(&stamp, Some(namespace), Some(name)).await,
             ApiPath::Groups => Ok(Reply::ok(objects::group_list())),
             ApiPath::Group => Ok(Reply::ok(objects::group())),
             ApiPath::Resources => Ok(Reply::ok(objects::resource_list())),
@@ -400,6 +409,85 @@ impl Api {
             _ => format!("{PREFIX}/trafficsplits"),
         };
         let mut resource = json!({"kind": "TrafficSplit"});
+        if let Some(ns) = &namespace {
+            resource["namespace"] = json!(ns);
+        }
+        if let Some(n) = &name {
+            resource["name"] = json!(n);
+        }
+        Ok(Reply::ok(objects::list(link, resource, items)))
+    }
+
+    /// The allow/deny counts of the TrafficTargets (of a namespace, or all; or one), from
+    /// one aggregate question ([`golden::authz`]) whatever their number.
+    async fn targets(
+        &self,
+        stamp: &Stamp,
+        namespace: Option<String>,
+        name: Option<String>,
+    ) -> Result<Reply, Reply> {
+        let mut targets = self.index.traffic_targets(namespace.as_deref());
+        if let (Some(ns), Some(n)) = (&namespace, &name) {
+            targets.retain(|(tns, tn), _| tns == ns && tn == n);
+            if targets.is_empty() {
+                return Err(Reply::error(
+                    404,
+                    "NotFound",
+                    format!(
+                        "traffictargets {n:?} not found in namespace {ns:?} (or it is invalid: see its Events)"
+                    ),
+                ));
+            }
+        }
+        // The decisions are made by the destinations' proxies: ask only their namespace when
+        // all the destinations share one.
+        let dest_ns: BTreeSet<&str> = (targets.values())
+            .filter_map(|t| t.destination.as_ref().map(|(ns, _)| ns.as_str()))
+            .collect();
+        let scope = match dest_ns.len() {
+            1 => dest_ns.first().copied(),
+            _ => None,
+        };
+        let counts = if targets.is_empty() {
+            golden::AuthzCounts::default()
+        } else {
+            golden::authz(self.source.as_ref(), scope, stamp.window)
+                .await
+                .map_err(query_error)?
+        };
+        // Denials per destination ServiceAccount, through the pods that refused them.
+        let accounts: BTreeMap<(String, String), String> = (self.index.meshed_pods())
+            .into_iter()
+            .map(|p| ((p.namespace, p.name), p.service_account))
+            .collect();
+        let mut denied: BTreeMap<(String, String), f64> = BTreeMap::new();
+        for ((ns, pod), v) in &counts.denied {
+            if let Some(sa) = accounts.get(&(ns.clone(), pod.clone())) {
+                *denied.entry((ns.clone(), sa.clone())).or_default() += v;
+            }
+        }
+        let items = (targets.iter())
+            .map(|((ns, n), t)| {
+                let allowed = counts.allowed.get(&format!("{ns}/{n}")).copied();
+                let denied = t.destination.as_ref().and_then(|d| denied.get(d)).copied();
+                objects::traffic_target_item(
+                    stamp,
+                    &objects::TargetCounts {
+                        namespace: ns,
+                        name: n,
+                        destination: t.destination.as_ref(),
+                        allowed: allowed.unwrap_or(0.0),
+                        denied: denied.unwrap_or(0.0),
+                    },
+                )
+            })
+            .collect();
+        let link = match (&namespace, &name) {
+            (Some(ns), Some(n)) => format!("{PREFIX}/namespaces/{ns}/traffictargets/{n}"),
+            (Some(ns), None) => format!("{PREFIX}/namespaces/{ns}/traffictargets"),
+            _ => format!("{PREFIX}/traffictargets"),
+        };
+        let mut resource = json!({"kind": "TrafficTarget"});
         if let Some(ns) = &namespace {
             resource["namespace"] = json!(ns);
         }

@@ -8,6 +8,13 @@
 //! `edge.serverId`, `edge.secured`); SMI clients read metrics by name and ignore the rest.
 //! A list with `?edges=true` answers every edge among its resources in one query (each edge
 //! once, from its client: `direction: to`).
+//!
+//! `traffictargets` is a tulle extension (SMI Traffic Metrics has no access resource): one
+//! item per TrafficTarget with its `destination` ServiceAccount and two metrics measured by
+//! the destination's (inbound) proxies: `allow_count`, the requests and connections it
+//! admitted, and `deny_count`, those its destination's pods refused because no TrafficTarget
+//! admitted them. A refusal names no TrafficTarget (none matched), so `deny_count` belongs to
+//! the destination ServiceAccount and is the same for every TrafficTarget of that destination.
 
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -40,7 +47,7 @@ pub fn resource_list() -> Value {
             json!({"name": r.plural(), "singularName": "", "namespaced": namespaced,
                               "kind": "TrafficMetrics", "verbs": verbs}),
         );
-        if matches!(r, Resource::Kind(_)) {
+        if let Resource::Kind(_) = r {
             resources.push(
                 json!({"name": format!("{}/edges", r.plural()), "singularName": "",
                                   "namespaced": namespaced, "kind": "TrafficMetricsList",
@@ -184,6 +191,41 @@ pub fn backend_item(
     v
 }
 
+/// The counts of one TrafficTarget ([`traffic_target_item`]).
+#[derive(Clone, Debug)]
+pub struct TargetCounts<'a> {
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Its destination ServiceAccount `(namespace, name)`.
+    pub destination: Option<&'a (String, String)>,
+    /// Requests and connections it admitted.
+    pub allowed: f64,
+    /// Requests and connections its destination refused.
+    pub denied: f64,
+}
+
+/// The `TrafficMetrics` of one TrafficTarget (measured at the server: `side: server`).
+pub fn traffic_target_item(stamp: &Stamp, t: &TargetCounts<'_>) -> Value {
+    let link = format!(
+        "{PREFIX}/namespaces/{}/traffictargets/{}",
+        t.namespace, t.name
+    );
+    let mut v = item(stamp, t.name, Some(t.namespace), link);
+    v["resource"] = json!({"kind": "TrafficTarget", "namespace": t.namespace, "name": t.name});
+    v["edge"] = json!({"direction": "from", "side": "server", "resource": null});
+    v["destination"] = match t.destination {
+        Some((ns, sa)) => json!({"kind": "ServiceAccount", "namespace": ns, "name": sa}),
+        None => Value::Null,
+    };
+    v["metrics"] = json!([
+        {"name": "allow_count", "value": quantity(t.allowed)},
+        {"name": "deny_count", "value": quantity(t.denied)},
+    ]);
+    v
+}
+
 /// A list.
 pub fn list(link: String, resource: Value, items: Vec<Value>) -> Value {
     json!({"kind": "TrafficMetricsList", "apiVersion": API_VERSION,
@@ -243,11 +285,13 @@ mod tests {
             "statefulsets",
             "jobs",
             "trafficsplits",
+            "traffictargets",
             "deployments/edges",
             "namespaces/edges",
         ] {
             assert!(names.contains(&n.to_string()), "{n} in {names:?}");
         }
         assert!(!names.contains(&"trafficsplits/edges".to_string()));
+        assert!(!names.contains(&"traffictargets/edges".to_string()));
     }
 }

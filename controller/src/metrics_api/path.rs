@@ -22,6 +22,8 @@ pub enum Resource {
     Kind(Kind),
     /// `trafficsplits`: one item per backend.
     TrafficSplit,
+    /// `traffictargets`: the allow/deny counts of each TrafficTarget (a tulle extension).
+    TrafficTarget,
 }
 
 impl Resource {
@@ -30,6 +32,7 @@ impl Resource {
         match self {
             Resource::Kind(k) => k.plural(),
             Resource::TrafficSplit => "trafficsplits",
+            Resource::TrafficTarget => "traffictargets",
         }
     }
 
@@ -38,7 +41,7 @@ impl Resource {
         Kind::ALL
             .into_iter()
             .map(Resource::Kind)
-            .chain([Resource::TrafficSplit])
+            .chain([Resource::TrafficSplit, Resource::TrafficTarget])
     }
 
     fn from_plural(s: &str) -> Option<Self> {
@@ -294,6 +297,13 @@ mod tests {
                 resource: Resource::TrafficSplit,
                 namespace: "demo".into(),
                 name: "web".into()
+            })
+        );
+        assert_eq!(
+            p("/apis/metrics.smi-spec.io/v1alpha1/namespaces/demo/traffictargets"),
+            Some(ApiPath::List {
+                resource: Resource::TrafficTarget,
+                namespace: Some("demo".into())
             })
         );
         assert_eq!(

@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex};
 use tulle_metrics::golden::{Kind, ResourceRef};
 use tulle_metrics::query::{Labels, QueryError, Row, Select, Source};
 
-/// Answers every query with the rows given for its metric.
+/// Answers every query with the rows given for its metric: `counts` for `response_total`,
+/// `other` for the rest (by metric name), filtered by the query's matchers.
 #[derive(Default)]
 struct FakeSource {
     counts: Vec<Row<f64>>,
+    other: Vec<(&'static str, Row<f64>)>,
 }
 
 impl Source for FakeSource {
@@ -19,9 +21,14 @@ impl Source for FakeSource {
         &'a self,
         q: &'a Select,
     ) -> BoxFuture<'a, Result<Vec<Row<f64>>, QueryError>> {
-        let rows = self
-            .counts
-            .iter()
+        let rows = (self.counts.iter())
+            .filter(|_| q.metric == tulle_metrics::query::RESPONSE_TOTAL)
+            .chain(
+                self.other
+                    .iter()
+                    .filter(|(m, _)| *m == q.metric)
+                    .map(|(_, r)| r),
+            )
             .filter(|r| {
                 q.matchers
                     .iter()
@@ -199,6 +206,7 @@ async fn counts_come_from_inbound_series_and_edges_from_outbound_ones() {
             row(&with(&outbound, "success"), 90.0),
             row(&with(&outbound, "failure"), 10.0),
         ],
+        ..FakeSource::default()
     };
     let (api, _) = api(source);
     let item = api.handle(&caller("alice"), WEB, None).await.body;
@@ -226,4 +234,92 @@ async fn counts_come_from_inbound_series_and_edges_from_outbound_ones() {
     assert_eq!(e["edge"]["resource"]["name"], "client");
     assert_eq!(e["edge"]["secured"], true);
     assert_eq!(value(e, "failure_count"), "10");
+}
+
+#[tokio::test]
+async fn traffic_targets_have_allow_and_deny_counts_from_one_aggregate_question() {
+    use crate::core::{AccessRule, ObjectMeta, PodInfo, Subject, TrafficTargetInfo};
+    use tulle_metrics::query::{
+        HTTP_AUTHZ_ALLOW_TOTAL, HTTP_AUTHZ_DENY_TOTAL, TCP_AUTHZ_ALLOW_TOTAL, TCP_AUTHZ_DENY_TOTAL,
+    };
+    let pod = |ns: &'static str, name: &'static str| [("namespace", ns), ("pod", name)];
+    let source = FakeSource {
+        other: vec![
+            (
+                HTTP_AUTHZ_ALLOW_TOTAL,
+                row(&[("namespace", "demo"), ("authz", "demo/web-to-api")], 40.0),
+            ),
+            (
+                TCP_AUTHZ_ALLOW_TOTAL,
+                row(&[("namespace", "demo"), ("authz", "demo/web-to-api")], 2.0),
+            ),
+            (
+                HTTP_AUTHZ_ALLOW_TOTAL,
+                row(&[("namespace", "demo"), ("authz", "probe")], 9.0),
+            ),
+            (HTTP_AUTHZ_DENY_TOTAL, {
+                let mut r = row(&pod("demo", "api-1"), 5.0);
+                r.labels.insert("authz".into(), "targeted".into());
+                r
+            }),
+            (TCP_AUTHZ_DENY_TOTAL, {
+                let mut r = row(&pod("demo", "api-2"), 1.0);
+                r.labels.insert("authz".into(), "targeted".into());
+                r
+            }),
+        ],
+        ..FakeSource::default()
+    };
+    let (api, auth) = api(source);
+    let sa = |name: &str| Subject {
+        kind: "ServiceAccount".into(),
+        name: name.into(),
+        namespace: None,
+    };
+    let tt = |dest: &str| TrafficTargetInfo {
+        destination: sa(dest),
+        rules: vec![AccessRule::TcpRoute("all".into())],
+        sources: vec![sa("web")],
+        port: None,
+        meta: ObjectMeta::default(),
+    };
+    for p in ["api-1", "api-2"] {
+        let info = PodInfo {
+            ips: vec!["10.0.0.1".parse().unwrap()],
+            service_account: "api".into(),
+            meshed: true,
+            owner: None,
+        };
+        api.index.apply_pod("demo", p, info);
+    }
+    api.index.apply_smi("demo", "web-to-api", Ok(tt("api")));
+    api.index.apply_smi("demo", "idle", Ok(tt("db")));
+
+    let all = "/apis/metrics.smi-spec.io/v1alpha1/namespaces/demo/traffictargets";
+    let Reply { status, body } = api.handle(&caller("alice"), all, None).await;
+    assert_eq!(status, 200, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{body}");
+    let by = |n: &str| items.iter().find(|i| i["resource"]["name"] == n).unwrap();
+    let web = by("web-to-api");
+    assert_eq!(web["resource"]["kind"], "TrafficTarget");
+    assert_eq!(web["destination"]["name"], "api");
+    assert_eq!(value(web, "allow_count"), "42");
+    // Refused at the destination's pods: no TrafficTarget admitted them.
+    assert_eq!(value(web, "deny_count"), "6");
+    assert_eq!(value(by("idle"), "allow_count"), "0");
+    assert_eq!(value(by("idle"), "deny_count"), "0");
+    let seen = auth.1.lock().unwrap().clone();
+    assert_eq!((seen[0].verb, seen[0].resource), ("list", "traffictargets"));
+
+    let one = api
+        .handle(&caller("alice"), &format!("{all}/idle"), None)
+        .await;
+    assert_eq!(one.body["items"].as_array().unwrap().len(), 1, "{one:?}");
+    let missing = api
+        .handle(&caller("alice"), &format!("{all}/nope"), None)
+        .await;
+    assert_eq!(missing.status, 404);
+    let edges = api.handle(&caller("alice"), all, Some("edges=true")).await;
+    assert_eq!(edges.status, 400);
 }

@@ -1,5 +1,5 @@
 //! Read-only views of the index for the metrics side: the meshed pods to scrape, pod counts
-//! per workload and the TrafficSplits of a namespace.
+//! per workload, the TrafficSplits and the TrafficTargets of a namespace.
 
 use super::Index;
 use std::{collections::BTreeMap, net::IpAddr};
@@ -39,7 +39,32 @@ pub struct SplitView {
     pub backends: Vec<(String, u32)>,
 }
 
+/// A TrafficTarget as the metrics API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetView {
+    /// Its destination ServiceAccount `(namespace, name)` (`None` for another kind, which
+    /// admits nothing).
+    pub destination: Option<(String, String)>,
+}
+
 impl Index {
+    /// The TrafficTargets the index knows, of one namespace or all, by (namespace, name).
+    pub fn traffic_targets(
+        &self,
+        namespace: Option<&str>,
+    ) -> BTreeMap<(String, String), TargetView> {
+        let inner = self.lock();
+        (inner.state.traffic_targets.iter())
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|((ns, name), t)| {
+                let view = TargetView {
+                    destination: t.destination_account(ns),
+                };
+                ((ns.clone(), name.clone()), view)
+            })
+            .collect()
+    }
+
     /// Every meshed pod that has an IP.
     pub fn meshed_pods(&self) -> Vec<MeshedPod> {
         let inner = self.lock();
