@@ -8,7 +8,7 @@ use axum::extract::Query;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::{admission, client, load, tls};
+use crate::{admission, client, load, received, tls};
 
 /// Settings from the environment.
 #[derive(Debug, Clone)]
@@ -83,6 +83,7 @@ fn router(cfg: &Config, load: Option<load::Shared>) -> axum::Router {
     let (pod, ns) = (cfg.pod.clone(), cfg.namespace.clone());
     let (fail_percent, delay) = (cfg.fail_percent, cfg.delay);
     let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counts = received::Received::default();
     let who = move || {
         let (pod, ns) = (pod.clone(), ns.clone());
         let n = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -113,6 +114,12 @@ fn router(cfg: &Config, load: Option<load::Shared>) -> axum::Router {
         .fallback(who)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/call", get(call))
+        .merge(
+            axum::Router::new()
+                .route("/received", get(received::report))
+                .with_state(counts.clone()),
+        )
+        .layer(axum::middleware::from_fn_with_state(counts, received::record))
 }
 
 #[derive(serde::Deserialize)]

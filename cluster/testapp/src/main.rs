@@ -4,6 +4,7 @@
 //! - `/` (and any path not listed here) the pod's name and namespace (`$POD_NAME`, `$POD_NAMESPACE`, from the downward API) as JSON,
 //! - `/call?url=http://svc.ns:port/path` makes a GET to another service and reports what came back,
 //! - `/healthz`,
+//! - `/received`: what the app received, per caller and request (see [`received`]),
 //! - `/load`: with `$LOAD_URL` set, a steady GET load (`$LOAD_RPS`/s, default 20) runs in the
 //!   background and this reports its totals, failures and answers per pod.
 //!
@@ -23,6 +24,7 @@ mod app;
 mod burst;
 mod client;
 mod load;
+mod received;
 mod tls;
 
 use anyhow::Context as _;
