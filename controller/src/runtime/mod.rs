@@ -1,12 +1,12 @@
 //! Wiring: flags, the index, the Kubernetes watches, the destination and policy gRPC
-//! servers, the injector webhook and the admin server.
+//! servers, the injector webhook's admission server (`admission_server`) and the admin server.
 
+mod admission_server;
 mod metrics;
 mod tls;
-mod webhook;
 
+pub use admission_server::{WebhookArgs, inject_config};
 pub use metrics::MetricsArgs;
-pub use webhook::{WebhookArgs, inject_config};
 
 use crate::{
     core::{DefaultPolicy, Index, Naming},
@@ -168,7 +168,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         // An SMI CRD that is not installed never lists: go ahead after a minute.
         move || s.smi_ready() || (s.is_ready() && started.elapsed() > SMI_SYNC_WAIT),
     ));
-    let injector = webhook::start(&args, client.clone(), &mut registry).await?;
+    let injector = admission_server::start(&args, client.clone(), &mut registry).await?;
     let injector_cert = injector.as_ref().map(|w| w.cert.clone());
     // The metrics API serves with the webhook's certificate (same Service, same names).
     let metrics_api = match &injector {

@@ -1,5 +1,6 @@
-//! Wiring of the proxy injector webhook: its flags, the certificate loop, the caBundle
-//! reconciler and the HTTPS server.
+//! Wiring of the admission server (the proxy injector and the CRD conversion webhooks that
+//! [`crate::webhook`] implements): its flags, the certificate loop, the caBundle reconciler
+//! and the HTTPS server.
 
 use super::{Args, RunError, bind};
 use crate::{
