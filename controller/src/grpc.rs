@@ -2,6 +2,11 @@
 //! Kubernetes types here). Each `Get` stream sends the current state at once, then the
 //! difference (Add / Remove / NoEndpoints) on every change. The inbound policy service is
 //! in [`policy`].
+//!
+//! A client (a pod: its IP address, else its mesh identity) may hold at most
+//! [`DestinationLimits::max_streams_per_client`] Get and GetProfile streams at once; beyond
+//! that a new stream is refused with `RESOURCE_EXHAUSTED` saying so (issue 15, item 7). The
+//! server's connection and stream bounds are in [`server_builder`] and [`TLS_LIMITS`].
 
 pub mod policy;
 
@@ -31,6 +36,7 @@ use tulle_api::destination::{
 pub struct GrpcMetrics {
     active_streams: Gauge,
     updates_sent: Counter,
+    refused_streams: Counter,
 }
 
 impl GrpcMetrics {
@@ -47,7 +53,94 @@ impl GrpcMetrics {
             "Update messages sent",
             self.updates_sent.clone(),
         );
+        r.register(
+            "refused_streams",
+            "Streams refused because their client holds the most allowed",
+            self.refused_streams.clone(),
+        );
     }
+}
+
+/// Bounds of the destination API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestinationLimits {
+    /// Get and GetProfile streams one client may hold at once (a proxy holds two per
+    /// destination it talks to, and drops those of idle routes).
+    pub max_streams_per_client: usize,
+}
+
+impl Default for DestinationLimits {
+    fn default() -> Self {
+        Self {
+            max_streams_per_client: 1000,
+        }
+    }
+}
+
+/// HTTP/2 streams one connection may open at once.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 2048;
+
+/// Connections and handshakes the control-plane gRPC servers accept at once (over mTLS).
+pub const TLS_LIMITS: tulle_api::tls::Limits = tulle_api::tls::Limits {
+    max_handshakes: 64,
+    max_connections: 20_000,
+    handshake_timeout: tulle_api::tls::HANDSHAKE_TIMEOUT,
+};
+
+/// The settings of the controller's gRPC servers: bounded streams per connection, calls in
+/// flight per connection (beyond it `RESOURCE_EXHAUSTED` at once, not a queue), and HTTP/2
+/// keepalive so that dead clients' streams are dropped.
+pub fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .load_shed(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+}
+
+/// Streams open per client.
+#[derive(Default)]
+struct Clients {
+    open: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+/// A client's place among its streams, given back when the stream ends.
+struct ClientSlot {
+    clients: Arc<Clients>,
+    key: String,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Who is calling, for the per-client bound: the peer's IP address (one pod), else its mesh
+/// identity, with the identity for the messages.
+fn client_of<T>(req: &Request<T>) -> (String, String) {
+    let ids = policy::caller_identities(req);
+    let addr = req
+        .extensions()
+        .get::<tulle_api::tls::TlsConnectInfo>()
+        .and_then(|i| i.remote_addr)
+        .or_else(|| req.remote_addr())
+        .map(|a| a.ip().to_string());
+    let shown = match (&addr, ids.first()) {
+        (Some(a), Some(id)) => format!("client {a} ({id})"),
+        (Some(a), None) => format!("client {a}"),
+        (None, Some(id)) => format!("client {id}"),
+        (None, None) => "this client".to_string(),
+    };
+    let key = addr.or_else(|| ids.first().cloned()).unwrap_or_default();
+    (key, shown)
 }
 
 /// The Destination service.
@@ -55,6 +148,8 @@ pub struct DestinationService<D> {
     discover: Arc<D>,
     metrics: GrpcMetrics,
     shared: std::sync::Mutex<HashMap<core::Target, Weak<SharedDiff>>>,
+    limits: DestinationLimits,
+    clients: Arc<Clients>,
 }
 
 impl<D> std::fmt::Debug for DestinationService<D> {
@@ -70,7 +165,38 @@ impl<D: Discover> DestinationService<D> {
             discover,
             metrics,
             shared: Default::default(),
+            limits: DestinationLimits::default(),
+            clients: Default::default(),
         }
+    }
+
+    /// The same service with other bounds.
+    pub fn with_limits(mut self, limits: DestinationLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Takes a stream place of the caller of `req`, or refuses with why and what to do.
+    fn admit<T>(&self, req: &Request<T>) -> Result<ClientSlot, Status> {
+        let (key, shown) = client_of(req);
+        let max = self.limits.max_streams_per_client;
+        let mut open = self.clients.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key.clone()).or_default();
+        if *n >= max {
+            drop(open);
+            self.metrics.refused_streams.inc();
+            tracing::warn!(client = %shown, max, "destination stream refused: too many open");
+            return Err(Status::resource_exhausted(format!(
+                "{shown} holds {max} destination streams (Get and GetProfile), the most one \
+                 client may hold (tulle-controller --max-streams-per-client); close the streams \
+                 it no longer needs, or raise the bound"
+            )));
+        }
+        *n += 1;
+        Ok(ClientSlot {
+            clients: self.clients.clone(),
+            key,
+        })
     }
 
     /// The diff memo of `target`, shared by all of its streams.
@@ -111,6 +237,7 @@ impl<D: Discover> destination_server::Destination for DestinationService<D> {
         &self,
         request: Request<GetDestination>,
     ) -> Result<Response<Self::GetStream>, Status> {
+        let slot = self.admit(&request)?;
         let req = request.into_inner();
         let target = self
             .discover
@@ -124,7 +251,7 @@ impl<D: Discover> destination_server::Destination for DestinationService<D> {
         let guard = StreamGuard(self.metrics.active_streams.clone());
         let sent = self.metrics.updates_sent.clone();
         tokio::spawn(async move {
-            let _guard = guard;
+            let _guard = (guard, slot);
             stream_updates(rx, tx, sent, shared).await;
         });
         Ok(Response::new(Box::pin(
@@ -136,6 +263,7 @@ impl<D: Discover> destination_server::Destination for DestinationService<D> {
         &self,
         request: Request<GetDestination>,
     ) -> Result<Response<Self::GetProfileStream>, Status> {
+        let slot = self.admit(&request)?;
         let req = request.into_inner();
         let target = self
             .discover
@@ -146,7 +274,7 @@ impl<D: Discover> destination_server::Destination for DestinationService<D> {
         self.metrics.active_streams.inc();
         let guard = StreamGuard(self.metrics.active_streams.clone());
         tokio::spawn(async move {
-            let _guard = guard;
+            let _guard = (guard, slot);
             loop {
                 let p = to_profile(&rx.borrow_and_update());
                 if tx.send(Ok(p)).await.is_err() {

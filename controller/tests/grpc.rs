@@ -133,3 +133,73 @@ async fn get_streams_updates_over_grpc() {
     let err = client.get(get("example.com:443")).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 }
+
+/// Issue 15, item 7: one client may hold only so many streams; the refusal says why.
+#[tokio::test]
+async fn streams_per_client_are_capped_with_a_clear_error() {
+    let ix = Arc::new(Index::new(Naming {
+        cluster_domain: "cluster.local".into(),
+        trust_domain: "cluster.local".into(),
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = DestinationService::new(ix.clone(), GrpcMetrics::default()).with_limits(
+        tulle_controller::grpc::DestinationLimits {
+            max_streams_per_client: 3,
+        },
+    );
+    tokio::spawn(
+        tulle_controller::grpc::server_builder()
+            .add_service(svc.into_server())
+            .serve_with_incoming(incoming(listener)),
+    );
+    let client =
+        || DestinationClient::new(tulle_api::tls::plaintext_channel(&addr.to_string()).unwrap());
+    let get = |i: usize| GetDestination {
+        scheme: "k8s".into(),
+        path: format!("svc-{i}.shop.svc.cluster.local:80"),
+        context_token: String::new(),
+    };
+    let mut c = client();
+    let mut open = vec![];
+    for i in 0..2 {
+        open.push(
+            tokio::time::timeout(LIMIT, c.get(get(i)))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let profile = tokio::time::timeout(LIMIT, c.get_profile(get(9)))
+        .await
+        .unwrap()
+        .unwrap();
+    // A fourth stream, even over another connection, is refused.
+    let err = tokio::time::timeout(LIMIT, client().get(get(3)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("127.0.0.1")
+            && err.message().contains("holds 3 destination streams"),
+        "{}",
+        err.message()
+    );
+    // Once a stream is closed, its place is free again.
+    drop(profile);
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        match c.get(get(4)).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted);
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the place never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
