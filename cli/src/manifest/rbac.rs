@@ -2,7 +2,9 @@
 //!
 //! - identity: create TokenReviews (to check proxies' tokens); create/patch Events.
 //! - controller: list/watch what discovery and policy index (Services, EndpointSlices, Pods,
-//!   Namespaces for the inject and policy annotations, the SMI resources); get/patch only the
+//!   Namespaces for the inject and policy annotations, the SMI resources), exactly the
+//!   watches of `controller/src/k8s` and no more (get only on Namespaces, which the injector
+//!   reads); get/patch only the
 //!   injector webhook configuration (to keep its caBundle current) and the CRDs it converts
 //!   (trafficsplits: the conversion webhook's caBundle); create/patch Events; and,
 //!   in tulle-system only, the Secret that persists the webhook serving certificate.
@@ -75,11 +77,11 @@ pub fn objects(v: &Values) -> Vec<Value> {
     identity_rules.extend(events());
 
     let mut controller_rules = vec![
-        rule(
-            &[""],
-            &["services", "pods", "namespaces"],
-            &["get", "list", "watch"],
-        ),
+        // Watched by controller/src/k8s (spawn_watches); nothing gets a single Service or
+        // Pod, so no `get` (issue 15 item 8: no verb nothing uses).
+        rule(&[""], &["services", "pods"], &["list", "watch"]),
+        // Watched, and got by the injector (the namespace of the pod being admitted).
+        rule(&[""], &["namespaces"], &["get", "list", "watch"]),
         rule(
             &["discovery.k8s.io"],
             &["endpointslices"],
