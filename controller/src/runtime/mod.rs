@@ -45,6 +45,14 @@ pub struct Args {
         default_value = "allow"
     )]
     pub default_inbound_policy: DefaultPolicy,
+    /// Destination Get and GetProfile streams one client (pod) may hold at once; beyond it
+    /// new streams are refused with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_MAX_STREAMS_PER_CLIENT",
+        default_value_t = 1000
+    )]
+    pub max_streams_per_client: usize,
     /// Address of the admin server (/metrics, /ready, /live).
     #[arg(
         long,
@@ -229,13 +237,13 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         CallerCheck::InsecureNone
     };
     let policy_svc = PolicyService::new(index.clone(), check, policy_ready).into_server();
-    let svc = DestinationService::new(index, grpc_metrics).into_server();
-    let builder = || {
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-    };
-    let server = builder().add_service(svc);
-    let policy_server = builder().add_service(policy_svc);
+    let svc = DestinationService::new(index, grpc_metrics)
+        .with_limits(crate::grpc::DestinationLimits {
+            max_streams_per_client: args.max_streams_per_client,
+        })
+        .into_server();
+    let server = crate::grpc::server_builder().add_service(svc);
+    let policy_server = crate::grpc::server_builder().add_service(policy_svc);
     let (grpc, policy) = match serving {
         Some((cert, roots)) => {
             let cfg = cert
@@ -245,12 +253,19 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             tracing::info!(addr = %args.policy_addr, "serving policy gRPC over mTLS (a pod's policy only to the pod's own identity)");
             (
                 tokio::spawn(
-                    server.serve_with_incoming(tulle_api::tls::incoming(listener, cfg.clone())),
+                    server.serve_with_incoming(tulle_api::tls::incoming_with_limits(
+                        listener,
+                        cfg.clone(),
+                        crate::grpc::TLS_LIMITS,
+                    )),
                 ),
-                tokio::spawn(
-                    policy_server
-                        .serve_with_incoming(tulle_api::tls::incoming(policy_listener, cfg)),
-                ),
+                tokio::spawn(policy_server.serve_with_incoming(
+                    tulle_api::tls::incoming_with_limits(
+                        policy_listener,
+                        cfg,
+                        crate::grpc::TLS_LIMITS,
+                    ),
+                )),
             )
         }
         None => {
