@@ -187,6 +187,21 @@ pub struct BackendMetrics {
     pub golden: Golden,
 }
 
+/// The authorization decisions behind one TrafficTarget over the window (the metrics API's
+/// `traffictargets`, a tulle extension), as its destination's proxies made them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TargetMetrics {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Requests and connections it admitted.
+    pub allowed: f64,
+    /// Requests and connections its destination refused (no TrafficTarget admitted them;
+    /// the same for every TrafficTarget of that destination).
+    pub denied: f64,
+}
+
 /// A namespace object.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NamespaceInfo {

@@ -181,6 +181,39 @@ async fn problems_and_missing_metrics_are_shown_not_fatal() {
     );
     let (_, w) = get(&app, "/namespaces/demo/deployments/web").await;
     assert!(w.contains("BackendNotFound"), "{w}");
+    // The TrafficTargets are still listed; their counts are unknown, and say why.
+    assert!(
+        smi.contains("id=\"target-client-to-web\"")
+            && smi.contains("Allow/deny counts unavailable: ")
+            && smi.contains("<td class=\"num allowed\">—</td>"),
+        "{smi}"
+    );
+}
+
+#[tokio::test]
+async fn traffic_targets_show_their_allow_and_deny_counts() {
+    let demo = app(FakeCluster::demo());
+    let (status, smi) = get(&demo, "/smi?namespace=demo").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(smi.contains("allowed and denied in the last 30s"), "{smi}");
+    assert!(
+        smi.contains("<td class=\"num allowed\">600</td><td class=\"num denied warn\">7</td>"),
+        "{smi}"
+    );
+    // The workload page: web is the destination of client-to-web.
+    let (_, w) = get(&demo, "/namespaces/demo/deployments/web").await;
+    assert!(
+        w.contains("destination (allows 1 sources); 600 allowed, 7 denied in the last 30s"),
+        "{w}"
+    );
+    // A TrafficTarget the metrics API does not know yet (no decisions): zeros, not warned.
+    let fake = FakeCluster::demo();
+    fake.update(|d| d.target_metrics.clear());
+    let (_, smi) = get(&app(fake), "/smi").await;
+    assert!(
+        smi.contains("<td class=\"num allowed\">0</td><td class=\"num denied\">0</td>"),
+        "{smi}"
+    );
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use futures::FutureExt as _;
 use super::{Answer, Cluster, MetricsKind};
 use crate::model::{
     BackendMetrics, CertState, CertStatus, Component, ControlPlane, EdgeMetrics, Golden, Kind,
-    NamespaceInfo, PodCount, PodInfo, ResourceMetrics, ServiceInfo, SmiObjects, TrafficSplit,
-    WorkloadInfo, WorkloadRef,
+    NamespaceInfo, PodCount, PodInfo, ResourceMetrics, SaRef, ServiceInfo, SmiObjects,
+    TargetMetrics, TrafficSplit, TrafficTarget, WorkloadInfo, WorkloadRef,
 };
 use crate::{Error, Result};
 
@@ -36,6 +36,8 @@ pub struct Data {
     pub edges: Vec<EdgeMetrics>,
     /// TrafficSplit backends.
     pub backends: Vec<BackendMetrics>,
+    /// TrafficTarget allow/deny counts.
+    pub target_metrics: Vec<TargetMetrics>,
     /// When set, every metrics request fails with this message.
     pub metrics_error: Option<String>,
 }
@@ -130,6 +132,11 @@ impl FakeCluster {
             golden: g,
         };
         let names = ["client", "web", "db"];
+        let sa = |name: &str| SaRef {
+            kind: "ServiceAccount".into(),
+            name: name.into(),
+            namespace: ns.into(),
+        };
         let data = Data {
             control_plane: ControlPlane {
                 namespace: "tulle-system".into(),
@@ -199,8 +206,22 @@ impl FakeCluster {
                     backends: vec![("web-v1".into(), 90), ("web-v2".into(), 10)],
                     matches: vec![],
                 }],
+                targets: vec![TrafficTarget {
+                    namespace: ns.into(),
+                    name: "client-to-web".into(),
+                    uid: "uid-target".into(),
+                    destination: sa("web"),
+                    sources: vec![sa("client")],
+                    rules: vec![("HTTPRouteGroup/web-routes".into(), vec![])],
+                }],
                 ..Default::default()
             },
+            target_metrics: vec![TargetMetrics {
+                namespace: ns.into(),
+                name: "client-to-web".into(),
+                allowed: 600.0,
+                denied: 7.0,
+            }],
             metrics: vec![
                 m("Deployment", "client", Golden::default()),
                 m("Deployment", "web", golden(20.0, 0.995, 12.0)),
@@ -423,6 +444,16 @@ impl Cluster for FakeCluster {
             d.backends
                 .iter()
                 .filter(|b| in_ns(namespace, &b.namespace))
+                .cloned()
+                .collect()
+        });
+        self.metrics_answer(v)
+    }
+
+    fn target_metrics<'a>(&'a self, namespace: Option<&'a str>) -> Answer<'a, Vec<TargetMetrics>> {
+        let v = self.read(|d| {
+            (d.target_metrics.iter())
+                .filter(|t| in_ns(namespace, &t.namespace))
                 .cloned()
                 .collect()
         });

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::{Answer, Cluster, MetricsKind, certs, objects, parse};
 use crate::model::{
     BackendMetrics, CertState, CertStatus, Component, ControlPlane, EdgeMetrics, NamespaceInfo,
-    PodInfo, ResourceMetrics, ServiceInfo, SmiObjects, WorkloadInfo, WorkloadRef,
+    PodInfo, ResourceMetrics, ServiceInfo, SmiObjects, TargetMetrics, WorkloadInfo, WorkloadRef,
 };
 use crate::{Error, Result};
 
@@ -462,6 +462,18 @@ impl Cluster for KubeCluster {
                 self.t()
             );
             Ok(parse::backends(&*self.get(&path).await?))
+        }
+        .boxed()
+    }
+
+    fn target_metrics<'a>(&'a self, namespace: Option<&'a str>) -> Answer<'a, Vec<TargetMetrics>> {
+        async move {
+            let path = format!(
+                "{}?{}",
+                scoped(METRICS_API, namespace, "traffictargets"),
+                self.t()
+            );
+            Ok(parse::targets(&*self.get(&path).await?))
         }
         .boxed()
     }

@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use crate::Result;
 use crate::model::{
     BackendMetrics, ControlPlane, EdgeMetrics, NamespaceInfo, PodInfo, ResourceMetrics,
-    ServiceInfo, SmiObjects, WorkloadInfo, WorkloadRef,
+    ServiceInfo, SmiObjects, TargetMetrics, WorkloadInfo, WorkloadRef,
 };
 
 /// A future of the cluster's answer.
@@ -85,6 +85,10 @@ pub trait Cluster: Send + Sync {
 
     /// The TrafficSplit backends the controller applies, with their traffic.
     fn split_metrics<'a>(&'a self, namespace: Option<&'a str>) -> Answer<'a, Vec<BackendMetrics>>;
+
+    /// The allow/deny counts of the TrafficTargets of `namespace` (or all): one list of the
+    /// metrics API's `traffictargets`.
+    fn target_metrics<'a>(&'a self, namespace: Option<&'a str>) -> Answer<'a, Vec<TargetMetrics>>;
 
     /// The metrics window, for rates.
     fn window(&self) -> std::time::Duration;

@@ -1,13 +1,14 @@
 //! JSON → [`crate::model`]: `TrafficMetricsList` answers of `metrics.smi-spec.io/v1alpha1`
 //! (with tulle's extra fields: `pods`, `p95_response_latency`, `tcp_open_connections`,
-//! `edge.clientId/serverId/secured`, `backend`) and the SMI objects (read as JSON so that an
+//! `edge.clientId/serverId/secured`, `backend`, the `traffictargets` list with `allow_count`
+//! and `deny_count`) and the SMI objects (read as JSON so that an
 //! object the dashboard cannot read is shown with the reason instead of failing the page).
 
 use serde_json::Value;
 
 use crate::model::{
     BackendMetrics, EdgeMetrics, Golden, HttpRouteGroup, Kind, PodCount, Problem, ResourceMetrics,
-    SaRef, TcpRoute, TrafficSplit, TrafficTarget, WorkloadRef,
+    SaRef, TargetMetrics, TcpRoute, TrafficSplit, TrafficTarget, WorkloadRef,
 };
 
 /// A Kubernetes quantity (`12`, `12500m`, `1.5`) as a number.
@@ -135,6 +136,34 @@ pub fn backends(list: &Value) -> Vec<BackendMetrics> {
                 weight: b["weight"].as_u64().unwrap_or(0) as u32,
                 golden: golden(i),
             })
+        })
+        .collect()
+}
+
+/// The items of a `traffictargets` answer: one per TrafficTarget.
+pub fn targets(list: &Value) -> Vec<TargetMetrics> {
+    items(list)
+        .iter()
+        .filter_map(|i| {
+            let r = &i["resource"];
+            let name = str_of(r, "name");
+            if name.is_empty() {
+                return None;
+            }
+            let mut t = TargetMetrics {
+                namespace: str_of(r, "namespace").to_string(),
+                name: name.to_string(),
+                ..TargetMetrics::default()
+            };
+            for m in i["metrics"].as_array().into_iter().flatten() {
+                let v = m["value"].as_str().and_then(quantity).unwrap_or(0.0);
+                match m["name"].as_str().unwrap_or_default() {
+                    "allow_count" => t.allowed = v,
+                    "deny_count" => t.denied = v,
+                    _ => {}
+                }
+            }
+            Some(t)
         })
         .collect()
 }
@@ -414,6 +443,22 @@ mod tests {
         assert_eq!(b[0].weight, 20);
         assert_eq!(b[0].apex, "web");
         assert_eq!(b[0].golden.requests(), 5.0);
+    }
+
+    #[test]
+    fn traffic_target_counts() {
+        // As the controller answers `traffictargets`.
+        let list = json!({"items": [{
+            "resource": {"kind": "TrafficTarget", "namespace": "demo", "name": "client-to-web"},
+            "destination": {"kind": "ServiceAccount", "namespace": "demo", "name": "web"},
+            "metrics": [{"name": "allow_count", "value": "42"}, {"name": "deny_count", "value": "1500m"}]},
+            {"resource": {}}]});
+        let t = targets(&list);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            (t[0].name.as_str(), t[0].allowed, t[0].denied),
+            ("client-to-web", 42.0, 1.5)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `/smi`: TrafficSplits as canary views (apex, backends with their weights as written and
 //! as applied, the share of traffic each got, and per-backend success rate and latency),
-//! TrafficTargets, HTTPRouteGroups and TCPRoutes, with the objects the controller flagged
+//! TrafficTargets with the requests and connections each admitted and those its destination
+//! refused in the window, HTTPRouteGroups and TCPRoutes, with the objects the controller flagged
 //! (its Warning Events) or that cannot be read, and why.
 
 use askama::Template;
@@ -8,7 +9,8 @@ use askama::Template;
 use super::cells::MetricCells;
 use super::{Ctx, Rendered, fragment, or_error};
 use crate::Result;
-use crate::model::{BackendMetrics, Problem, SmiObjects};
+use crate::format;
+use crate::model::{BackendMetrics, Problem, SmiObjects, TargetMetrics};
 
 /// Width of a weight bar, in pixels.
 const BAR_W: f64 = 120.0;
@@ -74,6 +76,10 @@ pub struct TargetRow {
     pub sources: Vec<String>,
     /// Rules.
     pub rules: Vec<String>,
+    /// Requests and connections it admitted in the window (`—` without metrics).
+    pub allowed: String,
+    /// Requests and connections its destination refused in the window (`—` without metrics).
+    pub denied: String,
     /// Problems.
     pub problems: Vec<(String, String, String)>,
 }
@@ -87,6 +93,10 @@ pub type GroupRow = (String, String, Vec<String>, Problems);
 pub struct AccessView {
     /// TrafficTargets.
     pub targets: Vec<TargetRow>,
+    /// The window of the allow/deny counts (`30s`).
+    pub window: String,
+    /// Why the allow/deny counts are missing.
+    pub metrics_error: Option<String>,
     /// HTTPRouteGroups: namespace, name, matches, problems.
     pub groups: Vec<GroupRow>,
     /// TCPRoutes: namespace, name, ports.
@@ -183,8 +193,32 @@ pub fn splits_view(
     }
 }
 
+/// The allow/deny cells of a TrafficTarget: counts in the window, `—` when not known.
+pub fn target_counts(
+    counts: std::result::Result<&[TargetMetrics], &String>,
+    namespace: &str,
+    name: &str,
+) -> (String, String) {
+    match counts {
+        Ok(all) => {
+            let t = all
+                .iter()
+                .find(|t| t.namespace == namespace && t.name == name);
+            (
+                format::count(t.map_or(0.0, |t| t.allowed)),
+                format::count(t.map_or(0.0, |t| t.denied)),
+            )
+        }
+        Err(_) => (format::NONE.into(), format::NONE.into()),
+    }
+}
+
 /// Builds the access view.
-pub fn access_view(smi: &SmiObjects) -> AccessView {
+pub fn access_view(
+    smi: &SmiObjects,
+    counts: std::result::Result<&[TargetMetrics], String>,
+    window: std::time::Duration,
+) -> AccessView {
     let sa = |s: &crate::model::SaRef| {
         let kind = if s.kind.is_empty() || s.kind == "ServiceAccount" {
             String::new()
@@ -213,9 +247,13 @@ pub fn access_view(smi: &SmiObjects) -> AccessView {
                         }
                     })
                     .collect(),
+                allowed: target_counts(counts.as_deref(), &t.namespace, &t.name).0,
+                denied: target_counts(counts.as_deref(), &t.namespace, &t.name).1,
                 problems: problem_list(smi, "TrafficTarget", &t.namespace, &t.name, &t.uid),
             })
             .collect(),
+        window: format!("{}s", window.as_secs()),
+        metrics_error: counts.as_ref().err().cloned(),
         groups: smi
             .route_groups
             .iter()
@@ -246,7 +284,11 @@ pub fn access_view(smi: &SmiObjects) -> AccessView {
 /// Renders the SMI page.
 pub async fn render(ctx: Ctx<'_>, namespace: Option<&str>) -> Result<Rendered> {
     let c = ctx.cluster;
-    let (smi, backends) = futures::join!(c.smi(namespace), c.split_metrics(namespace));
+    let (smi, backends, counts) = futures::join!(
+        c.smi(namespace),
+        c.split_metrics(namespace),
+        c.target_metrics(namespace)
+    );
     let title = match namespace {
         Some(n) => format!("SMI in {n}"),
         None => "SMI".to_string(),
@@ -263,6 +305,7 @@ pub async fn render(ctx: Ctx<'_>, namespace: Option<&str>) -> Result<Rendered> {
         }
     };
     let backends = backends.map_err(|e| e.to_string());
+    let counts = counts.map_err(|e| e.to_string());
     let mut problems: Vec<Problem> = smi.unreadable.clone();
     problems.extend(smi.problems.iter().cloned());
     Ok(Rendered {
@@ -273,7 +316,10 @@ pub async fn render(ctx: Ctx<'_>, namespace: Option<&str>) -> Result<Rendered> {
                 "splits",
                 &splits_view(&smi, backends.as_deref().map_err(Clone::clone), c.window()),
             )?,
-            fragment("access", &access_view(&smi))?,
+            fragment(
+                "access",
+                &access_view(&smi, counts.as_deref().map_err(Clone::clone), c.window()),
+            )?,
             fragment("problems", &ProblemsView { problems })?,
         ],
     })

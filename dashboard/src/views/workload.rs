@@ -9,8 +9,8 @@ use super::{Ctx, Rendered, fragment, or_error};
 use crate::format;
 use crate::history;
 use crate::model::{
-    BackendMetrics, EdgeMetrics, ResourceMetrics, ServiceInfo, SmiObjects, WorkloadInfo,
-    WorkloadRef,
+    BackendMetrics, EdgeMetrics, ResourceMetrics, ServiceInfo, SmiObjects, TargetMetrics,
+    WorkloadInfo, WorkloadRef,
 };
 use crate::source::MetricsKind;
 use crate::{Error, Result};
@@ -144,12 +144,14 @@ fn edge_rows(
 }
 
 /// The TrafficSplits (through the Services that select its pods) and TrafficTargets
-/// (through its ServiceAccount) of a workload.
+/// (through its ServiceAccount, with what each admitted and its destination refused in the
+/// window) of a workload.
 pub fn smi_rows(
     w: &WorkloadInfo,
     services: &[ServiceInfo],
     smi: &SmiObjects,
     backends: &[BackendMetrics],
+    (targets, window): (&[TargetMetrics], std::time::Duration),
 ) -> Vec<SmiRow> {
     let selects = |svc: &str| {
         services
@@ -194,6 +196,17 @@ pub fn smi_rows(
         let mut roles = Vec::new();
         if is_me(&t.destination) {
             roles.push(format!("destination (allows {} sources)", t.sources.len()));
+            if let Some(m) = targets
+                .iter()
+                .find(|m| m.namespace == t.namespace && m.name == t.name)
+            {
+                roles.push(format!(
+                    "{} allowed, {} denied in the last {}s",
+                    format::count(m.allowed),
+                    format::count(m.denied),
+                    window.as_secs()
+                ));
+            }
         }
         if t.sources.iter().any(is_me) {
             roles.push(format!(
@@ -225,7 +238,7 @@ pub async fn render(ctx: Ctx<'_>, id: &WorkloadRef) -> Result<Rendered> {
         .into_iter()
         .find(|w| &w.id == id)
         .ok_or_else(|| Error::NotFound(format!("{} {ns}/{} not found", id.kind.name(), id.name)))?;
-    let (metrics, pods, pod_metrics, edges, services, smi, backends) = futures::join!(
+    let (metrics, pods, pod_metrics, edges, services, smi, backends, targets) = futures::join!(
         c.metrics(MetricsKind::Workload(id.kind), Some(ns), None),
         c.pods(ns, &w.selector),
         c.metrics(MetricsKind::Pods, Some(ns), Some(&w.selector)),
@@ -233,6 +246,7 @@ pub async fn render(ctx: Ctx<'_>, id: &WorkloadRef) -> Result<Rendered> {
         c.services(Some(ns)),
         c.smi(Some(ns)),
         c.split_metrics(Some(ns)),
+        c.target_metrics(Some(ns)),
     );
     let mine: Result<Option<ResourceMetrics>> = metrics.map(|ms| {
         ms.into_iter()
@@ -287,7 +301,13 @@ pub async fn render(ctx: Ctx<'_>, id: &WorkloadRef) -> Result<Rendered> {
     });
     let smi_view = match (services, smi) {
         (Ok(s), Ok(o)) => Ok(SmiView {
-            rows: smi_rows(&w, &s, &o, &backends.unwrap_or_default()),
+            rows: smi_rows(
+                &w,
+                &s,
+                &o,
+                &backends.unwrap_or_default(),
+                (&targets.unwrap_or_default(), window),
+            ),
         }),
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
