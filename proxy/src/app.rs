@@ -10,12 +10,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::discovery::Resolve;
-use crate::identity::Tls;
 use crate::inbound::Inbound;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::policy::{Policy, PolicyFile, PolicyRx};
 use crate::runtime::{DrainHandle, Runtime, drain};
+use crate::tls::Tls;
 
 /// A running proxy.
 #[derive(Debug)]

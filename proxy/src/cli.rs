@@ -10,7 +10,7 @@ use crate::control::Timing as DestTiming;
 use crate::control::destination::DestinationDiscovery;
 use crate::control::identity::{Certifier, Timing};
 use crate::discovery::{Resolve, StaticDiscovery, StaticFile};
-use crate::identity::{CredentialSource, FileSource, Tls};
+use crate::tls::{CredentialSource, FileSource, Tls};
 
 pub const USAGE: &str = "usage:
   tulle-proxy [run]                 run the proxy; configured by TULLE_PROXY_* environment variables

@@ -25,7 +25,6 @@ use crate::client::AppClient;
 use crate::conn::{CountingIo, PrefixedIo, original_dst, read_header};
 use crate::detect::{Protocol, client_hello_sni, detect};
 use crate::error::ProxyError;
-use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, peer_identity};
 use crate::metrics::{AuthzKind, Direction, HttpMetrics, TlsStatus, labels};
 use crate::policy::{Policy, PolicyRx};
 use crate::runtime::Runtime;
@@ -35,6 +34,7 @@ use crate::svc::{
     MeshHeadersLayer, PickMetrics, RecordHttpLayer, ResponseTimeoutLayer, authz_labels,
 };
 use crate::tcp::{self, TcpTarget};
+use crate::tls::{ALPN_H1, ALPN_H2, ALPN_TCP, peer_identity};
 
 const MAX_LABEL_SETS: usize = 10_000;
 const NO_TLS_FROM_REMOTE: &str = "no_tls_from_remote";

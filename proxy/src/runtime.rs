@@ -8,9 +8,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::discovery::Resolve;
-use crate::identity::Tls;
 use crate::metrics::Metrics;
 use crate::policy::PolicyRx;
+use crate::tls::Tls;
 
 /// Handles shared by all parts of a running proxy.
 pub struct Runtime {

@@ -240,7 +240,7 @@ async fn streams_are_shared_dropped_when_idle_and_unreachable_is_unavailable() {
         );
         // The controller requires a client certificate (mTLS): without one the proxy cannot
         // resolve: nothing is known (the outbound side fails closed inside the mesh networks).
-        let pending = tulle_proxy::identity::Tls::pending(CLIENT_ID.into(), ca.roots()).unwrap();
+        let pending = tulle_proxy::tls::Tls::pending(CLIENT_ID.into(), ca.roots()).unwrap();
         let refused = DestinationDiscovery::new(
             &dest(controller.relay.addr),
             pending.control_client(),

@@ -12,7 +12,7 @@ use rustls_pki_types::{PrivateKeyDer, pem::PemObject};
 use support::{SERVER_ID, bounded, config, get, init};
 use tulle_proxy::app::Proxy;
 use tulle_proxy::discovery::StaticDiscovery;
-use tulle_proxy::identity::{Credentials, Tls};
+use tulle_proxy::tls::{Credentials, Tls};
 
 /// Credentials for `name` whose leaf was valid from two hours ago until an hour ago.
 fn expired_credentials(name: &str) -> Credentials {

@@ -12,7 +12,7 @@ use control::{Ca, IdentityServer, certified_tls};
 use support::{CLIENT_ID, SERVER_ID, VIRTUAL, app, bounded, config, destination, get, init};
 use tulle_proxy::app::Proxy;
 use tulle_proxy::discovery::StaticDiscovery;
-use tulle_proxy::identity::peer_identity;
+use tulle_proxy::tls::peer_identity;
 
 /// Starts a server proxy in front of `app` and a client proxy routing VIRTUAL to it, both
 /// in identity service mode; returns them with their certifier tasks.

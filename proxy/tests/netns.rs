@@ -383,14 +383,14 @@ fn tcp_ping(addr: &str) -> String {
 /// target port itself: the transport header (ALPN `tulle.tcp`) and `tulle-orig-port`
 /// (ALPN `tulle.h2`), as a compromised or malicious meshed workload could.
 struct Peer {
-    tls: tulle_proxy::identity::Tls,
+    tls: tulle_proxy::tls::Tls,
     inbound: std::net::SocketAddr,
 }
 
 impl Peer {
     fn new(net: &Net) -> Peer {
-        use tulle_proxy::identity::CredentialSource;
-        let creds = tulle_proxy::identity::FileSource {
+        use tulle_proxy::tls::CredentialSource;
+        let creds = tulle_proxy::tls::FileSource {
             name: ID_A.into(),
             cert_file: net.dir.join(format!("{ID_A}.crt")),
             key_file: net.dir.join(format!("{ID_A}.key")),
@@ -399,7 +399,7 @@ impl Peer {
         .load()
         .unwrap();
         Peer {
-            tls: tulle_proxy::identity::Tls::new(creds).unwrap(),
+            tls: tulle_proxy::tls::Tls::new(creds).unwrap(),
             inbound: format!("{}:4143", net.ip_b).parse().unwrap(),
         }
     }
@@ -407,7 +407,7 @@ impl Peer {
     fn mesh(&self, alpn: &[u8]) -> tulle_proxy::client::MeshTls {
         tulle_proxy::client::MeshTls {
             config: self.tls.client(alpn),
-            name: tulle_proxy::identity::server_name(ID_B).unwrap(),
+            name: tulle_proxy::tls::server_name(ID_B).unwrap(),
             identity: ID_B.into(),
         }
     }
@@ -422,7 +422,7 @@ impl Peer {
     /// Opaque TCP over mesh mTLS to `port`: what comes back for `ping\n`.
     fn tcp(&self, port: u16) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mesh, addr) = (self.mesh(tulle_proxy::identity::ALPN_TCP), self.inbound);
+        let (mesh, addr) = (self.mesh(tulle_proxy::tls::ALPN_TCP), self.inbound);
         Self::rt().block_on(async move {
             let t = Duration::from_secs(5);
             let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -440,7 +440,7 @@ impl Peer {
     /// An HTTP/1.1 request carried as HTTP/2 over mesh mTLS (as the outbound proxy does),
     /// with `tulle-orig-port: port`: the status and body.
     fn http(&self, port: u16) -> (u16, String) {
-        let (mesh, addr) = (self.mesh(tulle_proxy::identity::ALPN_H2), self.inbound);
+        let (mesh, addr) = (self.mesh(tulle_proxy::tls::ALPN_H2), self.inbound);
         Self::rt().block_on(async move {
             let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
             let io = mesh

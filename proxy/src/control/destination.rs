@@ -168,7 +168,7 @@ fn endpoint(a: &WeightedAddr, set_labels: &HashMap<String, String>) -> Option<Di
         .map(|t| t.name.to_ascii_lowercase())
         .filter(|n| meshed && !n.is_empty());
     if let Some(id) = &identity
-        && crate::identity::server_name(id).is_none()
+        && crate::tls::server_name(id).is_none()
     {
         // A meshed endpoint whose identity cannot be checked is left out: it must never be
         // reached in plaintext instead.

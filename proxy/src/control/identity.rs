@@ -19,7 +19,7 @@ use tulle_api::identity::identity_client::IdentityClient;
 
 use crate::config::ControlService;
 use crate::control::backoff::Backoff;
-use crate::identity::IdentityStore;
+use crate::tls::IdentityStore;
 
 /// The identity client could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ enum AttemptError {
     #[error("no answer from the identity service within {0:?}")]
     Timeout(Duration),
     #[error("{0}")]
-    Invalid(crate::identity::IdentityError),
+    Invalid(crate::tls::IdentityError),
 }
 
 /// Retry and timeout settings.

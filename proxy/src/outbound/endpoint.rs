@@ -11,7 +11,6 @@ use tower::ServiceBuilder;
 use crate::balance::{Balanced, NewEndpoint, PeakEwma, Serve};
 use crate::client::{EndpointClient, H2Client, MeshTls, PlainH1};
 use crate::discovery::DiscoveredEndpoint;
-use crate::identity::{ALPN_H1, ALPN_H2, ALPN_TCP, server_name};
 use crate::metrics::{Direction, HttpMetrics, Labels, TlsStatus, labels};
 use crate::runtime::Runtime;
 use crate::svc::{
@@ -19,6 +18,7 @@ use crate::svc::{
     ResponseTimeout, ResponseTimeoutLayer,
 };
 use crate::tcp::TcpTarget;
+use crate::tls::{ALPN_H1, ALPN_H2, ALPN_TCP, server_name};
 
 const NO_TLS_PLAIN: &str = "not_provided_by_service_discovery";
 

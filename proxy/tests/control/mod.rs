@@ -19,7 +19,7 @@ use tulle_identity::token::{TokenError, TokenReviewer, TokenSubject};
 
 use tulle_proxy::config::ControlService;
 use tulle_proxy::control::identity::{Certifier, Timing};
-use tulle_proxy::identity::Tls;
+use tulle_proxy::tls::Tls;
 
 pub const IDENTITY_ID: &str =
     "tulle-identity.tulle-system.serviceaccount.identity.tulle.cluster.local";

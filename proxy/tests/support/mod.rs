@@ -23,7 +23,7 @@ use tulle_proxy::app::Proxy;
 use tulle_proxy::config::Config;
 use tulle_proxy::devcerts::DevCa;
 use tulle_proxy::discovery::{StaticDiscovery, StaticFile};
-use tulle_proxy::identity::{Credentials, Tls};
+use tulle_proxy::tls::{Credentials, Tls};
 
 pub const CLIENT_ID: &str = "client.test.serviceaccount.identity.tulle.cluster.local";
 pub const SERVER_ID: &str = "web.test.serviceaccount.identity.tulle.cluster.local";

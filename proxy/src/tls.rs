@@ -1,4 +1,5 @@
-//! Mesh identity: the proxy's certificate, the trust anchors and the TLS configurations.
+//! Mesh TLS: the proxy's certificate (its mesh identity), the trust anchors and the TLS
+//! configurations.
 //!
 //! The certificate lives in a swappable [`IdentityStore`]; rustls asks it for the current
 //! certificate on every handshake (`ResolvesServerCert` / `ResolvesClientCert`), so a renewed
