@@ -60,6 +60,8 @@ impl Manual {
             policy_name: ServiceAccountIdentity::new(CONTROLLER, NAMESPACE, td).dns_name(),
             log_level: args.proxy_log_level.clone(),
             resources: tulle_inject::Resources::default(),
+            // As a default install: only its own proxy image.
+            allowed_images: vec![],
         };
         Manual {
             config,

@@ -115,6 +115,10 @@ pub struct Config {
     pub log_level: String,
     /// Default proxy resources.
     pub resources: Resources,
+    /// The images a `config.tulle.io/proxy-image` annotation may choose besides
+    /// `proxy_image`, set at install. The image also runs the init step, as root with
+    /// NET_ADMIN and NET_RAW, so any other is refused ([`Skip::ImageNotAllowed`]).
+    pub allowed_images: Vec<String>,
 }
 
 /// Why a pod is not injected.
@@ -141,6 +145,13 @@ pub enum Skip {
     /// The namespace enforces a Pod Security level (`baseline`, `restricted`) that rejects the
     /// init step (NET_ADMIN, NET_RAW, root): injecting would make the pod impossible to create.
     PodSecurity(String),
+    /// `config.tulle.io/proxy-image` names an image the install does not allow.
+    ImageNotAllowed {
+        /// The image asked for.
+        image: String,
+        /// The images allowed (the install's proxy image first).
+        allowed: Vec<String>,
+    },
 }
 
 impl Skip {
@@ -155,6 +166,7 @@ impl Skip {
             Skip::Invalid(_) => "invalid-annotation",
             Skip::PortConflict(_) => "port-conflict",
             Skip::PodSecurity(_) => "pod-security",
+            Skip::ImageNotAllowed { .. } => "image-not-allowed",
         }
     }
 
@@ -191,6 +203,11 @@ impl std::fmt::Display for Skip {
             Skip::PodSecurity(level) => write!(
                 f,
                 "the namespace enforces Pod Security level {level:?} ({POD_SECURITY_LABEL}), which rejects the init step's NET_ADMIN/NET_RAW; label the namespace {POD_SECURITY_LABEL}=privileged to mesh it"
+            ),
+            Skip::ImageNotAllowed { image, allowed } => write!(
+                f,
+                "config.tulle.io/proxy-image {image:?} is not an allowed proxy image (allowed: {}); the image also runs the privileged init step, so only images allowed at install may be chosen (tulle install --allowed-proxy-image, chart value proxy.allowedImages); remove the annotation or allow the image",
+                allowed.join(", ")
             ),
         }
     }
@@ -332,6 +349,17 @@ fn check(pod: &Pod, ns: &Namespace, cfg: &Config) -> Result<(Overrides, Resource
         return Err(Skip::PodSecurity(level.clone()));
     }
     let o = Overrides::parse(pod_annotations, ns_annotations).map_err(Skip::Invalid)?;
+    if let Some(image) = &o.image
+        && *image != cfg.proxy_image
+        && !cfg.allowed_images.contains(image)
+    {
+        let mut allowed = vec![cfg.proxy_image.clone()];
+        allowed.extend(cfg.allowed_images.iter().cloned());
+        return Err(Skip::ImageNotAllowed {
+            image: image.clone(),
+            allowed,
+        });
+    }
     let d = &cfg.resources;
     let r = Resources {
         cpu_request: o.cpu_request.clone().or_else(|| d.cpu_request.clone()),

@@ -63,6 +63,15 @@ pub struct WebhookArgs {
     /// The proxy image to inject.
     #[arg(long, env = "TULLE_CONTROLLER_PROXY_IMAGE", default_value = DEFAULT_PROXY_IMAGE)]
     pub proxy_image: String,
+    /// Further proxy images a `config.tulle.io/proxy-image` annotation may choose (comma
+    /// separated); the image also runs the privileged init step, so any other is refused.
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_ALLOWED_PROXY_IMAGES",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    pub allowed_proxy_images: Vec<String>,
     /// The proxy version (annotation tulle.io/proxy-version).
     #[arg(long, env = "TULLE_CONTROLLER_PROXY_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     pub proxy_version: String,
@@ -105,6 +114,10 @@ pub fn inject_config(args: &Args) -> inject::Config {
     let (ns, cd) = (&args.namespace, &args.cluster_domain);
     inject::Config {
         proxy_image: w.proxy_image.clone(),
+        allowed_images: (w.allowed_proxy_images.iter())
+            .map(|i| i.trim().to_string())
+            .filter(|i| !i.is_empty())
+            .collect(),
         proxy_version: w.proxy_version.clone(),
         trust_domain: args.trust_domain.clone(),
         identity_addr: w
@@ -221,6 +234,20 @@ mod tests {
             concat!("localhost/tulle/proxy:", env!("CARGO_PKG_VERSION"))
         );
         assert_eq!(c.proxy_version, env!("CARGO_PKG_VERSION"));
+        assert!(
+            c.allowed_images.is_empty(),
+            "only the install's own image by default"
+        );
+        let args = Args::try_parse_from([
+            "tulle-controller",
+            "--allowed-proxy-images",
+            "r.example/proxy:1, r.example/proxy:2",
+        ])
+        .unwrap();
+        assert_eq!(
+            inject_config(&args).allowed_images,
+            ["r.example/proxy:1", "r.example/proxy:2"]
+        );
         assert_eq!(
             c.identity_addr,
             "tulle-identity.tulle-system.svc.cluster.local:8080"

@@ -76,7 +76,8 @@ impl Cluster for KubeCluster {
                 Skip::Invalid(_)
                 | Skip::ExistingSidecar(_)
                 | Skip::PortConflict(_)
-                | Skip::PodSecurity(_) => EventType::Warning,
+                | Skip::PodSecurity(_)
+                | Skip::ImageNotAllowed { .. } => EventType::Warning,
                 _ => EventType::Normal,
             },
             reason: "InjectionSkipped".into(),

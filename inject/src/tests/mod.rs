@@ -20,6 +20,7 @@ fn cfg() -> Config {
             .into(),
         log_level: "info".into(),
         resources: Resources::default(),
+        allowed_images: vec!["registry.example/tulle/proxy:dev".into()],
     }
 }
 

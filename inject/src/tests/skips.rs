@@ -186,3 +186,54 @@ fn pods_that_would_break_are_skipped() {
         .insert(POD_SECURITY_LABEL.into(), "privileged".into());
     assert!(matches!(run_in(&bare_pod(), &ns).0, Decision::Inject(_)));
 }
+
+/// Issue 15, item 8: the image of the privileged init step is the install's, or one it allows.
+#[test]
+fn a_proxy_image_the_install_does_not_allow_is_refused() {
+    for (image, ok) in [
+        ("evil.example/root:latest", false),
+        ("localhost/tulle/proxy:0.1.0", true),
+        ("registry.example/tulle/proxy:dev", true),
+    ] {
+        let mut v = web_pod();
+        v["metadata"]["annotations"]["config.tulle.io/proxy-image"] = json!(image);
+        let (d, out) = run(&v, &[]);
+        if ok {
+            assert!(matches!(d, Decision::Inject(_)), "{image}: {d:?}");
+            assert_eq!(init(&out, 0).image.as_deref(), Some(image));
+            continue;
+        }
+        let Some(reason) = d_reason(&d) else {
+            panic!("{image} injected")
+        };
+        assert_eq!(
+            reason,
+            Skip::ImageNotAllowed {
+                image: image.into(),
+                allowed: vec![
+                    "localhost/tulle/proxy:0.1.0".into(),
+                    "registry.example/tulle/proxy:dev".into()
+                ],
+            }
+        );
+        let text = reason.to_string();
+        assert!(
+            text.contains(image) && text.contains("--allowed-proxy-image"),
+            "{text}"
+        );
+        assert_eq!(
+            out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+            "image-not-allowed"
+        );
+        assert_eq!(out["spec"]["initContainers"].as_array().unwrap().len(), 1);
+    }
+    // On the namespace too.
+    let (d, _) = run(
+        &web_pod(),
+        &[("config.tulle.io/proxy-image", "evil.example/root:latest")],
+    );
+    assert!(
+        matches!(d_reason(&d), Some(Skip::ImageNotAllowed { .. })),
+        "{d:?}"
+    );
+}
