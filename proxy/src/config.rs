@@ -237,6 +237,15 @@ mod ms {
     }
 }
 
+/// The longest (and the default) `TULLE_PROXY_DETECT_TIMEOUT`.
+pub const MAX_DETECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The initial HTTP/2 flow-control window of a stream, on every HTTP/2 connection the proxy
+/// serves or opens.
+pub const H2_STREAM_WINDOW: u32 = 256 * 1024;
+/// The initial HTTP/2 flow-control window of a connection, served or opened.
+pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+
 pub const DEFAULT_OPAQUE_PORTS: &[u16] = &[25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
 
 impl Config {
@@ -319,8 +328,8 @@ impl Config {
                 reason: format!("set only one of it and {ENV_POLICY_SVC_ADDR}"),
             });
         }
-        let detect_timeout = dur(env, ENV_DETECT_TIMEOUT, Duration::from_secs(1))?;
-        if detect_timeout > Duration::from_secs(1) || detect_timeout.is_zero() {
+        let detect_timeout = dur(env, ENV_DETECT_TIMEOUT, MAX_DETECT_TIMEOUT)?;
+        if detect_timeout > MAX_DETECT_TIMEOUT || detect_timeout.is_zero() {
             return Err(ConfigError {
                 var: ENV_DETECT_TIMEOUT,
                 value: env.get(ENV_DETECT_TIMEOUT).unwrap_or_default(),

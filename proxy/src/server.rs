@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
 use crate::body::Body;
-use crate::config::Config;
+use crate::config::{Config, H2_CONNECTION_WINDOW, H2_STREAM_WINDOW};
 use crate::runtime::Drain;
 
 /// How long in-flight requests of a connection whose authorization was revoked may take
@@ -64,8 +64,8 @@ pub async fn serve_until<I, S, R>(
             .max_header_list_size(config.max_header_bytes as u32)
             .max_pending_accept_reset_streams(50)
             .max_local_error_reset_streams(Some(1024))
-            .initial_stream_window_size(256 * 1024)
-            .initial_connection_window_size(1024 * 1024)
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .max_send_buf_size(256 * 1024)
             .keep_alive_interval(Some(std::time::Duration::from_secs(20)))
             .keep_alive_timeout(std::time::Duration::from_secs(20));

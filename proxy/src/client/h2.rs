@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{EitherIo, MeshTls};
+use crate::config::{H2_CONNECTION_WINDOW, H2_STREAM_WINDOW};
 use crate::conn::{CountingIo, connect};
 use crate::error::ProxyError;
 use crate::metrics::TcpMetrics;
@@ -88,8 +89,8 @@ impl H2Client {
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10))
-            .initial_stream_window_size(256 * 1024)
-            .initial_connection_window_size(1024 * 1024)
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .handshake(TokioIo::new(EitherIo(io)))
             .await
             .map_err(|e| ProxyError::Handshake(self.addr, e))?;

@@ -244,7 +244,7 @@ async fn watch_target(
         endpoints: HashMap::new(),
         tx: None,
     };
-    let mut tick = tokio::time::interval((timing.idle / 4).max(Duration::from_millis(10)));
+    let mut tick = tokio::time::interval(timing.idle_check());
     'reconnect: loop {
         if is_idle(&published, &entry, timing.idle) || inner.strong_count() == 0 {
             break;

@@ -31,6 +31,11 @@ impl LastUsed {
     }
 }
 
+/// The reconnect backoff of the controller's streams (destination, profile and policy).
+pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// See [`RECONNECT_BACKOFF_MIN`].
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 /// Timeouts of the destination and profile clients.
 #[derive(Debug, Clone)]
 pub struct Timing {
@@ -48,8 +53,16 @@ impl Default for Timing {
         Timing {
             first_answer: Duration::from_secs(3),
             idle: Duration::from_secs(60),
-            backoff_min: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(10),
+            backoff_min: RECONNECT_BACKOFF_MIN,
+            backoff_max: RECONNECT_BACKOFF_MAX,
         }
+    }
+}
+
+impl Timing {
+    /// How often a stream checks whether it has gone idle: a quarter of [`Timing::idle`],
+    /// at least 10 ms.
+    pub(crate) fn idle_check(&self) -> Duration {
+        (self.idle / 4).max(Duration::from_millis(10))
     }
 }

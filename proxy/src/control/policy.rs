@@ -28,8 +28,8 @@ pub struct Timing {
 impl Default for Timing {
     fn default() -> Self {
         Timing {
-            backoff_min: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(10),
+            backoff_min: super::RECONNECT_BACKOFF_MIN,
+            backoff_max: super::RECONNECT_BACKOFF_MAX,
         }
     }
 }

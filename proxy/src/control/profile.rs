@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -113,7 +112,7 @@ async fn watch_profile(
     let mut client = strong.client.clone();
     drop(strong);
     let mut backoff = Backoff::new(timing.backoff_min, timing.backoff_max);
-    let mut tick = tokio::time::interval((timing.idle / 4).max(Duration::from_millis(10)));
+    let mut tick = tokio::time::interval(timing.idle_check());
     // Users hold receivers; the entry holds one itself.
     let idle = |entry: &Entry| {
         tx.receiver_count() <= 1 && entry.last_used.elapsed() >= timing.idle
