@@ -171,6 +171,11 @@ pub struct InstallArgs {
     /// Log level (tracing filter) of the injected proxies.
     #[arg(long, default_value = "warn,tulle_proxy=info")]
     pub proxy_log_level: String,
+    /// A further proxy image the annotation `config.tulle.io/proxy-image` may choose
+    /// (repeatable). The image also runs the privileged init step, so by default only the
+    /// install's own proxy image may be chosen.
+    #[arg(long = "allowed-proxy-image", value_name = "IMAGE")]
+    pub allowed_proxy_images: Vec<String>,
     /// The mesh default inbound policy of pods no TrafficTarget names (overridable per
     /// namespace or workload with the annotation `config.tulle.io/default-inbound-policy`).
     #[arg(long, alias = "default-policy", value_enum, default_value_t)]

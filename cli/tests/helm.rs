@@ -320,3 +320,40 @@ fn chart_can_leave_out_the_dashboard() {
     let cli = docs(&install(&["--dashboard=false"]).unwrap());
     assert_eq!(cli.len(), without.len());
 }
+
+/// `proxy.allowedImages` reaches the controller like `tulle install --allowed-proxy-image`
+/// (issue 15 item 8); none by default.
+#[test]
+fn chart_allowed_proxy_images_reach_the_controller() {
+    let env_of = |objs: &[Value]| {
+        objs.iter()
+            .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "tulle-controller")
+            .expect("controller Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+            .clone()
+    };
+    let (a, b) = ("r.example/proxy:1", "r.example/proxy:2");
+    let chart = env_of(&rendered(&[
+        "--set",
+        &format!("proxy.allowedImages={{{a},{b}}}"),
+    ]));
+    let cli = env_of(&docs(
+        &install(&["--allowed-proxy-image", a, "--allowed-proxy-image", b]).unwrap(),
+    ));
+    assert_eq!(chart, cli);
+    assert!(
+        chart
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "TULLE_CONTROLLER_ALLOWED_PROXY_IMAGES"
+                && e["value"] == format!("{a},{b}"))
+    );
+    let default = env_of(&rendered(&[]));
+    assert!(
+        !default
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "TULLE_CONTROLLER_ALLOWED_PROXY_IMAGES")
+    );
+}

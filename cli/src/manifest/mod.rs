@@ -63,6 +63,8 @@ pub struct Values {
     pub controller_replicas: i32,
     /// Injected proxies' log level.
     pub proxy_log_level: String,
+    /// Further images `config.tulle.io/proxy-image` may choose.
+    pub allowed_proxy_images: Vec<String>,
     /// The mesh default inbound policy.
     pub default_inbound_policy: InboundPolicy,
     /// The Prometheus the controller queries instead of its embedded scraper.
@@ -81,6 +83,7 @@ impl Values {
             webhook_failure_policy: a.webhook_failure_policy,
             controller_replicas: a.controller_replicas,
             proxy_log_level: a.proxy_log_level.clone(),
+            allowed_proxy_images: a.allowed_proxy_images.clone(),
             default_inbound_policy: a.default_inbound_policy,
             prometheus_url: a.prometheus_url.clone(),
             dashboard: a.dashboard,
@@ -231,6 +234,7 @@ pub fn uninstall(output: Output) -> Result<String, Error> {
         webhook_failure_policy: FailurePolicy::Ignore,
         controller_replicas: 1,
         proxy_log_level: String::new(),
+        allowed_proxy_images: vec![],
         default_inbound_policy: InboundPolicy::Allow,
         prometheus_url: None,
         dashboard: true,

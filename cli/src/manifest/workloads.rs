@@ -308,6 +308,12 @@ pub fn deployments(v: &Values) -> Vec<Value> {
     if let Some(url) = &v.prometheus_url {
         controller_env.push(env_value("TULLE_CONTROLLER_PROMETHEUS_URL", url));
     }
+    if !v.allowed_proxy_images.is_empty() {
+        controller_env.push(env_value(
+            "TULLE_CONTROLLER_ALLOWED_PROXY_IMAGES",
+            v.allowed_proxy_images.join(","),
+        ));
+    }
     let controller = Workload {
         name: CONTROLLER,
         component: "controller",
