@@ -61,7 +61,7 @@ async fn every_page_renders_from_canned_data() {
                 "Control plane",
                 "tulle-controller is ready",
                 "trust anchor",
-                "not shown",
+                "issuer is valid",
                 "/namespaces/demo",
                 "the SMI Traffic Metrics API is available",
             ],
@@ -336,5 +336,48 @@ async fn the_live_stream_sends_changed_fragments() {
     assert!(
         !more.contains("data: problems "),
         "unchanged fragments are not sent again: {more}"
+    );
+}
+
+#[tokio::test]
+async fn the_issuer_expiry_warns_within_30_days_and_fails_once_expired() {
+    use tulle_dashboard::model::CertState;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let with_issuer = |not_after: i64| {
+        let fake = FakeCluster::demo();
+        fake.update(|d| {
+            let c = (d.control_plane.certs.iter_mut())
+                .find(|c| c.name == "issuer")
+                .unwrap();
+            c.state = CertState::Known {
+                subject: "the issuer tulle-identity loaded".into(),
+                not_after,
+            };
+        });
+        app(fake)
+    };
+    let (_, ok) = get(&with_issuer(now + 200 * 86_400), "/").await;
+    assert!(
+        ok.contains("<li class=\"check ok\"><span class=\"mark\">✓</span> issuer is valid"),
+        "{ok}"
+    );
+    let (_, soon) = get(&with_issuer(now + 10 * 86_400 + 3600), "/").await;
+    assert!(
+        soon.contains("<li class=\"check warn\"><span class=\"mark\">!</span> issuer is valid")
+            && soon.contains("expires in 10 days (less than 30 days): rotate the issuer"),
+        "{soon}"
+    );
+    let (_, gone) = get(&with_issuer(now - 3 * 86_400 - 3600), "/").await;
+    assert!(
+        gone.contains("<li class=\"check fail\"><span class=\"mark\">✗</span> issuer is valid")
+            && gone.contains("expired 3 days ago: tulle-identity signs no certificate"),
+        "{gone}"
+    );
+    assert!(
+        gone.contains("<tr class=\"fail\"><td>issuer</td>"),
+        "{gone}"
     );
 }

@@ -159,8 +159,13 @@ impl FakeCluster {
                     },
                     CertStatus {
                         name: "issuer".into(),
-                        source: "Secret tulle-system/tulle-identity-issuer".into(),
-                        state: CertState::Unknown("not shown: no access to Secrets".into()),
+                        source:
+                            "tulle-identity /metrics (identity_issuer_expiry_timestamp_seconds)"
+                                .into(),
+                        state: CertState::Known {
+                            subject: "the issuer tulle-identity loaded".into(),
+                            not_after: 4_102_444_800,
+                        },
                     },
                 ],
                 webhook: true,

@@ -14,7 +14,7 @@ use kube::core::ObjectList;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Answer, Cluster, MetricsKind, certs, objects, parse};
+use super::{Answer, Cluster, MetricsKind, certs, identity, objects, parse};
 use crate::model::{
     BackendMetrics, CertState, CertStatus, Component, ControlPlane, EdgeMetrics, NamespaceInfo,
     PodInfo, ResourceMetrics, ServiceInfo, SmiObjects, TargetMetrics, WorkloadInfo, WorkloadRef,
@@ -27,8 +27,6 @@ pub const METRICS_API: &str = "/apis/metrics.smi-spec.io/v1alpha1";
 pub const METRICS_APISERVICE: &str = "v1alpha1.metrics.smi-spec.io";
 /// The trust anchors ConfigMap and key.
 pub const TRUST_ANCHORS: (&str, &str) = ("tulle-trust-anchors", "trust-anchors.pem");
-/// The issuer Secret (not readable by the dashboard).
-pub const ISSUER_SECRET: &str = "tulle-identity-issuer";
 /// The injector webhook configuration.
 pub const WEBHOOK_CONFIG: &str = "tulle-proxy-injector";
 
@@ -52,6 +50,7 @@ pub struct KubeCluster {
     client: kube::Client,
     settings: Settings,
     cache: Mutex<HashMap<String, Cached>>,
+    issuer: Mutex<Option<(Instant, CertStatus)>>,
 }
 
 impl std::fmt::Debug for KubeCluster {
@@ -80,6 +79,7 @@ impl KubeCluster {
             client,
             settings,
             cache: Mutex::new(HashMap::new()),
+            issuer: Mutex::new(None),
         }
     }
 
@@ -188,16 +188,31 @@ impl KubeCluster {
                 state,
             });
         }
-        out.push(CertStatus {
-            name: "issuer".into(),
-            source: format!("Secret {cp}/{ISSUER_SECRET}"),
-            state: CertState::Unknown(
-                "not shown: the dashboard may not read Secrets; `tulle check` reports it, and \
-                 tulle-identity exports it as the issuer_expiry_seconds metric"
-                    .into(),
-            ),
-        });
+        out.push(self.issuer().await);
         out
+    }
+
+    /// The issuer's validity from the identity pods' `/metrics` (see [`identity`]: the
+    /// dashboard may not read the issuer Secret), reused for [`identity::CACHE_TTL`].
+    async fn issuer(&self) -> CertStatus {
+        if let Some((at, s)) = &*self.issuer.lock().expect("issuer lock")
+            && at.elapsed() < identity::CACHE_TTL
+        {
+            return s.clone();
+        }
+        let cp = &self.settings.control_plane_namespace;
+        let path = format!(
+            "/api/v1/namespaces/{cp}/pods?labelSelector={}",
+            enc(identity::IDENTITY_SELECTOR)
+        );
+        let pods = self
+            .list::<Pod>(path)
+            .await
+            .map(|ps| ps.iter().map(objects::pod).collect())
+            .map_err(|e| e.to_string());
+        let s = identity::issuer_status(cp, pods, identity::ADMIN_PORT).await;
+        *self.issuer.lock().expect("issuer lock") = Some((Instant::now(), s.clone()));
+        s
     }
 
     async fn webhook(&self) -> (bool, Vec<CertStatus>) {

@@ -5,10 +5,12 @@
 //!
 //! - [`parse`]: the JSON of the Traffic Metrics API and of the SMI objects → [`crate::model`];
 //! - [`objects`]: Kubernetes objects (k8s-openapi types) → [`crate::model`];
-//! - [`certs`]: PEM certificates → their validity.
+//! - [`certs`]: PEM certificates → their validity;
+//! - [`identity`]: the issuer's expiry from tulle-identity's `/metrics` (not its Secret).
 
 pub mod certs;
 pub mod fake;
+pub mod identity;
 pub mod kube;
 pub mod objects;
 pub mod parse;

@@ -112,11 +112,21 @@ pub fn control_plane_view(cp: &ControlPlane, now: i64) -> ControlPlaneView {
                     format::date(*not_after),
                     format::expiry(*not_after, now)
                 );
-                checks.push(check(
-                    state,
-                    format!("{} is valid", c.name),
-                    format!("expires {}", format::expiry(*not_after, now)),
-                ));
+                let left = format::expiry(*not_after, now);
+                let detail = match (state, c.name.as_str()) {
+                    ("fail", "issuer") => format!(
+                        "{left}: tulle-identity signs no certificate until the issuer is rotated, and proxies lose their identity within 24 h; rotate it (see `tulle check`)"
+                    ),
+                    ("fail", _) => left,
+                    ("warn", "issuer") => format!(
+                        "expires {left} (less than {EXPIRY_WARNING_DAYS} days): rotate the issuer before then (see `tulle check`)"
+                    ),
+                    ("warn", _) => {
+                        format!("expires {left} (less than {EXPIRY_WARNING_DAYS} days)")
+                    }
+                    _ => format!("expires {left}"),
+                };
+                checks.push(check(state, format!("{} is valid", c.name), detail));
                 (subject.clone(), exp, state)
             }
             CertState::Unknown(why) => {
