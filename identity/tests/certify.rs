@@ -1166,3 +1166,23 @@ async fn tls_handshakes_in_progress_are_bounded() {
         .unwrap()
         .unwrap();
 }
+
+/// ServiceAccount names are DNS subdomains: a dotted one is certified like any other (issue
+/// 15 item 8).
+#[tokio::test]
+async fn a_service_account_name_with_dots_is_certified() {
+    let f = fixture().await;
+    let me = id("shop", "web.v2");
+    let rsp = f
+        .svc
+        .certify(req(&me.dns_name(), "good-shop-web.v2", good_csr(&me)))
+        .await
+        .expect("certify must succeed")
+        .into_inner();
+    verify_leaf(
+        &f.ca.root_der,
+        &rsp.leaf_certificate,
+        &rsp.intermediate_certificates,
+        "web.v2.shop.serviceaccount.identity.tulle.cluster.local",
+    );
+}
