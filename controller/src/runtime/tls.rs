@@ -9,6 +9,11 @@ use tulle_api::{
     identity::identity_client::IdentityClient,
 };
 
+/// The first delay after a failure; it doubles up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_secs(1);
+/// The longest delay between two attempts.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Keeps `cert` current forever: certify, install, sleep, renew; back off on failure and
 /// keep serving the current certificate meanwhile.
 pub(crate) async fn maintain(
@@ -18,21 +23,21 @@ pub(crate) async fn maintain(
     token_file: PathBuf,
 ) {
     let mut client = IdentityClient::new(channel);
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = RETRY_MIN;
     loop {
         let token = match tokio::fs::read_to_string(&token_file).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(path = %token_file.display(), error = %e, "cannot read the ServiceAccount token; mount a projected token with audience identity.tulle.io");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff = (backoff * 2).min(RETRY_MAX);
                 continue;
             }
         };
         match certify(&mut client, &id, &token).await {
             Ok(c) => {
                 cert.set(c.key);
-                backoff = Duration::from_secs(1);
+                backoff = RETRY_MIN;
                 let wait = renew_after(c.valid_until);
                 tracing::info!(identity = %id, renew_in = ?wait, "serving certificate obtained from identity");
                 tokio::time::sleep(wait).await;
@@ -40,7 +45,7 @@ pub(crate) async fn maintain(
             Err(e) => {
                 tracing::warn!(error = %e, "cannot get a serving certificate from identity; retrying");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff = (backoff * 2).min(RETRY_MAX);
             }
         }
     }

@@ -12,10 +12,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Value, json};
-use std::time::Duration;
 use tokio::sync::watch;
-
-const RECHECK: Duration = Duration::from_secs(60);
 
 /// The JSON patch that sets `bundle` on every webhook of `mwc` whose caBundle differs (None:
 /// nothing to do). Each change is guarded by a `test` of the webhook's name, so a concurrent
@@ -95,11 +92,11 @@ pub async fn maintain(
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "watch on the webhook configuration failed (RBAC list/watch?); the periodic check continues");
-                    tokio::time::sleep(RECHECK).await;
+                    tokio::time::sleep(super::BUNDLE_RECHECK).await;
                 }
-                None => tokio::time::sleep(RECHECK).await,
+                None => tokio::time::sleep(super::BUNDLE_RECHECK).await,
             },
-            () = tokio::time::sleep(RECHECK) => {}
+            () = tokio::time::sleep(super::BUNDLE_RECHECK) => {}
         }
     }
 }

@@ -13,7 +13,6 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use serde_json::{Value, json};
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// The CRDs served by the conversion webhook.
@@ -21,8 +20,6 @@ pub const CONVERSION_CRDS: [&str; 2] = [
     "trafficsplits.split.smi-spec.io",
     "traffictargets.access.smi-spec.io",
 ];
-
-const RECHECK: Duration = Duration::from_secs(60);
 
 /// The merge patch that sets `bundle` as the conversion caBundle of `crd` (None: nothing to
 /// do, because it is current or the CRD does not use a conversion webhook).
@@ -90,7 +87,7 @@ pub async fn maintain(api: Api<CustomResourceDefinition>, mut bundle: watch::Rec
         }
         tokio::select! {
             r = bundle.changed() => if r.is_err() { return },
-            () = tokio::time::sleep(RECHECK) => {}
+            () = tokio::time::sleep(super::BUNDLE_RECHECK) => {}
         }
     }
 }

@@ -29,6 +29,11 @@ use prometheus_client::{
     registry::Registry,
 };
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// How often the caBundle reconcilers ([`ca_bundle`], [`crd_bundle`]) look again without an
+/// event.
+pub(crate) const BUNDLE_RECHECK: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {

@@ -160,6 +160,9 @@ pub fn install(cert: &SwappableCert, tls: &WebhookTls) -> Result<(), StoreError>
     Ok(())
 }
 
+/// The first delay after a failed load; it doubles up to the `interval` of [`maintain`].
+const RETRY_MIN: Duration = Duration::from_secs(1);
+
 /// Keeps the served certificate and `bundle` (the CA bundle for the webhook configuration)
 /// current forever: reads (creating or rotating) the Secret every `interval`, retrying
 /// sooner on failure, and exports the certificate's remaining lifetime.
@@ -172,7 +175,7 @@ pub async fn maintain(
     interval: Duration,
 ) {
     let mut current: Option<WebhookTls> = None;
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = RETRY_MIN;
     loop {
         let now = SystemTime::now();
         let wait = match store.load(&dns_names, now).await {
@@ -189,7 +192,7 @@ pub async fn maintain(
                         }
                     }
                 }
-                backoff = Duration::from_secs(1);
+                backoff = RETRY_MIN;
                 interval
             }
             Err(e) => {
