@@ -1,11 +1,15 @@
 //! `tulle-existence`: the SMI CRDs are established, `tulle-system` exists, and the
-//! control-plane Deployments have all their replicas ready. Also records the control plane's
+//! control-plane Deployments have all their replicas ready (the dashboard's when it is
+//! installed; an explicit "not installed" line when it was left out). Also records the control plane's
 //! version for `tulle-data-plane` and `tulle-version`.
 
 use super::{Category, CheckFuture, CheckResult, Ctx, kube_error};
-use crate::manifest::{self, CONTROLLER, IDENTITY, NAMESPACE};
+use crate::manifest::{self, CONTROLLER, DASHBOARD, IDENTITY, NAMESPACE};
 use k8s_openapi::{
-    api::{apps::v1::Deployment, core::v1::Namespace},
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Namespace, ServiceAccount},
+    },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::api::Api;
@@ -30,7 +34,7 @@ impl Category for Existence {
             if missing {
                 return out;
             }
-            let deployments: Api<Deployment> = Api::namespaced(client, NAMESPACE);
+            let deployments: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
             for name in [IDENTITY, CONTROLLER] {
                 let d = deployments.get_opt(name).await;
                 if name == CONTROLLER
@@ -45,6 +49,15 @@ impl Category for Existence {
                 }
                 out.push(deployment_ready(name, d));
             }
+            let d = deployments.get_opt(DASHBOARD).await;
+            let account = match &d {
+                Ok(None) => Api::<ServiceAccount>::namespaced(client, NAMESPACE)
+                    .get_opt(DASHBOARD)
+                    .await
+                    .map(|a| a.is_some()),
+                _ => Ok(true),
+            };
+            out.push(dashboard_check(d, account));
             out
         })
     }
@@ -151,4 +164,43 @@ pub fn deployment_ready(name: &str, d: Result<Option<Deployment>, kube::Error>) 
             ),
         )
     }
+}
+
+/// The dashboard: `tulle-dashboard Deployment is ready` when it is installed. When its
+/// Deployment is absent, its ServiceAccount tells a dashboard left out at install
+/// (`--dashboard=false`: an explicit ok line saying so) from one whose Deployment was deleted
+/// (a failure). `account`: whether the ServiceAccount exists (asked only when the Deployment
+/// is absent).
+pub fn dashboard_check(
+    d: Result<Option<Deployment>, kube::Error>,
+    account: Result<bool, kube::Error>,
+) -> CheckResult {
+    if let Ok(None) = d {
+        return match account {
+            Ok(false) => CheckResult::ok(
+                format!("{DASHBOARD} is not installed"),
+                "left out with `tulle install --dashboard=false`: not checked",
+            ),
+            Ok(true) => CheckResult::fail(
+                format!("{DASHBOARD} Deployment is ready"),
+                format!(
+                    "deployment {NAMESPACE}/{DASHBOARD} not found, but its ServiceAccount is there: it was installed and the Deployment deleted"
+                ),
+                "reinstall it: `tulle install | kubectl apply -f -` (or remove the rest of it: `kubectl -n tulle-system delete serviceaccount,service tulle-dashboard` and `kubectl delete clusterrole,clusterrolebinding tulle-dashboard`)",
+            ),
+            Err(e) => CheckResult::fail(
+                format!("{DASHBOARD} Deployment is ready"),
+                kube_error(&e),
+                format!("kubectl -n {NAMESPACE} get deployment,serviceaccount {DASHBOARD}"),
+            ),
+        };
+    }
+    let mut r = deployment_ready(DASHBOARD, d);
+    if r.status == super::Status::Fail {
+        r.hint = Some(format!(
+            "see why its pods are not ready: `kubectl -n {NAMESPACE} describe pods -l {}=dashboard` and `kubectl -n {NAMESPACE} logs deploy/{DASHBOARD}`; `tulle dashboard` needs it (or retry with `tulle check --wait 5m`)",
+            manifest::CONTROL_PLANE_COMPONENT_LABEL
+        ));
+    }
+    r
 }

@@ -417,3 +417,48 @@ fn a_missing_or_terminating_namespace_is_fatal() {
     assert!(r.status == Status::Fail && r.fatal);
     assert_eq!(r.message, "namespace tulle-system is being deleted");
 }
+
+#[test]
+fn the_dashboard_is_checked_when_installed_and_said_not_installed_otherwise() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let deployment = |ready: i32| -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "tulle-dashboard", "namespace": "tulle-system"},
+            "spec": {"replicas": 1, "selector": {}, "template": {}},
+            "status": {"readyReplicas": ready, "updatedReplicas": 1}
+        }))
+        .unwrap()
+    };
+    let r = existence::dashboard_check(Ok(Some(deployment(1))), Ok(true));
+    assert_eq!(
+        (r.status, r.name.as_str(), r.message.as_str()),
+        (
+            Status::Ok,
+            "tulle-dashboard Deployment is ready",
+            "1/1 replicas ready"
+        )
+    );
+    let r = existence::dashboard_check(Ok(Some(deployment(0))), Ok(true));
+    assert_eq!(r.status, Status::Fail);
+    assert!(
+        r.hint
+            .as_deref()
+            .unwrap()
+            .contains("describe pods -l tulle.io/control-plane-component=dashboard"),
+        "{r:?}"
+    );
+    // Left out at install: an explicit line, not a failure.
+    let r = existence::dashboard_check(Ok(None), Ok(false));
+    assert_eq!(
+        (r.status, r.name.as_str()),
+        (Status::Ok, "tulle-dashboard is not installed")
+    );
+    assert!(r.message.contains("--dashboard=false"), "{r:?}");
+    // Installed, then its Deployment deleted.
+    let r = existence::dashboard_check(Ok(None), Ok(true));
+    assert_eq!(r.status, Status::Fail);
+    assert!(
+        r.hint.as_deref().unwrap().contains("tulle install"),
+        "{r:?}"
+    );
+}
