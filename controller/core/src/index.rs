@@ -107,7 +107,6 @@ impl IndexMetrics {
 
 struct TargetWatch {
     tx: watch::Sender<Resolution>,
-    owner: Option<AddrOwner>,
 }
 
 struct Inner {
@@ -200,15 +199,11 @@ impl Index {
             return tw.tx.subscribe();
         }
         let res = inner.state.resolve(target, &self.naming);
-        let owner = match target {
-            Target::Addr(sa) => Some(inner.state.addr_owner(&sa.ip())),
-            Target::Service { .. } => None,
-        };
         let (tx, rx) = watch::channel(res);
         if inner.targets.len() >= (2 * inner.swept).max(64) {
             inner.sweep();
         }
-        inner.insert_target(target.clone(), TargetWatch { tx, owner });
+        inner.insert_target(target.clone(), TargetWatch { tx });
         self.metrics.watched_targets.set(inner.targets.len() as i64);
         rx
     }
@@ -399,9 +394,6 @@ impl Index {
                 continue;
             }
             let state = &inner.state;
-            if let Target::Addr(sa) = &target {
-                tw.owner = Some(state.addr_owner(&sa.ip()));
-            }
             let new = state.resolve(&target, naming);
             let changed = tw.tx.send_if_modified(|cur| {
                 if *cur == new {
