@@ -5,39 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::args::GlobalArgs;
+use crate::args::{DashboardArgs, GlobalArgs, Show};
 use crate::manifest::{CONTROL_PLANE_COMPONENT_LABEL, DASHBOARD_PORT, NAMESPACE};
 use crate::{Error, kubeconfig};
-
-/// What to do with the URL.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum Show {
-    /// Open it in the browser (and print it).
-    #[default]
-    Browser,
-    /// Only print it.
-    Url,
-}
-
-/// `tulle dashboard`.
-#[derive(Clone, Debug, Args)]
-pub struct DashboardArgs {
-    /// The local port (on 127.0.0.1) forwarded to the dashboard; 0 picks a free one.
-    #[arg(long, default_value_t = 50750)]
-    pub port: u16,
-    /// Open the browser, or only print the URL.
-    #[arg(long, value_enum, default_value_t)]
-    pub show: Show,
-    /// How long to wait for a ready dashboard pod, in seconds.
-    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
-    pub wait: u64,
-}
 
 /// The URL of the dashboard behind a local port (`localhost` is in its Host allow-list).
 pub fn url(port: u16) -> String {

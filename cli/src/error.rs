@@ -1,5 +1,6 @@
-//! The CLI's error type and its stable exit codes.
+//! The CLI's error types and its stable exit codes.
 
+use crate::manifest::METRICS_API_SERVICE;
 use crate::pki::PkiError;
 
 /// Stable exit codes.
@@ -39,7 +40,7 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
     /// The SMI Traffic Metrics API could not answer (`stat`, `edges`).
     #[error(transparent)]
-    Metrics(#[from] crate::stat::api::ApiError),
+    Metrics(#[from] ApiError),
     /// `tulle dashboard` could not reach the dashboard.
     #[error("{0}")]
     Dashboard(String),
@@ -54,6 +55,43 @@ impl Error {
                 exit::FAILURE
             }
             Error::Metrics(e) => e.exit_code(),
+        }
+    }
+}
+
+/// Why a request to the metrics API failed; each kind has its own exit code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The API group is not served: the APIService is missing (exit 69).
+    #[error(
+        "the SMI Traffic Metrics API (metrics.smi-spec.io/v1alpha1) is not installed: APIService {METRICS_API_SERVICE} is missing; install the control plane with `tulle install | kubectl apply -f -` (or upgrade the tulle chart), then check `kubectl get apiservice {METRICS_API_SERVICE}`"
+    )]
+    NotInstalled,
+    /// The APIService exists but is not Available, or the API's backend failed (exit 69).
+    #[error("{0}")]
+    Unavailable(String),
+    /// RBAC refused the request: the API's message says what is missing (exit 77).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The resource does not exist (exit 1).
+    #[error("{0}")]
+    NotFound(String),
+    /// The API refused a parameter (exit 64).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Anything else: the cluster cannot be reached, an unexpected answer (exit 1).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ApiError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ApiError::NotInstalled | ApiError::Unavailable(_) => exit::UNAVAILABLE,
+            ApiError::Forbidden(_) => exit::FORBIDDEN,
+            ApiError::BadRequest(_) => exit::CONFIG,
+            ApiError::NotFound(_) | ApiError::Other(_) => exit::FAILURE,
         }
     }
 }

@@ -7,51 +7,13 @@
 //! API's own answer that its metrics backend failed: the APIService's condition tells them
 //! apart (when the caller may read it).
 
-use crate::error::error_chain;
-use crate::exit;
+use crate::error::{ApiError, error_chain};
 use crate::manifest::{CONTROLLER, METRICS_API_SERVICE, NAMESPACE};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use serde_json::Value;
 
 /// `/apis/metrics.smi-spec.io/v1alpha1`.
 pub const PREFIX: &str = "/apis/metrics.smi-spec.io/v1alpha1";
-
-/// Why a request to the metrics API failed; each kind has its own exit code.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiError {
-    /// The API group is not served: the APIService is missing (exit 69).
-    #[error(
-        "the SMI Traffic Metrics API (metrics.smi-spec.io/v1alpha1) is not installed: APIService {METRICS_API_SERVICE} is missing; install the control plane with `tulle install | kubectl apply -f -` (or upgrade the tulle chart), then check `kubectl get apiservice {METRICS_API_SERVICE}`"
-    )]
-    NotInstalled,
-    /// The APIService exists but is not Available, or the API's backend failed (exit 69).
-    #[error("{0}")]
-    Unavailable(String),
-    /// RBAC refused the request: the API's message says what is missing (exit 77).
-    #[error("{0}")]
-    Forbidden(String),
-    /// The resource does not exist (exit 1).
-    #[error("{0}")]
-    NotFound(String),
-    /// The API refused a parameter (exit 64).
-    #[error("{0}")]
-    BadRequest(String),
-    /// Anything else: the cluster cannot be reached, an unexpected answer (exit 1).
-    #[error("{0}")]
-    Other(String),
-}
-
-impl ApiError {
-    /// The process exit code.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ApiError::NotInstalled | ApiError::Unavailable(_) => exit::UNAVAILABLE,
-            ApiError::Forbidden(_) => exit::FORBIDDEN,
-            ApiError::BadRequest(_) => exit::CONFIG,
-            ApiError::NotFound(_) | ApiError::Other(_) => exit::FAILURE,
-        }
-    }
-}
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (path segments, query values).
 pub fn encode(s: &str) -> String {

@@ -4,8 +4,8 @@
 //! from the SMI Traffic Metrics API (`metrics.smi-spec.io/v1alpha1`) through the Kubernetes
 //! API server, in the style of `linkerd viz stat` / `linkerd viz edges`.
 //!
-//! - [`api`]: the GET and what its failures mean (not installed, not ready, forbidden, ...),
-//!   each with its exit code;
+//! - [`api`]: the GET and what its failures mean (not installed, not ready, forbidden, ...:
+//!   a [`crate::error::ApiError`], each with its exit code);
 //! - [`table`]: rows from the API's items, tables and JSON.
 
 pub mod api;
@@ -15,141 +15,14 @@ mod tests;
 #[cfg(test)]
 mod tests_api;
 
-use crate::{Error, args::GlobalArgs, kubeconfig};
-use api::{ApiError, encode};
-use clap::{Args, ValueEnum};
+use crate::args::{EdgesArgs, GlobalArgs, Resource, ScopeArgs, StatArgs, TableOutput, Target};
+use crate::error::ApiError;
+use crate::{Error, kubeconfig};
+use api::encode;
 use serde_json::Value;
 use std::time::Duration;
 use table::{EdgeRow, SplitRow, StatRow};
 use tulle_metrics::golden::Kind;
-
-/// The kinds, for help and errors.
-pub const KINDS: &str = "namespaces (ns), pods (po), deployments (deploy), daemonsets (ds), \
-                         statefulsets (sts), jobs, trafficsplits (ts)";
-
-/// What `stat` reports on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resource {
-    /// Namespaces, pods or a workload kind.
-    Kind(Kind),
-    /// TrafficSplits: one row per backend.
-    TrafficSplit,
-}
-
-impl Resource {
-    /// The API's resource name.
-    pub fn plural(self) -> &'static str {
-        match self {
-            Resource::Kind(k) => k.plural(),
-            Resource::TrafficSplit => "trafficsplits",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "ts" | "trafficsplit" | "trafficsplits" => Some(Resource::TrafficSplit),
-            other => Kind::parse(other).map(Resource::Kind),
-        }
-    }
-}
-
-/// `KIND` or `KIND/NAME`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    /// The kind.
-    pub resource: Resource,
-    /// One resource of it.
-    pub name: Option<String>,
-}
-
-/// Parses the `KIND[/NAME]` of `stat`.
-pub fn parse_target(s: &str) -> Result<Target, String> {
-    let (kind, name) = match s.split_once('/') {
-        Some((k, n)) if !n.is_empty() && !n.contains('/') => (k, Some(n.to_string())),
-        Some(_) => return Err(format!("{s:?} is not KIND or KIND/NAME")),
-        None => (s, None),
-    };
-    let resource = Resource::parse(kind)
-        .ok_or_else(|| format!("unknown kind {kind:?}: use one of {KINDS}"))?;
-    Ok(Target { resource, name })
-}
-
-/// Parses the `KIND[/NAME]` of `edges` (TrafficSplits have no edges).
-pub fn parse_edges_target(s: &str) -> Result<Target, String> {
-    let t = parse_target(s)?;
-    if t.resource == Resource::TrafficSplit {
-        return Err("trafficsplits have no edges: use `tulle stat trafficsplit`".into());
-    }
-    Ok(t)
-}
-
-/// Parses `-t`: `30s`, `5m`, `1h`, `1m30s`, from 1 s to 24 h.
-pub fn parse_window(s: &str) -> Result<Duration, String> {
-    let d = crate::args::parse_duration(s)?;
-    if d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600) {
-        return Err(format!("time window {s:?} must be from 1s to 24h"));
-    }
-    Ok(d)
-}
-
-/// Output of `stat` and `edges`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum TableOutput {
-    /// A table.
-    #[default]
-    Table,
-    /// A table with more columns.
-    Wide,
-    /// A JSON array of rows (numbers, `null` when absent).
-    Json,
-}
-
-/// Flags shared by `stat` and `edges`.
-#[derive(Clone, Debug, Args)]
-pub struct ScopeArgs {
-    /// Every namespace (`-n` and the context's namespace are ignored).
-    #[arg(short = 'A', long)]
-    pub all_namespaces: bool,
-    /// The time window: 30s (the default), 1m, 5m, 1h, ... at most 24h.
-    #[arg(short = 't', long, value_name = "DURATION", value_parser = parse_window)]
-    pub time_window: Option<Duration>,
-    /// Only the resources matching this label selector (e.g. `app=web,tier!=db`).
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t)]
-    pub output: TableOutput,
-}
-
-/// `tulle stat`.
-#[derive(Clone, Debug, Args)]
-pub struct StatArgs {
-    /// The kind: namespaces (ns), pods (po), deployments (deploy), daemonsets (ds),
-    /// statefulsets (sts), jobs, trafficsplits (ts); or KIND/NAME.
-    #[arg(value_name = "KIND", value_parser = parse_target)]
-    pub target: Target,
-    /// One resource of that kind (default: all of them).
-    #[arg(value_name = "NAME")]
-    pub name: Option<String>,
-    /// Scope and output.
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-}
-
-/// `tulle edges`.
-#[derive(Clone, Debug, Args)]
-pub struct EdgesArgs {
-    /// The kind: namespaces (ns), pods (po), deployments (deploy), daemonsets (ds),
-    /// statefulsets (sts), jobs; or KIND/NAME.
-    #[arg(value_name = "KIND", value_parser = parse_edges_target)]
-    pub target: Target,
-    /// One resource of that kind (default: all of them).
-    #[arg(value_name = "NAME")]
-    pub name: Option<String>,
-    /// Scope and output.
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-}
 
 /// What a command prints: stdout, then hint lines on stderr.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

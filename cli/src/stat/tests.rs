@@ -3,7 +3,7 @@
 //! `tests_api`.
 
 use super::*;
-use crate::{Cli, args::Command};
+use crate::{Cli, args::Command, args::parse_target};
 use clap::Parser;
 use serde_json::json;
 

@@ -3,6 +3,7 @@
 
 use super::tests::{deployments, edge_item, list, metrics, resource_item, scope};
 use super::*;
+use crate::args::parse_target;
 use crate::check::test_api::{expect, pair, reply};
 use http::{Method, StatusCode};
 use serde_json::json;
