@@ -28,6 +28,8 @@ pub struct App {
     pub pod: Metadata,
     /// Extra environment (`FAIL_PERCENT`, ...).
     pub env: Vec<(String, String)>,
+    /// Readiness by a TCP probe instead of HTTP, so no probe request is in the app's metrics.
+    pub tcp_probe: bool,
 }
 
 impl App {
@@ -39,7 +41,15 @@ impl App {
             labels: Vec::new(),
             pod: Metadata::default(),
             env: Vec::new(),
+            tcp_probe: false,
         }
+    }
+
+    /// Ready by a TCP probe (for the Traffic Metrics case, which counts every HTTP request;
+    /// only where access is open: a TCP probe is not an HTTP probe a mesh can exempt).
+    pub fn tcp_probe(mut self) -> Self {
+        self.tcp_probe = true;
+        self
     }
 
     /// With ServiceAccount `sa`.
@@ -77,6 +87,13 @@ impl App {
             json!({"name": "TCP_PORT", "value": APP_TCP_PORT.to_string()}),
         ];
         env.extend(self.env.iter().map(|(k, v)| json!({"name": k, "value": v})));
+        let probe = if self.tcp_probe {
+            json!({"tcpSocket": {"port": APP_PORT}, "periodSeconds": 1})
+        } else {
+            // Meshes exempt the kubelet's HTTP probes from access policies; /healthz is not
+            // counted in /received.
+            json!({"httpGet": {"path": "/healthz", "port": APP_PORT}, "periodSeconds": 1})
+        };
         vec![
             json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": self.sa}}),
             json!({
@@ -94,9 +111,7 @@ impl App {
                                 "name": "app", "image": image, "imagePullPolicy": "IfNotPresent",
                                 "env": env,
                                 "ports": [{"name": "http", "containerPort": APP_PORT}, {"name": "tcp", "containerPort": APP_TCP_PORT}],
-                                // An HTTP probe on /healthz: meshes exempt the kubelet's probes
-                                // from access policies, and /healthz is not counted.
-                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": APP_PORT}, "periodSeconds": 1},
+                                "readinessProbe": probe,
                                 "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
                             }],
                         },

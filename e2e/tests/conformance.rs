@@ -59,12 +59,23 @@ async fn smi_conformance_suite_passes_and_a_broken_mesh_fails_it() {
         "--readme".into(),
         s(&root.join("conformance/README.md")),
     ]);
-    let (broken, full) = (broken.await.expect("broken run"), full.await.expect("full run"));
+    let (broken, full) = (
+        broken.await.expect("broken run"),
+        full.await.expect("full run"),
+    );
     let (broken_text, full_text) = (show("broken profile", &broken), show("tulle", &full));
     eprintln!("{full_text}");
     eprintln!("{broken_text}");
-    assert_eq!(full.status.code(), Some(0), "the suite on tulle: {full_text}");
-    assert_eq!(broken.status.code(), Some(1), "the broken profile must fail the suite: {broken_text}");
+    assert_eq!(
+        full.status.code(),
+        Some(0),
+        "the suite on tulle: {full_text}"
+    );
+    assert_eq!(
+        broken.status.code(),
+        Some(1),
+        "the broken profile must fail the suite: {broken_text}"
+    );
     let stdout = String::from_utf8_lossy(&broken.stdout);
     assert!(
         stdout.contains("FAILED access / trafficDefault:"),

@@ -119,7 +119,10 @@ fn router(cfg: &Config, load: Option<load::Shared>) -> axum::Router {
                 .route("/received", get(received::report))
                 .with_state(counts.clone()),
         )
-        .layer(axum::middleware::from_fn_with_state(counts, received::record))
+        .layer(axum::middleware::from_fn_with_state(
+            counts,
+            received::record,
+        ))
 }
 
 #[derive(serde::Deserialize)]
