@@ -109,6 +109,27 @@ impl FailurePolicy {
     }
 }
 
+/// An IP family of the cluster's pod network (spelled as a Service's `ipFamilies`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum IpFamily {
+    /// IPv4.
+    #[value(name = "IPv4")]
+    Ipv4,
+    /// IPv6 (not intercepted by the proxy yet: the injector refuses every pod).
+    #[value(name = "IPv6")]
+    Ipv6,
+}
+
+impl IpFamily {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::Ipv4 => "IPv4",
+            IpFamily::Ipv6 => "IPv6",
+        }
+    }
+}
+
 /// The mesh default inbound policy of pods no TrafficTarget names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum InboundPolicy {
@@ -180,6 +201,12 @@ pub struct InstallArgs {
     /// install's own proxy image may be chosen.
     #[arg(long = "allowed-proxy-image", value_name = "IMAGE")]
     pub allowed_proxy_images: Vec<String>,
+    /// The IP families of the cluster's pod network (`IPv4`, `IPv4,IPv6`, `IPv6`; see
+    /// `kubectl get nodes -o jsonpath='{.items[*].spec.podCIDRs}'`). The proxy intercepts only
+    /// IPv4, so with IPv6 the injector refuses every pod (reason `ipv6`) rather than leave its
+    /// IPv6 traffic outside the mesh.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "IPv4")]
+    pub ip_families: Vec<IpFamily>,
     /// The mesh default inbound policy of pods no TrafficTarget names (overridable per
     /// namespace or workload with the annotation `config.tulle.io/default-inbound-policy`).
     #[arg(long, alias = "default-policy", value_enum, default_value_t)]

@@ -62,6 +62,8 @@ impl Manual {
             resources: tulle_inject::Resources::default(),
             // As a default install: only its own proxy image.
             allowed_images: vec![],
+            // As a default install: IPv4 (`--ip-families`; docs/ipv6.md).
+            ipv6: false,
         };
         Manual {
             config,

@@ -357,3 +357,83 @@ fn chart_allowed_proxy_images_reach_the_controller() {
             .any(|e| e["name"] == "TULLE_CONTROLLER_ALLOWED_PROXY_IMAGES")
     );
 }
+
+/// Everything but labels, annotations, pod-template metadata and the PKI data is identical
+/// between `helm template` with `chart_args` and `tulle install` with `cli_args`.
+fn assert_same_content(chart_args: &[&str], cli_args: &[&str]) {
+    let strip = |mut v: Value| {
+        if let Some(m) = v["metadata"].as_object_mut() {
+            m.remove("labels");
+            m.remove("annotations");
+        }
+        if let Some(t) = v
+            .pointer_mut("/spec/template")
+            .and_then(Value::as_object_mut)
+        {
+            t.remove("metadata");
+        }
+        if v["kind"] == "Secret" || v["kind"] == "ConfigMap" {
+            v.as_object_mut().unwrap().remove("data");
+        }
+        v
+    };
+    let chart = rendered(chart_args);
+    let cli = docs(&install(cli_args).unwrap());
+    let keys = |xs: &[Value]| xs.iter().map(key).collect::<BTreeSet<_>>();
+    assert_eq!(keys(&cli), keys(&chart), "{chart_args:?} vs {cli_args:?}");
+    for o in cli {
+        let k = key(&o);
+        let c = chart.iter().find(|c| key(c) == k).unwrap();
+        let (o, c) = (strip(o), strip(c.clone()));
+        assert!(
+            o == c,
+            "{k:?} differs ({chart_args:?} vs {cli_args:?}):\ntulle install: {o}\nchart:         {c}"
+        );
+    }
+}
+
+fn controller_env(objs: &[Value]) -> Vec<Value> {
+    objs.iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "tulle-controller")
+        .expect("controller Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// `ipFamilies` reaches the controller like `tulle install --ip-families` (issue 15 item 4: the
+/// injector refuses pods of clusters with IPv6); nothing is set for IPv4, the default.
+#[test]
+fn chart_ip_families_reach_the_controller() {
+    assert_same_content(
+        &["--set", "ipFamilies={IPv6,IPv4}"],
+        &["--ip-families", "IPv4,IPv6"],
+    );
+    let env = controller_env(&rendered(&["--set", "ipFamilies={IPv6}"]));
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "TULLE_CONTROLLER_IP_FAMILIES" && e["value"] == "IPv6"),
+        "{env:?}"
+    );
+    for objs in [
+        rendered(&[]),
+        rendered(&["--set", "ipFamilies={IPv4}"]),
+        docs(&install(&[]).unwrap()),
+    ] {
+        let env = controller_env(&objs);
+        assert!(
+            !env.iter()
+                .any(|e| e["name"] == "TULLE_CONTROLLER_IP_FAMILIES"),
+            "{env:?}"
+        );
+    }
+    let e = helm(&[
+        "template",
+        "tulle",
+        "charts/tulle",
+        "--set",
+        "ipFamilies={IPv5}",
+    ])
+    .unwrap_err();
+    assert!(e.contains("ipFamilies"), "{e}");
+}

@@ -65,6 +65,7 @@ fn config() -> inject::Config {
     inject::Config {
         proxy_image: "localhost/tulle/proxy:0.1.0".into(),
         allowed_images: vec![],
+        ipv6: false,
         proxy_version: "0.1.0".into(),
         trust_domain: "cluster.local".into(),
         identity_addr: "tulle-identity.tulle-system.svc.cluster.local:8080".into(),

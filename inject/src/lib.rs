@@ -119,6 +119,11 @@ pub struct Config {
     /// `proxy_image`, set at install. The image also runs the init step, as root with
     /// NET_ADMIN and NET_RAW, so any other is refused ([`Skip::ImageNotAllowed`]).
     pub allowed_images: Vec<String>,
+    /// Whether the cluster gives pods IPv6 addresses (dual-stack or IPv6-only), as the install
+    /// says (`tulle install --ip-families`, chart value `ipFamilies`). The proxy intercepts only
+    /// IPv4 (iptables, IPv4 original destinations), so IPv6 traffic would bypass it: every pod
+    /// is then refused ([`Skip::Ipv6`]) rather than meshed only in part.
+    pub ipv6: bool,
 }
 
 /// Why a pod is not injected.
@@ -152,6 +157,9 @@ pub enum Skip {
         /// The images allowed (the install's proxy image first).
         allowed: Vec<String>,
     },
+    /// The cluster gives pods IPv6 addresses ([`Config::ipv6`]) and the proxy intercepts only
+    /// IPv4: the pod's IPv6 traffic, in and out, would bypass the proxy (no mTLS, no policy).
+    Ipv6,
 }
 
 impl Skip {
@@ -167,7 +175,22 @@ impl Skip {
             Skip::PortConflict(_) => "port-conflict",
             Skip::PodSecurity(_) => "pod-security",
             Skip::ImageNotAllowed { .. } => "image-not-allowed",
+            Skip::Ipv6 => "ipv6",
         }
+    }
+
+    /// Whether the Event recorded is a `Warning` (something to fix) rather than `Normal` (the
+    /// pod asked not to be meshed, or cannot be by nature).
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            Skip::Invalid(_)
+                | Skip::ExistingSidecar(_)
+                | Skip::PortConflict(_)
+                | Skip::PodSecurity(_)
+                | Skip::ImageNotAllowed { .. }
+                | Skip::Ipv6
+        )
     }
 
     /// Whether the pod is annotated and an Event recorded.
@@ -208,6 +231,10 @@ impl std::fmt::Display for Skip {
                 f,
                 "config.tulle.io/proxy-image {image:?} is not an allowed proxy image (allowed: {}); the image also runs the privileged init step, so only images allowed at install may be chosen (tulle install --allowed-proxy-image, chart value proxy.allowedImages); remove the annotation or allow the image",
                 allowed.join(", ")
+            ),
+            Skip::Ipv6 => write!(
+                f,
+                "the cluster gives pods IPv6 addresses (installed with --ip-families including IPv6, chart value ipFamilies) and the proxy intercepts only IPv4, so the pod's IPv6 traffic would bypass it (no mTLS, no policy); IPv6 pods are not meshed yet (docs/ipv6.md)"
             ),
         }
     }
@@ -309,6 +336,9 @@ fn check(pod: &Pod, ns: &Namespace, cfg: &Config) -> Result<(Overrides, Resource
     let spec = pod.spec.as_ref();
     if spec.and_then(|s| s.host_network).unwrap_or(false) {
         return Err(Skip::HostNetwork);
+    }
+    if cfg.ipv6 {
+        return Err(Skip::Ipv6);
     }
     let names = spec.into_iter().flat_map(|s| {
         s.containers

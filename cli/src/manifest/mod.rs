@@ -21,7 +21,7 @@ pub use rbac::{AUTH_READER_BINDING, WEBHOOK_TLS_SECRET};
 
 use crate::{
     Error,
-    args::{FailurePolicy, InboundPolicy, InstallArgs, Output},
+    args::{FailurePolicy, InboundPolicy, InstallArgs, IpFamily, Output},
     pki::{self, Pki, PkiFiles},
     render,
 };
@@ -65,6 +65,8 @@ pub struct Values {
     pub proxy_log_level: String,
     /// Further images `config.tulle.io/proxy-image` may choose.
     pub allowed_proxy_images: Vec<String>,
+    /// The IP families of the cluster's pod network.
+    pub ip_families: Vec<IpFamily>,
     /// The mesh default inbound policy.
     pub default_inbound_policy: InboundPolicy,
     /// The Prometheus the controller queries instead of its embedded scraper.
@@ -84,6 +86,12 @@ impl Values {
             controller_replicas: a.controller_replicas,
             proxy_log_level: a.proxy_log_level.clone(),
             allowed_proxy_images: a.allowed_proxy_images.clone(),
+            ip_families: {
+                let mut f = a.ip_families.clone();
+                f.sort();
+                f.dedup();
+                f
+            },
             default_inbound_policy: a.default_inbound_policy,
             prometheus_url: a.prometheus_url.clone(),
             dashboard: a.dashboard,
@@ -235,6 +243,7 @@ pub fn uninstall(output: Output) -> Result<String, Error> {
         controller_replicas: 1,
         proxy_log_level: String::new(),
         allowed_proxy_images: vec![],
+        ip_families: vec![IpFamily::Ipv4],
         default_inbound_policy: InboundPolicy::Allow,
         prometheus_url: None,
         dashboard: true,

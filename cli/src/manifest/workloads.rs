@@ -1,7 +1,7 @@
 //! ServiceAccounts, the PKI objects, Services and Deployments of identity and controller.
 
 use super::{
-    CONTROL_PLANE_COMPONENT_LABEL, CONTROLLER, IDENTITY, ISSUER_SECRET, METRICS_API_PORT,
+    CONTROL_PLANE_COMPONENT_LABEL, CONTROLLER, IDENTITY, ISSUER_SECRET, IpFamily, METRICS_API_PORT,
     NAMESPACE, TRUST_ANCHORS_CONFIGMAP, TRUST_ANCHORS_KEY, Values, WEBHOOK_CONFIG, meta, value,
 };
 use crate::pki::Pki;
@@ -312,6 +312,13 @@ pub fn deployments(v: &Values) -> Vec<Value> {
         controller_env.push(env_value(
             "TULLE_CONTROLLER_ALLOWED_PROXY_IMAGES",
             v.allowed_proxy_images.join(","),
+        ));
+    }
+    if v.ip_families != [IpFamily::Ipv4] {
+        let families: Vec<&str> = v.ip_families.iter().map(|f| f.as_str()).collect();
+        controller_env.push(env_value(
+            "TULLE_CONTROLLER_IP_FAMILIES",
+            families.join(","),
         ));
     }
     let controller = Workload {

@@ -72,6 +72,18 @@ pub struct WebhookArgs {
         num_args = 0..
     )]
     pub allowed_proxy_images: Vec<String>,
+    /// The IP families of the cluster's pod network (comma separated, as a Service's
+    /// `ipFamilies`: `IPv4`, `IPv6`). The proxy intercepts only IPv4, so with `IPv6` among them
+    /// every pod is refused injection (reason `ipv6`) rather than meshed with an IPv6 bypass.
+    #[arg(
+        long,
+        env = "TULLE_CONTROLLER_IP_FAMILIES",
+        value_delimiter = ',',
+        num_args = 1..,
+        default_value = "IPv4",
+        value_parser = clap::builder::PossibleValuesParser::new(["IPv4", "IPv6"])
+    )]
+    pub ip_families: Vec<String>,
     /// The proxy version (annotation tulle.io/proxy-version).
     #[arg(long, env = "TULLE_CONTROLLER_PROXY_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     pub proxy_version: String,
@@ -118,6 +130,7 @@ pub fn inject_config(args: &Args) -> inject::Config {
             .map(|i| i.trim().to_string())
             .filter(|i| !i.is_empty())
             .collect(),
+        ipv6: w.ip_families.iter().any(|f| f == "IPv6"),
         proxy_version: w.proxy_version.clone(),
         trust_domain: args.trust_domain.clone(),
         identity_addr: w
@@ -248,6 +261,13 @@ mod tests {
             inject_config(&args).allowed_images,
             ["r.example/proxy:1", "r.example/proxy:2"]
         );
+        assert!(!c.ipv6, "IPv4 by default");
+        for (families, ipv6) in [("IPv4", false), ("IPv4,IPv6", true), ("IPv6", true)] {
+            let args =
+                Args::try_parse_from(["tulle-controller", "--ip-families", families]).unwrap();
+            assert_eq!(inject_config(&args).ipv6, ipv6, "{families}");
+        }
+        assert!(Args::try_parse_from(["tulle-controller", "--ip-families", "ipx"]).is_err());
         assert_eq!(
             c.identity_addr,
             "tulle-identity.tulle-system.svc.cluster.local:8080"

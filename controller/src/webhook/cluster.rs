@@ -72,13 +72,10 @@ impl Cluster for KubeCluster {
             .or_else(|| pod.metadata.generate_name.clone())
             .unwrap_or_default();
         let event = Event {
-            type_: match reason {
-                Skip::Invalid(_)
-                | Skip::ExistingSidecar(_)
-                | Skip::PortConflict(_)
-                | Skip::PodSecurity(_)
-                | Skip::ImageNotAllowed { .. } => EventType::Warning,
-                _ => EventType::Normal,
+            type_: if reason.is_warning() {
+                EventType::Warning
+            } else {
+                EventType::Normal
             },
             reason: "InjectionSkipped".into(),
             note: Some(

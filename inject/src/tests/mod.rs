@@ -21,6 +21,7 @@ fn cfg() -> Config {
         log_level: "info".into(),
         resources: Resources::default(),
         allowed_images: vec!["registry.example/tulle/proxy:dev".into()],
+        ipv6: false,
     }
 }
 

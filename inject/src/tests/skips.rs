@@ -237,3 +237,51 @@ fn a_proxy_image_the_install_does_not_allow_is_refused() {
         "{d:?}"
     );
 }
+
+/// Issue 15, item 4: on a cluster whose pods get IPv6 addresses, IPv6 traffic would bypass the
+/// IPv4-only proxy; injection refuses (with a reason recorded on the pod) instead.
+#[test]
+fn ipv6_clusters_are_refused_with_a_reason() {
+    let ipv6 = Config {
+        ipv6: true,
+        ..cfg()
+    };
+    let ns = shop(&[]);
+    let d = decide(&pod(&web_pod()), &ns, &ipv6, ANCHORS);
+    let Decision::Skip {
+        reason,
+        patch: Some(patch),
+    } = d
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!(reason, Skip::Ipv6);
+    assert!(reason.is_recorded(), "an Event and the annotation");
+    assert!(reason.is_warning(), "a Warning Event");
+    assert!(!Skip::HostNetwork.is_warning());
+    let text = reason.to_string();
+    for part in ["IPv6", "bypass", "--ip-families", "docs/ipv6.md"] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    let mut out = web_pod();
+    json_patch::patch(&mut out, &patch).unwrap();
+    assert_eq!(
+        out["metadata"]["annotations"]["tulle.io/inject-skipped"],
+        "ipv6"
+    );
+    assert_eq!(out["spec"]["initContainers"].as_array().unwrap().len(), 1);
+    // Pods that are not to be meshed anyway are not annotated.
+    let d = decide(&pod(&bare_pod()), &ns, &ipv6, ANCHORS);
+    assert!(
+        matches!(
+            d,
+            Decision::Skip {
+                reason: Skip::NotEnabled,
+                patch: None
+            }
+        ),
+        "{d:?}"
+    );
+    // IPv4-only clusters inject as before.
+    assert!(matches!(run(&web_pod(), &[]).0, Decision::Inject(_)));
+}
