@@ -1,6 +1,7 @@
-//! The admin server: `/metrics`, `/ready`, `/live` for scrapers and the kubelet, and
-//! `/config` (the proxy's whole configuration) for local clients only (`kubectl exec` or
-//! `kubectl port-forward` reach it over loopback; other pods get 403).
+//! The admin server: `/metrics`, `/ready`, `/live` for scrapers and the kubelet, served to
+//! anyone; everything else (`/config`, the proxy's whole configuration, and any other path)
+//! for local clients only (`kubectl exec` or `kubectl port-forward` reach it over loopback;
+//! other pods get 403 whatever the path, so they cannot even probe what exists).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +15,13 @@ use hyper::body::Incoming;
 use crate::body::{Body, simple};
 use crate::runtime::Runtime;
 
-/// Whether `peer` may read `path`: `/config` is for local clients only.
+/// What a scraper or the kubelet needs: the only paths served to non-local clients.
+pub const PUBLIC_PATHS: [&str; 3] = ["/metrics", "/ready", "/live"];
+
+/// Whether `peer` may read `path`: [`PUBLIC_PATHS`] for everyone, the rest for local
+/// clients only.
 fn allowed(path: &str, peer: SocketAddr) -> bool {
-    path != "/config" || peer.ip().to_canonical().is_loopback()
+    PUBLIC_PATHS.contains(&path) || peer.ip().to_canonical().is_loopback()
 }
 
 /// Answers one admin request from `peer`.
@@ -24,7 +29,8 @@ pub async fn handle(rt: Arc<Runtime>, req: Request<Incoming>, peer: SocketAddr) 
     if !allowed(req.uri().path(), peer) {
         return simple(
             StatusCode::FORBIDDEN,
-            "/config is served to local clients only: use kubectl exec or kubectl port-forward\n",
+            "only /metrics, /ready and /live are served to other pods; the rest (/config) to \
+             local clients only: use kubectl exec or kubectl port-forward\n",
         );
     }
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
@@ -76,11 +82,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_is_for_local_clients_only() {
+    fn only_scraper_paths_for_remote_clients() {
         let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().unwrap();
         assert!(!allowed("/config", remote));
+        for diagnostic in ["/", "/config/", "/debug", "/metrics/x", "/unknown"] {
+            assert!(!allowed(diagnostic, remote), "{diagnostic}");
+            assert!(allowed(diagnostic, local), "{diagnostic}");
+        }
         assert!(allowed("/config", local));
         assert!(allowed("/config", mapped));
         for scraped in ["/metrics", "/ready", "/live"] {
