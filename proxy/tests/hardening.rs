@@ -7,7 +7,12 @@ mod support;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use support::*;
+use tokio::net::TcpStream;
 
 use tulle_proxy::app::Proxy;
 use tulle_proxy::discovery::StaticDiscovery;
@@ -67,3 +72,54 @@ async fn admin_serves_other_pods_only_what_a_scraper_needs() {
     .await
 }
 
+#[tokio::test]
+async fn a_4_kib_request_line_is_http_through_both_proxies() {
+    init();
+    bounded(async {
+        let pki = Pki::new();
+        let (app, hits) = app("web").await;
+        let pair = Pair::start(&pki, app, SERVER_ID, &[]).await;
+        let path = format!("/search?q={}", "x".repeat(4 * 1024));
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
+            TcpStream::connect(pair.client.outbound_addr).await.unwrap(),
+        ))
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get(&path)
+            .header("host", AUTHORITY)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        // Through the mesh as HTTP: the server proxy added the client's identity (the app
+        // answers the path without the query).
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!("web HTTP/1.1 GET /search {CLIENT_ID}\n")
+        );
+        assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // Counted as an HTTP request on both sides, not as opaque TCP.
+        let out = metrics(&pair.client).await;
+        let authority = format!("authority=\"{AUTHORITY}\"");
+        assert_eq!(
+            sample(
+                &out,
+                "request_total",
+                &["direction=\"outbound\"", &authority]
+            ),
+            1.0
+        );
+        let inb = metrics(&pair.server).await;
+        assert_eq!(
+            sample(
+                &inb,
+                "request_total",
+                &["direction=\"inbound\"", &authority]
+            ),
+            1.0
+        );
+    })
+    .await
+}
