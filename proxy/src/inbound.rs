@@ -178,7 +178,7 @@ impl Inbound {
                 labels(
                     Direction::Inbound,
                     None,
-                    &target(&cfg, app, port),
+                    &self.target(app, port),
                     &status,
                     None,
                 ),
@@ -216,7 +216,7 @@ impl Inbound {
             labels(
                 Direction::Inbound,
                 None,
-                &target(&cfg, app, port),
+                &self.target(app, port),
                 &status,
                 None,
             ),
@@ -231,6 +231,15 @@ impl Inbound {
             }
             _ if silent && !opaque_port => self.silent(io, app, port, status).await,
             _ => self.opaque(io, app, port, None).await,
+        }
+    }
+
+    /// The `target_addr` label of a connection to the application (bounded ports: a port
+    /// scan makes one more series, not one per port).
+    fn target(&self, app: IpAddr, port: Option<u16>) -> String {
+        match port {
+            Some(p) => self.rt.metrics.target_addr_label(SocketAddr::new(app, p)),
+            None => self.rt.config.inbound_addr.to_string(),
         }
     }
 
@@ -281,7 +290,7 @@ impl Inbound {
     fn authorize_tcp(&self, rx: &mut PolicyRx, port: u16, client: Option<&str>) -> bool {
         let policy = rx.borrow_and_update().clone();
         let d = policy.check_tcp(port, client);
-        let labels = authz_labels(&policy, port, &d, client, false);
+        let labels = authz_labels(&self.rt.metrics, &policy, port, &d, client, false);
         self.rt
             .metrics
             .authz(AuthzKind::Tcp, d.allowed, &labels)
@@ -366,6 +375,11 @@ impl Inbound {
             TlsStatus::Mesh(id) => Some(id.as_str().into()),
             TlsStatus::NoIdentity(_) => None,
         };
+        // Ports past the bound share one key (port 0) and one `ip:other` label.
+        let addr = addr.map(|a| match self.rt.metrics.target_port(a.port()) {
+            Some(_) => a,
+            None => SocketAddr::new(a.ip(), 0),
+        });
         let key = (Box::<str>::from(authority), addr, tls_key);
         if let Some(m) = self
             .metrics
@@ -383,6 +397,7 @@ impl Inbound {
             Some(authority)
         };
         let addr = match addr {
+            Some(a) if a.port() == 0 => crate::metrics::other_port_addr(a.ip()),
             Some(a) => a.to_string(),
             None => self.rt.config.inbound_addr.to_string(),
         };
@@ -417,13 +432,6 @@ async fn revoked(mut rx: PolicyRx, admits: impl Fn(&Policy) -> bool) {
         if !admits(&rx.borrow_and_update()) {
             return;
         }
-    }
-}
-
-fn target(cfg: &crate::config::Config, app: IpAddr, port: Option<u16>) -> String {
-    match port {
-        Some(p) => SocketAddr::new(app, p).to_string(),
-        None => cfg.inbound_addr.to_string(),
     }
 }
 

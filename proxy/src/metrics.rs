@@ -112,7 +112,18 @@ pub struct Metrics {
     process: Process,
     /// Distinct TCP label sets created so far (bounded by [`MAX_TCP_SERIES`]).
     tcp_series: Mutex<std::collections::HashSet<u64>>,
+    /// Inbound target ports with a label of their own (bounded by [`MAX_TARGET_PORTS`]).
+    target_ports: Mutex<std::collections::HashSet<u16>>,
 }
+
+/// At most this many distinct inbound target ports (the application's ports, from the
+/// original destination or the mesh's `tulle-orig-port`) get a label of their own, in
+/// `target_addr` and `target_port`; later ones are all `other`. A pod serves a handful of
+/// ports, so a port scan (10,000 ports) makes one more series, not 10,000.
+pub const MAX_TARGET_PORTS: usize = 100;
+
+/// The label value of a port past [`MAX_TARGET_PORTS`].
+pub const OTHER_PORT: &str = "other";
 
 /// At most this many distinct TCP label sets: past it, new connections are counted under
 /// `target_addr="overflow"`, so a port scan cannot grow the proxy's memory without bound.
@@ -259,6 +270,36 @@ impl Metrics {
             authz,
             process,
             tcp_series: Mutex::default(),
+            target_ports: Mutex::default(),
+        }
+    }
+
+    /// `Some(port)` if the inbound target `port` keeps a label of its own, `None` if it is
+    /// counted as [`OTHER_PORT`] (past [`MAX_TARGET_PORTS`] distinct ports).
+    pub fn target_port(&self, port: u16) -> Option<u16> {
+        let mut seen = self.target_ports.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(&port) || seen.len() < MAX_TARGET_PORTS {
+            seen.insert(port);
+            Some(port)
+        } else {
+            None
+        }
+    }
+
+    /// The `target_port` label of an inbound target port ([`Metrics::target_port`]).
+    pub fn target_port_label(&self, port: u16) -> String {
+        match self.target_port(port) {
+            Some(p) => p.to_string(),
+            None => OTHER_PORT.to_string(),
+        }
+    }
+
+    /// The `target_addr` label of an inbound target address: `ip:port`, or `ip:other` past
+    /// [`MAX_TARGET_PORTS`] ([`Metrics::target_port`]).
+    pub fn target_addr_label(&self, addr: std::net::SocketAddr) -> String {
+        match self.target_port(addr.port()) {
+            Some(_) => addr.to_string(),
+            None => other_port_addr(addr.ip()),
         }
     }
 
@@ -320,6 +361,14 @@ impl Metrics {
             tracing::warn!("encoding metrics: {e}");
         }
         out
+    }
+}
+
+/// `ip:other`: the `target_addr` of a port past [`MAX_TARGET_PORTS`].
+pub fn other_port_addr(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(ip) => format!("{ip}:{OTHER_PORT}"),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]:{OTHER_PORT}"),
     }
 }
 
@@ -479,6 +528,26 @@ pub fn add(counter: &Counter, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scan of 10,000 ports keeps [`MAX_TARGET_PORTS`] labels, plus `other`; ports seen
+    /// before keep theirs.
+    #[test]
+    fn target_ports_are_bounded() {
+        let m = Metrics::default();
+        let mut labels = std::collections::HashSet::new();
+        for port in 1..=10_000u16 {
+            labels.insert(m.target_addr_label(([10, 0, 0, 1], port).into()));
+            labels.insert(m.target_port_label(port));
+        }
+        // ip:port and port for the first ones, and "10.0.0.1:other", "other".
+        assert_eq!(labels.len(), 2 * MAX_TARGET_PORTS + 2);
+        assert!(labels.contains("10.0.0.1:other") && labels.contains("other"));
+        assert_eq!(m.target_port_label(1), "1");
+        assert_eq!(
+            m.target_addr_label("[::1]:60000".parse().unwrap()),
+            "[::1]:other"
+        );
+    }
 
     #[test]
     fn tcp_series_are_bounded() {

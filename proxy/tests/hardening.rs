@@ -123,3 +123,97 @@ async fn a_4_kib_request_line_is_http_through_both_proxies() {
     })
     .await
 }
+
+/// Counts the samples of `name` (one per label set).
+fn series(metrics: &str, name: &str) -> usize {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .count()
+}
+
+/// A mesh client scanning 10,000 target ports of a server proxy (`tulle-orig-port` on one
+/// HTTP/2 connection; the same labels as redirected connections to 10,000 ports): the
+/// inbound series stay bounded (MAX_TARGET_PORTS ports with labels of their own, then
+/// `other`).
+#[tokio::test]
+async fn a_scan_of_10000_ports_keeps_the_series_bounded() {
+    init();
+    bounded(async {
+        let pki = Pki::new();
+        let cfg = config(
+            SERVER_ID,
+            &[
+                ("TULLE_PROXY_RESPONSE_TIMEOUT", "2s".to_string()),
+                ("TULLE_PROXY_CONNECT_TIMEOUT", "500ms".to_string()),
+            ],
+        );
+        let server = Proxy::start(
+            cfg,
+            pki.tls(SERVER_ID),
+            Arc::new(StaticDiscovery::default()),
+        )
+        .await
+        .unwrap();
+        let tls = pki.tls(CLIENT_ID);
+        let connector = tokio_rustls::TlsConnector::from(tls.client(tulle_proxy::tls::ALPN_H2));
+        let tcp = TcpStream::connect(server.inbound_addr).await.unwrap();
+        let io = connector
+            .connect(tulle_proxy::tls::server_name(SERVER_ID).unwrap(), tcp)
+            .await
+            .unwrap();
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(io),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let mut ports = 1..=10_000u16;
+        loop {
+            let mut batch = tokio::task::JoinSet::new();
+            for port in ports.by_ref().take(200) {
+                let mut send = send.clone();
+                batch.spawn(async move {
+                    send.ready().await.unwrap();
+                    let req = Request::get("/scan")
+                        .header("host", "scanned")
+                        .header("tulle-orig-port", port.to_string())
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    // Nothing listens on most ports: 502; any answer will do.
+                    let resp = send.send_request(req).await.unwrap();
+                    let _ = resp.into_body().collect().await;
+                });
+            }
+            if batch.is_empty() {
+                break;
+            }
+            while let Some(r) = batch.join_next().await {
+                r.unwrap();
+            }
+        }
+        let m = metrics(&server).await;
+        let max = tulle_proxy::metrics::MAX_TARGET_PORTS + 1;
+        for name in [
+            "request_total",
+            "inbound_http_authz_allow_total",
+            "response_latency_ms_count",
+        ] {
+            let n = series(&m, name);
+            assert!(n <= max, "{name}: {n} series for 10,000 ports");
+        }
+        // response_total also splits by status code (502, 504...).
+        let n = series(&m, "response_total");
+        assert!(n <= 3 * max, "response_total: {n} series");
+        assert!(m.contains("target_port=\"other\""), "{m}");
+        assert!(m.contains("target_addr=\"127.0.0.1:other\""));
+        // Every request was counted, and the scan counted under `other` for the rest.
+        assert_eq!(
+            sample(&m, "request_total", &["target_addr=\"127.0.0.1:other\""]),
+            (10_000 - tulle_proxy::metrics::MAX_TARGET_PORTS) as f64
+        );
+        server.shutdown(std::time::Duration::from_secs(1)).await;
+    })
+    .await
+}

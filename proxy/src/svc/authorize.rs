@@ -67,7 +67,7 @@ impl AuthzConn {
         let c = self.metrics.authz(
             AuthzKind::Http,
             d.allowed,
-            &authz_labels(policy, port, d, self.client.as_deref(), true),
+            &authz_labels(&self.metrics, policy, port, d, self.client.as_deref(), true),
         );
         c.inc();
         if cache.len() < MAX_CACHED {
@@ -80,6 +80,7 @@ impl AuthzConn {
 /// only), `client_id` (empty without a mesh identity, so unauthenticated traffic cannot
 /// create unbounded series).
 pub fn authz_labels(
+    metrics: &Metrics,
     policy: &Policy,
     port: u16,
     d: &Decision,
@@ -87,7 +88,8 @@ pub fn authz_labels(
     http: bool,
 ) -> Labels {
     let mut l: Labels = Vec::with_capacity(4);
-    l.push(("target_port".into(), port.to_string()));
+    // Bounded: a port scan adds one `other` series, not one per port.
+    l.push(("target_port".into(), metrics.target_port_label(port)));
     l.push(("authz".into(), policy.authz_label(d).to_string()));
     if http {
         l.push(("route".into(), policy.route_label(d).to_string()));
