@@ -8,6 +8,9 @@
 //! - the topology shows client → web over mTLS with the numbers of the metrics API;
 //! - a TrafficSplit weight change, and then the canary's first traffic, reach the open page
 //!   within 5 s without a reload; an invalid TrafficSplit is flagged with the controller's reason;
+//! - the TrafficTarget `client-to-web` shows the requests it allowed, as the metrics API's
+//!   `traffictargets` counts them; the overview shows the identity issuer's expiry (from
+//!   tulle-identity's metrics);
 //! - the pages are complete with JavaScript disabled;
 //! - a wrong Host header is refused (a raw request, and DNS rebinding in the browser).
 //!
@@ -66,6 +69,23 @@ fn split(primary: u32, canary: u32) -> String {
     format!(
         "---\napiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {{name: web}}\nspec:\n  service: web\n  backends: [{{service: web-primary, weight: {primary}}}, {{service: web-canary, weight: {canary}}}]\n"
     )
+}
+
+/// `client` may call `web` on every port (a TCPRoute with no ports).
+fn traffic_target() -> String {
+    "---\napiVersion: specs.smi-spec.io/v1alpha4\nkind: TCPRoute\nmetadata: {name: all-ports}\nspec: {matches: {ports: []}}\n---\napiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {name: client-to-web}\nspec:\n  destination: {kind: ServiceAccount, name: web}\n  rules:\n  - {kind: TCPRoute, name: all-ports}\n  sources: [{kind: ServiceAccount, name: client}]\n".to_string()
+}
+
+/// Requests and connections the TrafficTarget `client-to-web` allowed in the window, as the
+/// metrics API reports them.
+fn api_allowed(ns: &str) -> f64 {
+    let list = raw(&format!(
+        "/apis/metrics.smi-spec.io/v1alpha1/namespaces/{ns}/traffictargets/client-to-web?t=30s"
+    ));
+    list["items"]
+        .as_array()
+        .and_then(|i| i.first())
+        .map_or(0.0, |i| metric(i, "allow_count"))
 }
 
 fn service(name: &str, app: &str) -> String {
@@ -194,6 +214,7 @@ async fn the_dashboard_in_a_browser_on_the_installed_mesh() {
         service("web-primary", "web"),
         service("web-canary", "web-canary"),
         split(100, 0),
+        traffic_target(),
     ]
     .concat();
     ns.apply(&yaml).unwrap_or_else(|e| panic!("{e}"));
@@ -236,6 +257,34 @@ async fn the_dashboard_in_a_browser_on_the_installed_mesh() {
         assert!(problems.is_empty(), "{path}: {problems:#?}");
     }
     let pages_checked = t0.elapsed();
+
+    // The TrafficTarget's allowed count (client → web goes through it), as the API says.
+    let allowed = until(STEP, async || api_allowed(&n) > 0.0).await;
+    assert!(
+        allowed.is_some(),
+        "no allow_count for client-to-web in the metrics API"
+    );
+    b.goto(&format!("{base}/smi?namespace={n}")).await.unwrap();
+    let cell = page_text(&b, "#target-client-to-web td.allowed").await;
+    let api = api_allowed(&n);
+    eprintln!("client-to-web allowed: page {cell:?}, metrics API {api}");
+    let on_page: f64 = cell.parse().unwrap_or(0.0);
+    assert!(
+        on_page > 0.0 && on_page >= api * 0.5 && on_page <= api * 1.5 + 20.0,
+        "allowed on the page {cell:?} vs {api} in the API"
+    );
+    // The overview: the issuer's expiry, read from tulle-identity's metrics.
+    b.goto(&format!("{base}/")).await.unwrap();
+    let issuer = b
+        .eval("const l = [...document.querySelectorAll('li.check')].find(l => l.textContent.includes('issuer is valid')); return l ? l.className + ' ' + l.textContent : '';")
+        .await
+        .unwrap();
+    let issuer = issuer.as_str().unwrap_or_default().to_string();
+    eprintln!("issuer on the overview: {issuer:?}");
+    assert!(
+        issuer.contains("expires in") && !issuer.contains("fail"),
+        "the overview does not show the issuer's expiry: {issuer:?}"
+    );
 
     // The topology: client → web over mTLS, with the metrics API's numbers.
     b.goto(&format!("{base}/topology?namespace={n}"))
