@@ -182,6 +182,43 @@ fn chart_generates_a_valid_pki() {
     };
     tulle_cli::pki::validate(&pki, &names, SystemTime::now()).unwrap();
     identity_accepts(&pki);
+    // Issue 15 item 5: the lifetimes of `tulle install`'s PKI: the issuer for validityDays,
+    // the anchor ten times as long, so the issuer can be renewed under the same anchor.
+    let days = |pem: &str| {
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+            .map(|c: rustls_pki_types::CertificateDer<'static>| c)
+            .unwrap();
+        let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let v = c.validity();
+        (v.not_after.timestamp() - v.not_before.timestamp()) as f64 / 86_400.0
+    };
+    let (anchor, issuer) = (days(&pki.trust_anchors_pem), days(&pki.issuer_cert_pem));
+    let cli = tulle_cli::pki::generate(
+        "cluster.local",
+        std::time::Duration::from_secs(365 * 86_400),
+        SystemTime::now(),
+    )
+    .unwrap();
+    let (cli_anchor, cli_issuer) = (days(&cli.trust_anchors_pem), days(&cli.issuer_cert_pem));
+    for (what, chart, cli) in [
+        ("anchor", anchor, cli_anchor),
+        ("issuer", issuer, cli_issuer),
+    ] {
+        assert!(
+            (chart - cli).abs() < 1.0,
+            "the chart's {what} lives {chart:.1} days, tulle install's {cli:.1}"
+        );
+    }
+    assert!((issuer - 365.0).abs() < 1.0, "issuer: {issuer} days");
+    assert!(
+        (anchor - 3650.0).abs() < 1.0,
+        "anchor: {anchor} days (ten times the issuer's)"
+    );
+    // validityDays sets both, in the same ratio.
+    let chart = rendered(&["--set", "identity.validityDays=30"]);
+    let cm = chart.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    let anchor = days(cm["data"]["trust-anchors.pem"].as_str().unwrap());
+    assert!((anchor - 300.0).abs() < 1.0, "anchor: {anchor} days");
 }
 
 /// User PKI given as values is used verbatim.
