@@ -187,12 +187,18 @@ pub struct InstallArgs {
     /// long).
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub identity_validity_days: u32,
-    /// failurePolicy of the proxy injector webhook.
-    #[arg(long, value_enum, default_value_t)]
-    pub webhook_failure_policy: FailurePolicy,
-    /// Number of tulle-controller replicas.
+    /// failurePolicy of the proxy injector webhook [default: Ignore, Fail with --ha].
+    #[arg(long, value_enum)]
+    pub webhook_failure_policy: Option<FailurePolicy>,
+    /// Number of tulle-controller replicas (at least 2 with --ha).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10))]
     pub controller_replicas: i32,
+    /// High availability: 2 replicas of tulle-identity and at least 2 of tulle-controller, spread
+    /// over nodes when there are several (preferred pod anti-affinity), PodDisruptionBudgets
+    /// (minAvailable 1), and the injector webhook's failurePolicy Fail (pods are not created
+    /// unmeshed while the controller is away) unless --webhook-failure-policy says otherwise.
+    #[arg(long)]
+    pub ha: bool,
     /// Log level (tracing filter) of the injected proxies.
     #[arg(long, default_value = "warn,tulle_proxy=info")]
     pub proxy_log_level: String,
@@ -519,7 +525,8 @@ mod tests {
         assert_eq!(a.registry, "localhost/tulle");
         assert_eq!(a.tag, env!("CARGO_PKG_VERSION"));
         assert_eq!(a.trust_domain, "cluster.local");
-        assert_eq!(a.webhook_failure_policy, FailurePolicy::Ignore);
+        assert_eq!(a.webhook_failure_policy, None, "Ignore, or Fail with --ha");
+        assert!(!a.ha);
         assert_eq!(a.default_inbound_policy, InboundPolicy::Allow);
         assert_eq!(a.identity_validity_days, 365);
         assert_eq!(a.output, Output::Yaml);

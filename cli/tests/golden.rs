@@ -33,6 +33,12 @@ fn install_with_flags() {
     );
 }
 
+/// `--ha` (issue 15, high availability).
+#[test]
+fn install_ha() {
+    golden("install-ha.yaml", &install_fixed(&["--ha"]));
+}
+
 #[test]
 fn install_json() {
     golden("install.json", &install_fixed(&["-o", "json"]));

@@ -474,3 +474,39 @@ fn chart_ip_families_reach_the_controller() {
     .unwrap_err();
     assert!(e.contains("ipFamilies"), "{e}");
 }
+
+/// `ha.enabled` renders what `tulle install --ha` prints (issue 15, high availability), with
+/// the same precedence of explicit replicas and failure policy.
+#[test]
+fn chart_ha_matches_tulle_install_ha() {
+    assert_same_content(&["--set", "ha.enabled=true"], &["--ha"]);
+    assert_same_content(
+        &["--set", "ha.enabled=true", "--set", "controller.replicas=3"],
+        &["--ha", "--controller-replicas", "3"],
+    );
+    assert_same_content(
+        &[
+            "--set",
+            "ha.enabled=true",
+            "--set",
+            "webhookFailurePolicy=Ignore",
+        ],
+        &["--ha", "--webhook-failure-policy", "Ignore"],
+    );
+    assert_same_content(
+        &["--set", "webhookFailurePolicy=Fail"],
+        &["--webhook-failure-policy", "Fail"],
+    );
+    let ha = rendered(&["--set", "ha.enabled=true"]);
+    assert_eq!(
+        ha.iter()
+            .filter(|o| o["kind"] == "PodDisruptionBudget")
+            .count(),
+        2
+    );
+    assert!(
+        !rendered(&[])
+            .iter()
+            .any(|o| o["kind"] == "PodDisruptionBudget")
+    );
+}

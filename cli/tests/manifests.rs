@@ -552,3 +552,99 @@ fn controller_cluster_role_grants_only_what_the_controller_uses() {
     used.sort();
     assert_eq!(granted, used);
 }
+
+/// `--ha` (issue 15, high availability): 2 replicas of identity and at least 2 of the
+/// controller, spread over nodes by a *preferred* anti-affinity (a single node still schedules
+/// them), a PodDisruptionBudget each (minAvailable 1), and the webhook's failurePolicy Fail
+/// unless given; none of it without `--ha`.
+#[test]
+fn ha_runs_two_replicas_spread_with_budgets_and_fails_closed() {
+    let find = |objs: &[Value], kind: &str, name: &str| {
+        objs.iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .cloned()
+    };
+    let policy = |objs: &[Value]| {
+        find(objs, "MutatingWebhookConfiguration", "tulle-proxy-injector").unwrap()["webhooks"]
+            [0]["failurePolicy"]
+            .clone()
+    };
+    let ha = docs(&install(&["--ha"]).unwrap());
+    for (name, component) in [
+        ("tulle-identity", "identity"),
+        ("tulle-controller", "controller"),
+    ] {
+        let d = find(&ha, "Deployment", name).unwrap();
+        assert_eq!(d["spec"]["replicas"], 2, "{name}");
+        let anti = &d["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
+        assert!(
+            anti.get("requiredDuringSchedulingIgnoredDuringExecution")
+                .is_none(),
+            "{name}: required anti-affinity would leave a replica pending on one node"
+        );
+        let term = &anti["preferredDuringSchedulingIgnoredDuringExecution"][0];
+        assert_eq!(
+            term["podAffinityTerm"]["topologyKey"],
+            "kubernetes.io/hostname"
+        );
+        let selects = &term["podAffinityTerm"]["labelSelector"]["matchLabels"];
+        assert_eq!(selects, &d["spec"]["selector"]["matchLabels"], "{name}");
+        assert_eq!(selects["tulle.io/control-plane-component"], component);
+
+        let pdb = find(&ha, "PodDisruptionBudget", name).unwrap_or_else(|| panic!("{name} PDB"));
+        assert_eq!(pdb["apiVersion"], "policy/v1");
+        assert_eq!(pdb["metadata"]["namespace"], "tulle-system");
+        assert_eq!(pdb["spec"]["minAvailable"], 1);
+        assert_eq!(pdb["spec"]["selector"]["matchLabels"], *selects);
+        // After its Deployment, in the namespace that uninstall deletes.
+        let pos = |kind: &str| {
+            ha.iter()
+                .position(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap()
+        };
+        assert!(pos("PodDisruptionBudget") > pos("Deployment"));
+    }
+    assert_eq!(policy(&ha), "Fail");
+    // The dashboard (read-only) is not part of it.
+    let dash = find(&ha, "Deployment", "tulle-dashboard").unwrap();
+    assert_eq!(dash["spec"]["replicas"], 1);
+    assert!(dash["spec"]["template"]["spec"].get("affinity").is_none());
+
+    // Explicit flags win where they keep HA: more replicas, and Ignore if asked for.
+    let more = docs(&install(&["--ha", "--controller-replicas", "3"]).unwrap());
+    assert_eq!(
+        find(&more, "Deployment", "tulle-controller").unwrap()["spec"]["replicas"],
+        3
+    );
+    let one = docs(&install(&["--ha", "--controller-replicas", "1"]).unwrap());
+    assert_eq!(
+        find(&one, "Deployment", "tulle-controller").unwrap()["spec"]["replicas"],
+        2
+    );
+    let ignore = docs(&install(&["--ha", "--webhook-failure-policy", "Ignore"]).unwrap());
+    assert_eq!(policy(&ignore), "Ignore");
+
+    // Without --ha: one replica each, no budgets, no affinity, Ignore.
+    let plain = generated();
+    assert_eq!(policy(&plain), "Ignore");
+    assert!(!plain.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
+    for name in ["tulle-identity", "tulle-controller"] {
+        let d = find(&plain, "Deployment", name).unwrap();
+        assert_eq!(d["spec"]["replicas"], 1);
+        assert!(d["spec"]["template"]["spec"].get("affinity").is_none());
+    }
+
+    // uninstall lists what a default install creates; what --ha adds lives in tulle-system,
+    // which uninstall deletes.
+    let removed: BTreeSet<_> =
+        docs(&tulle_cli::manifest::uninstall(tulle_cli::args::Output::Yaml).unwrap())
+            .iter()
+            .map(key)
+            .collect();
+    assert!(removed.contains(&("Namespace".into(), String::new(), "tulle-system".into())));
+    for o in &ha {
+        if !removed.contains(&key(o)) {
+            assert_eq!(o["metadata"]["namespace"], "tulle-system", "{:?}", key(o));
+        }
+    }
+}

@@ -72,6 +72,22 @@ tolerations:
 {{- end }}
 {{- end }}
 
+{{/* With ha.enabled: the replicas of a component preferably on different nodes (preferred, so a
+single-node cluster still schedules them all). */}}
+{{- define "tulle.haAffinity" -}}
+{{- if .ctx.Values.ha.enabled }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        labelSelector:
+          matchLabels:
+            {{- include "tulle.selectorLabels" (dict "component" .component) | nindent 12 }}
+        topologyKey: kubernetes.io/hostname
+{{- end }}
+{{- end }}
+
 {{/* Readiness and liveness probes on the admin port. */}}
 {{- define "tulle.probes" -}}
 readinessProbe:

@@ -61,6 +61,9 @@ pub struct Values {
     pub webhook_failure_policy: FailurePolicy,
     /// Controller replicas.
     pub controller_replicas: i32,
+    /// High availability (`--ha`): 2 identity replicas, at least 2 of the controller, spread
+    /// over nodes, with PodDisruptionBudgets.
+    pub ha: bool,
     /// Injected proxies' log level.
     pub proxy_log_level: String,
     /// Further images `config.tulle.io/proxy-image` may choose.
@@ -82,8 +85,17 @@ impl Values {
             registry: a.registry.trim_end_matches('/').to_string(),
             tag: a.tag.clone(),
             trust_domain: a.trust_domain.clone(),
-            webhook_failure_policy: a.webhook_failure_policy,
-            controller_replicas: a.controller_replicas,
+            webhook_failure_policy: a.webhook_failure_policy.unwrap_or(if a.ha {
+                FailurePolicy::Fail
+            } else {
+                FailurePolicy::Ignore
+            }),
+            controller_replicas: if a.ha {
+                a.controller_replicas.max(workloads::HA_REPLICAS)
+            } else {
+                a.controller_replicas
+            },
+            ha: a.ha,
             proxy_log_level: a.proxy_log_level.clone(),
             allowed_proxy_images: a.allowed_proxy_images.clone(),
             ip_families: {
@@ -191,6 +203,7 @@ pub fn objects(v: &Values, pki: &Pki) -> Vec<Value> {
         out.push(dashboard::service(v));
     }
     out.extend(workloads::deployments(v));
+    out.extend(workloads::disruption_budgets(v));
     if v.dashboard {
         out.push(dashboard::deployment(v));
     }
@@ -241,6 +254,8 @@ pub fn uninstall(output: Output) -> Result<String, Error> {
         trust_domain: "cluster.local".into(),
         webhook_failure_policy: FailurePolicy::Ignore,
         controller_replicas: 1,
+        // The PodDisruptionBudgets of --ha are in tulle-system: the namespace takes them.
+        ha: false,
         proxy_log_level: String::new(),
         allowed_proxy_images: vec![],
         ip_families: vec![IpFamily::Ipv4],

@@ -10,12 +10,14 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec},
         core::v1::{
-            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
-            ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
-            Service, ServiceAccount, ServiceAccountTokenProjection, ServicePort, ServiceSpec,
-            Volume, VolumeMount, VolumeProjection,
+            Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
+            EnvVar, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec,
+            Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, Secret,
+            SecretVolumeSource, SecurityContext, Service, ServiceAccount,
+            ServiceAccountTokenProjection, ServicePort, ServiceSpec, Volume, VolumeMount,
+            VolumeProjection, WeightedPodAffinityTerm,
         },
+        policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
     },
     apimachinery::pkg::{
         api::resource::Quantity, apis::meta::v1::LabelSelector, util::intstr::IntOrString,
@@ -246,7 +248,7 @@ pub fn deployments(v: &Values) -> Vec<Value> {
     let identity = Workload {
         name: IDENTITY,
         component: "identity",
-        replicas: 1,
+        replicas: if v.ha { HA_REPLICAS } else { 1 },
         env: vec![
             env_value("TULLE_IDENTITY_ISSUER_DIR", ISSUER_DIR),
             env_value("TULLE_IDENTITY_TRUST_DOMAIN", &v.trust_domain),
@@ -366,8 +368,70 @@ pub fn deployments(v: &Values) -> Vec<Value> {
         memory_limit: "512Mi",
         probes: (ADMIN_PORT, "/live"),
     };
-    vec![
-        value(&deployment(v, identity)),
-        value(&deployment(v, controller)),
-    ]
+    [identity, controller]
+        .into_iter()
+        .map(|w| {
+            let component = w.component;
+            let mut d = deployment(v, w);
+            if v.ha
+                && let Some(pod) = d.spec.as_mut().and_then(|s| s.template.spec.as_mut())
+            {
+                pod.affinity = Some(spread(component));
+            }
+            value(&d)
+        })
+        .collect()
+}
+
+/// Replicas of identity, and the least of the controller, with `--ha`.
+pub const HA_REPLICAS: i32 = 2;
+
+/// Pod anti-affinity of a component's replicas, preferred (not required) so that a single-node
+/// cluster still schedules them all.
+fn spread(component: &str) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector(component)),
+                            ..Default::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".into(),
+                        ..Default::default()
+                    },
+                },
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// With `--ha`: a PodDisruptionBudget (minAvailable 1) for identity and for the controller, so
+/// a node drain never evicts the last replica. In `tulle-system`, so deleting the namespace
+/// (`tulle uninstall`) removes them.
+pub fn disruption_budgets(v: &Values) -> Vec<Value> {
+    if !v.ha {
+        return vec![];
+    }
+    [(IDENTITY, "identity"), (CONTROLLER, "controller")]
+        .into_iter()
+        .map(|(name, component)| {
+            value(&PodDisruptionBudget {
+                metadata: meta(name, true, component, &v.tag),
+                spec: Some(PodDisruptionBudgetSpec {
+                    min_available: Some(IntOrString::Int(1)),
+                    selector: Some(LabelSelector {
+                        match_labels: Some(selector(component)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        })
+        .collect()
 }
