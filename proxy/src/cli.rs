@@ -49,9 +49,15 @@ fn identity(config: &Config) -> Result<(Tls, Option<Certifier>), String> {
                 .map_err(|e| format!("reading trust anchors {}: {e}", origin.display()))?;
             let roots = tulle_api::certify::roots_from_pem(&pem)
                 .map_err(|e| format!("{}: {e}", origin.display()))?;
-            let tls = Tls::pending(id.name.clone(), roots.clone()).map_err(|e| e.to_string())?;
-            let c = Certifier::new(svc, &id.name, token_file.clone(), roots, Timing::default())
-                .map_err(|e| e.to_string())?;
+            let tls = Tls::pending(id.name.clone(), roots).map_err(|e| e.to_string())?;
+            let c = Certifier::new(
+                svc,
+                &id.name,
+                token_file.clone(),
+                tls.identity_client(),
+                Timing::default(),
+            )
+            .map_err(|e| e.to_string())?;
             Ok((tls, Some(c)))
         }
     }
@@ -119,6 +125,14 @@ pub fn run_proxy() -> ExitCode {
     };
     drop(enter);
     rt.block_on(async move {
+        // Trust anchors from a file are reloaded when it changes (anchor rotation).
+        if let Some(path) = config.identity.trust_anchors.watched_file() {
+            tokio::spawn(crate::trust::watch_file(
+                path,
+                tls.anchors.clone(),
+                crate::trust::RELOAD_INTERVAL,
+            ));
+        }
         let grace = config.shutdown_grace;
         // The gRPC channel needs the runtime, so the destination client is made here.
         let discovery: Arc<dyn Resolve> = match &config.destination {

@@ -92,21 +92,32 @@ pub struct IdentityConfig {
     pub source: IdentitySource,
 }
 
-/// Where the trust anchors come from: a PEM file, or the PEM text itself (what the injector
-/// sets, since a ConfigMap of the control-plane namespace cannot be mounted elsewhere).
+/// Where the trust anchors come from: a PEM file (reloaded when it changes), the PEM text
+/// itself, or both: the file of the namespace's trust-anchor ConfigMap, which the controller
+/// copies into every namespace and the injector mounts, with the PEM the injector also sets
+/// as the fallback until that file exists.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrustAnchors {
     File(PathBuf),
     Pem(String),
+    FileOrPem { file: PathBuf, pem: String },
 }
 
 impl TrustAnchors {
     /// Where the anchors come from, for error messages.
     pub fn origin(&self) -> PathBuf {
         match self {
-            TrustAnchors::File(p) => p.clone(),
+            TrustAnchors::File(p) | TrustAnchors::FileOrPem { file: p, .. } => p.clone(),
             TrustAnchors::Pem(_) => PathBuf::from(format!("${ENV_IDENTITY_TRUST_ANCHORS_PEM}")),
+        }
+    }
+
+    /// The file to watch for new anchors, if any.
+    pub fn watched_file(&self) -> Option<PathBuf> {
+        match self {
+            TrustAnchors::File(p) | TrustAnchors::FileOrPem { file: p, .. } => Some(p.clone()),
+            TrustAnchors::Pem(_) => None,
         }
     }
 
@@ -115,6 +126,10 @@ impl TrustAnchors {
         match self {
             TrustAnchors::File(p) => std::fs::read(p),
             TrustAnchors::Pem(s) => Ok(s.clone().into_bytes()),
+            TrustAnchors::FileOrPem { file, pem } => match std::fs::read(file) {
+                Ok(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => Ok(bytes),
+                _ => Ok(pem.clone().into_bytes()),
+            },
         }
     }
 }
@@ -291,13 +306,10 @@ impl Config {
                         ),
                     });
                 }
-                (Some(f), Some(_)) => {
-                    return Err(ConfigError {
-                        var: ENV_IDENTITY_TRUST_ANCHORS_FILE,
-                        value: f,
-                        reason: format!("set only one of it and {ENV_IDENTITY_TRUST_ANCHORS_PEM}"),
-                    });
-                }
+                (Some(f), Some(pem)) => TrustAnchors::FileOrPem {
+                    file: f.into(),
+                    pem,
+                },
             },
             name: parse_name(ENV_IDENTITY_NAME, &required(ENV_IDENTITY_NAME)?)?,
             source,
@@ -555,7 +567,7 @@ mod tests {
     }
 
     #[test]
-    fn trust_anchors_from_file_or_inline_pem_but_not_both() {
+    fn trust_anchors_from_file_inline_pem_or_the_file_with_the_pem_as_fallback() {
         let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
         let mut env = base();
         env.remove(ENV_IDENTITY_TRUST_ANCHORS_FILE);
@@ -568,9 +580,18 @@ mod tests {
         let c = Config::from_strings(&env).unwrap();
         assert!(matches!(&c.identity.trust_anchors, TrustAnchors::Pem(p) if p == pem));
         assert_eq!(c.identity.trust_anchors.pem().unwrap(), pem.as_bytes());
-        env.insert(ENV_IDENTITY_TRUST_ANCHORS_FILE, "/ca.pem");
-        let err = Config::from_strings(&env).unwrap_err();
-        assert!(err.to_string().contains("only one"), "{err}");
+        // Both: the file (watched) when it exists and is not empty, else the PEM.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("anchors.pem");
+        env.insert(ENV_IDENTITY_TRUST_ANCHORS_FILE, file.to_str().unwrap());
+        let c = Config::from_strings(&env).unwrap();
+        let anchors = &c.identity.trust_anchors;
+        assert_eq!(anchors.watched_file().as_deref(), Some(file.as_path()));
+        assert_eq!(anchors.pem().unwrap(), pem.as_bytes(), "no file yet");
+        std::fs::write(&file, "\n").unwrap();
+        assert_eq!(anchors.pem().unwrap(), pem.as_bytes(), "an empty file");
+        std::fs::write(&file, "FILE").unwrap();
+        assert_eq!(anchors.pem().unwrap(), b"FILE");
     }
 
     #[test]

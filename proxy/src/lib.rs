@@ -44,3 +44,4 @@ pub mod split;
 pub mod svc;
 pub mod tcp;
 pub mod tls;
+pub mod trust;

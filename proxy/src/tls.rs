@@ -8,14 +8,15 @@
 //! service client, `control::identity`, calls [`IdentityStore::update`]).
 
 use crate::config::TrustAnchors;
+use crate::trust::Anchors;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rustls::client::danger::ServerCertVerifier;
-use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::client::ResolvesClientCert;
+use rustls::client::danger::ServerCertVerifier as _;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
@@ -131,8 +132,8 @@ pub struct IdentityStore {
     /// The installed leaf's notAfter (when it parses).
     not_after: RwLock<Option<SystemTime>>,
     provider: Arc<CryptoProvider>,
-    /// Checks a received leaf against the trust anchors and this proxy's name.
-    verifier: Arc<WebPkiServerVerifier>,
+    /// Checks a received leaf against the (current) trust anchors.
+    anchors: Arc<Anchors>,
 }
 
 /// A leaf's validity period.
@@ -226,7 +227,8 @@ impl IdentityStore {
         }
         let server_name = server_name(&self.name)
             .ok_or_else(|| invalid("the identity is not a valid DNS name".into()))?;
-        self.verifier
+        self.anchors
+            .server()
             .verify_server_cert(
                 leaf,
                 &key.cert[1..],
@@ -317,6 +319,10 @@ impl ResolvesClientCert for IdentityStore {
 #[derive(Debug, Clone)]
 pub struct Tls {
     pub store: Arc<IdentityStore>,
+    /// The trust anchors, replaceable at runtime ([`crate::trust::watch_file`]).
+    pub anchors: Arc<Anchors>,
+    /// For the identity service, before the proxy has a certificate: server auth only.
+    identity: Arc<ClientConfig>,
     pub server: Arc<ServerConfig>,
     client_h2: Arc<ClientConfig>,
     client_tcp: Arc<ClientConfig>,
@@ -340,23 +346,18 @@ impl Tls {
     /// mode): handshakes fail until [`IdentityStore::install`] is called.
     pub fn pending(name: String, roots: RootCertStore) -> Result<Self, IdentityError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let roots = Arc::new(roots);
-        let server_verifier =
-            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| IdentityError::Verifier(e.to_string()))?;
+        let anchors = Anchors::new(roots, provider.clone())?;
         let store = Arc::new(IdentityStore {
             name,
             current: RwLock::new(None),
             not_after: RwLock::new(None),
             provider: provider.clone(),
-            verifier: server_verifier.clone(),
+            anchors: anchors.clone(),
         });
-
-        let client_verifier =
-            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| IdentityError::Verifier(e.to_string()))?;
+        // Both verifiers read the current anchors on every handshake (crate::trust), so the
+        // configurations are built once and a reload needs no rebuild.
+        let client_verifier = anchors.client_verifier();
+        let server_verifier = anchors.server_verifier();
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| IdentityError::Verifier(e.to_string()))?
@@ -369,14 +370,24 @@ impl Tls {
             let mut c = ClientConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&[&rustls::version::TLS13])
                 .map_err(|e| IdentityError::Verifier(e.to_string()))?
-                .with_webpki_verifier(server_verifier.clone())
+                .dangerous()
+                .with_custom_certificate_verifier(server_verifier.clone())
                 .with_client_cert_resolver(store.clone());
             c.alpn_protocols = vec![alpn.to_vec()];
             Ok(Arc::new(c))
         };
         let mut control = (*client(b"h2")?).clone();
         control.alpn_protocols = vec![b"h2".to_vec()];
+        let mut identity = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| IdentityError::Verifier(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(server_verifier.clone())
+            .with_no_client_auth();
+        identity.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Tls {
+            anchors,
+            identity: Arc::new(identity),
             control: Arc::new(control),
             server: Arc::new(server),
             client_h2: client(ALPN_H2)?,
@@ -390,6 +401,12 @@ impl Tls {
     /// against the trust anchors and presents the proxy's certificate once it has one.
     pub fn control_client(&self) -> Arc<ClientConfig> {
         self.control.clone()
+    }
+
+    /// The client configuration for the identity service (ALPN h2, no client certificate):
+    /// verifies the server against the current trust anchors.
+    pub fn identity_client(&self) -> Arc<ClientConfig> {
+        self.identity.clone()
     }
 
     /// The client configuration for a connection of the given mesh protocol (an ALPN).

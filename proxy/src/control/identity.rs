@@ -11,10 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rustls::RootCertStore;
 use tonic::transport::Channel;
 use tulle_api::ServiceAccountIdentity;
-use tulle_api::certify::{CertifyError, certify, client_config, renew_after};
+use tulle_api::certify::{CertifyError, certify, renew_after};
 use tulle_api::identity::identity_client::IdentityClient;
 
 use crate::config::ControlService;
@@ -28,8 +27,6 @@ pub enum SetupError {
         "identity name {0}; set TULLE_PROXY_IDENTITY_NAME to the ServiceAccount identity of this pod"
     )]
     Name(tulle_api::names::NameError),
-    #[error("TLS client for the identity service: {0}")]
-    Tls(rustls::Error),
     #[error("{0} (TULLE_PROXY_IDENTITY_SVC_ADDR / TULLE_PROXY_IDENTITY_SVC_NAME)")]
     Channel(tulle_api::tls::ChannelError),
 }
@@ -85,11 +82,11 @@ impl Certifier {
         svc: &ControlService,
         name: &str,
         token_file: PathBuf,
-        roots: RootCertStore,
+        tls: Arc<rustls::ClientConfig>,
         timing: Timing,
     ) -> Result<Self, SetupError> {
         let id = ServiceAccountIdentity::parse_dns_name(name).map_err(SetupError::Name)?;
-        let cfg = client_config(roots).map_err(SetupError::Tls)?;
+        let cfg = tls;
         let channel =
             tulle_api::tls::channel(&svc.addr, &svc.name, cfg).map_err(SetupError::Channel)?;
         Ok(Certifier {

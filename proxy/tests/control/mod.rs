@@ -181,7 +181,7 @@ pub fn certified_tls(
         backoff_min: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
     };
-    let c = Certifier::new(&svc, name, token, ca.roots(), timing).unwrap();
+    let c = Certifier::new(&svc, name, token, tls.identity_client(), timing).unwrap();
     (tls, c)
 }
 
