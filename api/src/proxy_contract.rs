@@ -15,6 +15,13 @@ pub const PROXY_UID: u32 = 2110;
 pub const PROXY_CONTAINER: &str = "tulle-proxy";
 /// The init step's container name.
 pub const INIT_CONTAINER: &str = "tulle-init";
+/// The trust-anchor ConfigMap: in the control-plane namespace (the source) and copied by the
+/// controller into every other namespace, where the injector mounts it into the proxy.
+pub const TRUST_ANCHORS_CONFIGMAP: &str = "tulle-trust-anchors";
+/// Its key holding the PEM bundle.
+pub const TRUST_ANCHORS_KEY: &str = "trust-anchors.pem";
+/// Where the proxy container mounts it.
+pub const TRUST_ANCHORS_DIR: &str = "/var/run/tulle.io/trust-anchors";
 
 /// The environment variables the proxy reads.
 pub mod env {
@@ -50,6 +57,9 @@ pub mod env {
     pub const MAX_IN_FLIGHT: &str = "TULLE_PROXY_MAX_IN_FLIGHT";
     pub const MAX_HEADER_BYTES: &str = "TULLE_PROXY_MAX_HEADER_BYTES";
     pub const H2_MAX_CONCURRENT_STREAMS: &str = "TULLE_PROXY_H2_MAX_CONCURRENT_STREAMS";
+    pub const H2_IDLE_TIMEOUT: &str = "TULLE_PROXY_H2_IDLE_TIMEOUT";
+    pub const INBOUND_MAX_CONNECTIONS: &str = "TULLE_PROXY_INBOUND_MAX_CONNECTIONS";
+    pub const OUTBOUND_MAX_CONNECTIONS: &str = "TULLE_PROXY_OUTBOUND_MAX_CONNECTIONS";
     pub const SHUTDOWN_GRACE: &str = "TULLE_PROXY_SHUTDOWN_GRACE";
     pub const WORKER_THREADS: &str = "TULLE_PROXY_WORKER_THREADS";
     pub const LOG: &str = "TULLE_PROXY_LOG";

@@ -78,6 +78,9 @@ pub const ENV_ROUTE_IDLE_TIMEOUT: &str = contract::ROUTE_IDLE_TIMEOUT;
 pub const ENV_MAX_IN_FLIGHT: &str = contract::MAX_IN_FLIGHT;
 pub const ENV_MAX_HEADER_BYTES: &str = contract::MAX_HEADER_BYTES;
 pub const ENV_H2_MAX_CONCURRENT_STREAMS: &str = contract::H2_MAX_CONCURRENT_STREAMS;
+pub const ENV_H2_IDLE_TIMEOUT: &str = contract::H2_IDLE_TIMEOUT;
+pub const ENV_INBOUND_MAX_CONNECTIONS: &str = contract::INBOUND_MAX_CONNECTIONS;
+pub const ENV_OUTBOUND_MAX_CONNECTIONS: &str = contract::OUTBOUND_MAX_CONNECTIONS;
 pub const ENV_SHUTDOWN_GRACE: &str = contract::SHUTDOWN_GRACE;
 pub const ENV_WORKER_THREADS: &str = contract::WORKER_THREADS;
 pub const ENV_LOG: &str = contract::LOG;
@@ -225,6 +228,14 @@ pub struct Config {
     /// Maximum size of a request's headers (HTTP/1 buffer and HTTP/2 header list).
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    /// An HTTP/2 connection the proxy serves with no request waiting for its response this
+    /// long is shut down gracefully (GOAWAY; streams still open finish).
+    #[serde(with = "ms")]
+    pub h2_idle_timeout: Duration,
+    /// Connections open at once on the inbound listener; past it new ones are reset at once.
+    pub inbound_max_connections: usize,
+    /// Connections open at once on the outbound listener; past it new ones are reset at once.
+    pub outbound_max_connections: usize,
     #[serde(with = "ms")]
     pub shutdown_grace: Duration,
     pub worker_threads: usize,
@@ -391,6 +402,9 @@ impl Config {
             max_in_flight: parse(env, ENV_MAX_IN_FLIGHT, 10_000usize)?,
             max_header_bytes: parse(env, ENV_MAX_HEADER_BYTES, 64 * 1024usize)?,
             h2_max_concurrent_streams: parse(env, ENV_H2_MAX_CONCURRENT_STREAMS, 1000u32)?,
+            h2_idle_timeout: nonzero_dur(env, ENV_H2_IDLE_TIMEOUT, Duration::from_secs(300))?,
+            inbound_max_connections: positive(env, ENV_INBOUND_MAX_CONNECTIONS, 10_000)?,
+            outbound_max_connections: positive(env, ENV_OUTBOUND_MAX_CONNECTIONS, 10_000)?,
             shutdown_grace: dur(env, ENV_SHUTDOWN_GRACE, Duration::from_secs(30))?,
             worker_threads,
             log: env.get(ENV_LOG).unwrap_or_else(|| "info".into()),
@@ -440,6 +454,36 @@ fn dur(env: &impl Strings, var: &'static str, default: Duration) -> Result<Durat
             reason: "expected a duration such as 500ms, 10s, 2m or 1h".into(),
         }),
     }
+}
+
+/// [`dur`], and not zero.
+fn nonzero_dur(
+    env: &impl Strings,
+    var: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = dur(env, var, default)?;
+    if d.is_zero() {
+        return Err(ConfigError {
+            var,
+            value: env.get(var).unwrap_or_default(),
+            reason: "must be more than zero".into(),
+        });
+    }
+    Ok(d)
+}
+
+/// [`parse`] of a count that must be at least 1.
+fn positive(env: &impl Strings, var: &'static str, default: usize) -> Result<usize, ConfigError> {
+    let n = parse(env, var, default)?;
+    if n == 0 {
+        return Err(ConfigError {
+            var,
+            value: env.get(var).unwrap_or_default(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(n)
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h`.
@@ -538,6 +582,9 @@ mod tests {
         assert_eq!(c.opaque_ports, DEFAULT_OPAQUE_PORTS);
         assert_eq!(c.detect_timeout, Duration::from_secs(1));
         assert_eq!(c.worker_threads, 1);
+        assert_eq!(c.h2_idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.inbound_max_connections, 10_000);
+        assert_eq!(c.outbound_max_connections, 10_000);
         let json: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
         assert_eq!(json["detect_timeout"], "1000ms");
     }
@@ -551,6 +598,9 @@ mod tests {
             (ENV_DETECT_TIMEOUT, "5s"),
             (ENV_IDENTITY_NAME, "not a name"),
             (ENV_WORKER_THREADS, "0"),
+            (ENV_H2_IDLE_TIMEOUT, "0s"),
+            (ENV_INBOUND_MAX_CONNECTIONS, "0"),
+            (ENV_OUTBOUND_MAX_CONNECTIONS, "-1"),
         ] {
             let mut env = base();
             env.insert(var, value);

@@ -28,7 +28,7 @@ use crate::error::ProxyError;
 use crate::metrics::{AuthzKind, Direction, HttpMetrics, TlsStatus, labels};
 use crate::policy::{Policy, PolicyRx};
 use crate::runtime::Runtime;
-use crate::server::serve_until;
+use crate::server::{ConnLimit, serve_until};
 use crate::svc::{
     AppTarget, AuthorizeLayer, AuthzConn, DowngradeLayer, ErrorResponseLayer, InboundConn,
     MeshHeadersLayer, PickMetrics, RecordHttpLayer, ResponseTimeoutLayer, authz_labels,
@@ -46,6 +46,7 @@ pub struct Inbound {
     rt: Arc<Runtime>,
     app: AppClient,
     metrics: RwLock<MetricsCache>,
+    limit: ConnLimit,
 }
 
 type TlsKey = Option<Box<str>>;
@@ -96,6 +97,12 @@ impl Inbound {
     pub fn new(rt: Arc<Runtime>) -> Arc<Self> {
         Arc::new(Inbound {
             app: AppClient::new(rt.config.connect_timeout),
+            limit: ConnLimit::new(
+                "inbound",
+                crate::config::ENV_INBOUND_MAX_CONNECTIONS,
+                rt.config.inbound_max_connections,
+                rt.metrics.connections_refused(Direction::Inbound),
+            ),
             rt,
             metrics: RwLock::default(),
         })
@@ -116,6 +123,9 @@ impl Inbound {
 
     /// Handles one accepted connection.
     pub async fn accept(self: Arc<Self>, sock: TcpStream, peer: SocketAddr) {
+        let Some(_permit) = self.limit.admit(&sock) else {
+            return;
+        };
         let _token = self.rt.drain.token();
         let _ = sock.set_nodelay(true);
         let cfg = self.rt.config.clone();

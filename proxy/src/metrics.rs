@@ -107,6 +107,8 @@ pub struct Metrics {
     tcp_read_bytes_total: Family<Labels, Counter>,
     tcp_write_bytes_total: Family<Labels, Counter>,
     tcp_close_total: Family<Labels, Counter>,
+    /// Connections a listener reset at once: its connection limit was reached.
+    connections_refused_total: Family<Labels, Counter>,
     /// `inbound_{http,tcp}_authz_{allow,deny}_total`, indexed by [`AuthzKind`] and allowed.
     authz: [[Family<Labels, Counter>; 2]; 2],
     process: Process,
@@ -193,6 +195,12 @@ impl Metrics {
             "TCP connections closed",
             tcp_close_total.clone(),
         );
+        let connections_refused_total = Family::<Labels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections reset at once: the listener's connection limit was reached",
+            connections_refused_total.clone(),
+        );
 
         let authz: [[Family<Labels, Counter>; 2]; 2] = Default::default();
         for (kind, what) in [(AuthzKind::Http, "http"), (AuthzKind::Tcp, "tcp")] {
@@ -267,6 +275,7 @@ impl Metrics {
             tcp_read_bytes_total,
             tcp_write_bytes_total,
             tcp_close_total,
+            connections_refused_total,
             authz,
             process,
             tcp_series: Mutex::default(),
@@ -301,6 +310,12 @@ impl Metrics {
             Some(_) => addr.to_string(),
             None => other_port_addr(addr.ip()),
         }
+    }
+
+    /// The counter of connections the `direction` listener refused (its limit reached).
+    pub fn connections_refused(&self, direction: Direction) -> Counter {
+        self.connections_refused_total
+            .get_or_create_owned(&vec![("direction".into(), direction.as_str().into())])
     }
 
     /// Cached HTTP metric handles for one label set.

@@ -217,3 +217,150 @@ async fn a_scan_of_10000_ports_keeps_the_series_bounded() {
     })
     .await
 }
+
+/// An HTTP/1 connection to `addr` that has had one request answered (so the proxy holds it).
+async fn held_connection(
+    addr: SocketAddr,
+    host: &str,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
+        TcpStream::connect(addr).await.unwrap(),
+    ))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/held")
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = resp.into_body().collect().await.unwrap();
+    send
+}
+
+/// Whether a new connection to `addr` is refused: reset or closed with no answer to a
+/// request.
+async fn refused(addr: SocketAddr, host: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = TcpStream::connect(addr).await else {
+        return true;
+    };
+    let _ = s
+        .write_all(format!("GET / HTTP/1.1\r\nhost: {host}\r\n\r\n").as_bytes())
+        .await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf)).await;
+    matches!(read, Ok(Ok(0) | Err(_)))
+}
+
+/// Past its limit a listener resets new connections (counted); once one closes, a new one
+/// is served again.
+async fn limits_connections(addr: SocketAddr, host: &str, proxy: &Proxy, direction: &str) {
+    let a = held_connection(addr, host).await;
+    let _b = held_connection(addr, host).await;
+    assert!(
+        refused(addr, host).await,
+        "{direction}: a third connection was served"
+    );
+    let m = metrics(proxy).await;
+    assert_eq!(
+        sample(
+            &m,
+            "connections_refused_total",
+            &[&format!("direction=\"{direction}\"")]
+        ),
+        1.0
+    );
+    drop(a);
+    // The proxy notices the close and frees its place.
+    let mut served = false;
+    for _ in 0..100 {
+        if !refused(addr, host).await {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(served, "{direction}: no connection served after one closed");
+}
+
+#[tokio::test]
+async fn the_listeners_limit_connections() {
+    init();
+    bounded(async {
+        let pki = Pki::new();
+        let (app, _) = app("web").await;
+        let limit = [
+            ("TULLE_PROXY_OUTBOUND_MAX_CONNECTIONS", "2".to_string()),
+            ("TULLE_PROXY_INBOUND_MAX_CONNECTIONS", "2".to_string()),
+        ];
+        let pair = Pair::start(&pki, app, SERVER_ID, &limit).await;
+        limits_connections(
+            pair.client.outbound_addr,
+            AUTHORITY,
+            &pair.client,
+            "outbound",
+        )
+        .await;
+
+        let mut cfg = limit.to_vec();
+        cfg.push(("TULLE_PROXY_INBOUND_PORT_FALLBACK", app.port().to_string()));
+        let server = Proxy::start(
+            config(SERVER_ID, &cfg),
+            pki.tls(SERVER_ID),
+            Arc::new(StaticDiscovery::default()),
+        )
+        .await
+        .unwrap();
+        limits_connections(server.inbound_addr, "web", &server, "inbound").await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed() {
+    init();
+    bounded(async {
+        let pki = Pki::new();
+        let (app, _) = app("web").await;
+        let cfg = config(
+            SERVER_ID,
+            &[
+                ("TULLE_PROXY_INBOUND_PORT_FALLBACK", app.port().to_string()),
+                ("TULLE_PROXY_H2_IDLE_TIMEOUT", "500ms".to_string()),
+            ],
+        );
+        let server = Proxy::start(
+            cfg,
+            pki.tls(SERVER_ID),
+            Arc::new(StaticDiscovery::default()),
+        )
+        .await
+        .unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(TcpStream::connect(server.inbound_addr).await.unwrap()),
+        )
+        .await
+        .unwrap();
+        let conn = tokio::spawn(conn);
+        // A request waiting longer than the idle timeout (the app answers /slow after 3 s)
+        // keeps the connection busy, not idle.
+        let req = Request::get("http://web/slow")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"slow done");
+        // Then nothing: the proxy closes the connection (GOAWAY), although the client
+        // answers its keepalive pings.
+        tokio::time::timeout(std::time::Duration::from_secs(15), conn)
+            .await
+            .expect("the idle HTTP/2 connection is still open")
+            .unwrap()
+            .unwrap();
+    })
+    .await
+}

@@ -34,7 +34,7 @@ use crate::error::ProxyError;
 use crate::metrics::{Direction, TlsStatus, labels};
 use crate::routes::{Cached, RouteCache};
 use crate::runtime::Runtime;
-use crate::server::serve;
+use crate::server::{ConnLimit, serve};
 use crate::svc::{
     BoxResponse, ErrorResponse, ErrorResponseLayer, FailFast, FailFastLayer, SplitRouter,
     SplitState,
@@ -96,6 +96,7 @@ pub struct Outbound {
     rt: Arc<Runtime>,
     routes: RouteCache<Route>,
     h1: PlainH1,
+    limit: ConnLimit,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -154,6 +155,12 @@ impl Outbound {
             .build(connector);
         Arc::new(Outbound {
             routes: RouteCache::new(MAX_ROUTES, rt.config.route_idle_timeout),
+            limit: ConnLimit::new(
+                "outbound",
+                crate::config::ENV_OUTBOUND_MAX_CONNECTIONS,
+                rt.config.outbound_max_connections,
+                rt.metrics.connections_refused(Direction::Outbound),
+            ),
             rt,
             h1,
         })
@@ -161,6 +168,9 @@ impl Outbound {
 
     /// Handles one accepted connection.
     pub async fn accept(self: Arc<Self>, sock: TcpStream, peer: SocketAddr) {
+        let Some(_permit) = self.limit.admit(&sock) else {
+            return;
+        };
         let _token = self.rt.drain.token();
         let _ = sock.set_nodelay(true);
         let cfg = &self.rt.config;
