@@ -224,7 +224,10 @@ async fn ensure_bundle(api: &Api<APIService>, bundle: &str) -> Result<(), String
         .map_err(|e| format!("cannot read APIService {API_SERVICE}: {e}"))?
         .ok_or_else(|| format!("APIService {API_SERVICE} does not exist (install it with tulle install or the chart)"))?;
     let have = svc.spec.as_ref().and_then(|s| s.ca_bundle.as_ref());
-    if have.is_some_and(|b| b.0 == bundle.as_bytes()) {
+    // Equal, or from a CA another replica rotated to (ours is the previous one): leave it.
+    if have.is_some_and(|b| {
+        b.0 == bundle.as_bytes() || crate::webhook::certs::supersedes(&b.0, bundle)
+    }) {
         return Ok(());
     }
     let want = k8s_openapi::ByteString(bundle.as_bytes().to_vec());

@@ -14,6 +14,8 @@ use kube::{
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::certs;
+
 /// The JSON patch that sets `bundle` on every webhook of `mwc` whose caBundle differs (None:
 /// nothing to do). Each change is guarded by a `test` of the webhook's name, so a concurrent
 /// reordering makes the patch fail instead of writing the wrong entry.
@@ -21,8 +23,11 @@ pub fn bundle_patch(mwc: &MutatingWebhookConfiguration, bundle: &str) -> Option<
     let want = ByteString(bundle.as_bytes().to_vec());
     let mut ops = Vec::new();
     for (i, w) in mwc.webhooks.iter().flatten().enumerate() {
-        if w.client_config.ca_bundle.as_ref() == Some(&want) {
-            continue;
+        match &w.client_config.ca_bundle {
+            Some(have) if *have == want => continue,
+            // Another replica rotated the CA; ours is the previous one: leave it.
+            Some(have) if certs::supersedes(&have.0, bundle) => continue,
+            _ => {}
         }
         ops.push(json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": w.name}));
         ops.push(json!({
@@ -127,6 +132,43 @@ mod tests {
         assert!(bundle_patch(&mwc, "ABC").is_none());
         // A new bundle replaces both.
         assert_eq!(bundle_patch(&mwc, "XYZ").unwrap().0.len(), 4);
+    }
+
+    /// A replica that has not re-read the Secret since another one rotated the CA leaves the
+    /// newer bundle alone; the replica holding the newer one still writes it (issue 15, HA).
+    #[test]
+    fn a_stale_replica_does_not_undo_a_rotation() {
+        use crate::webhook::certs::{Plan, rotate, service_dns_names};
+        let names = service_dns_names("tulle-controller", "tulle-system", "cluster.local");
+        let t0 = std::time::SystemTime::now();
+        let old = rotate(None, Plan::NewCa, &names, t0).unwrap().ca_bundle;
+        let day = std::time::Duration::from_secs(86_400);
+        let new = rotate(None, Plan::NewCa, &names, t0 + day)
+            .unwrap()
+            .ca_bundle;
+        let with = |bundle: &str| -> MutatingWebhookConfiguration {
+            serde_json::from_value(json!({
+                "metadata": {"name": "tulle-proxy-injector"},
+                "webhooks": [{"name": "inject.tulle.io", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+                    "clientConfig": {"caBundle": ByteString(bundle.as_bytes().to_vec()),
+                        "service": {"name": "tulle-controller", "namespace": "tulle-system"}}}]
+            }))
+            .unwrap()
+        };
+        assert!(bundle_patch(&with(&new), &old).is_none());
+        assert_eq!(bundle_patch(&with(&old), &new).unwrap().0.len(), 2);
+        let crd = |bundle: &str| -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+            serde_json::from_value(json!({
+                "metadata": {"name": "trafficsplits.split.smi-spec.io"},
+                "spec": {"group": "split.smi-spec.io", "scope": "Namespaced",
+                    "names": {"plural": "trafficsplits", "kind": "TrafficSplit"}, "versions": [],
+                    "conversion": {"strategy": "Webhook", "webhook": {"conversionReviewVersions": ["v1"],
+                        "clientConfig": {"caBundle": ByteString(bundle.as_bytes().to_vec())}}}}
+            }))
+            .unwrap()
+        };
+        assert!(crate::webhook::crd_bundle::bundle_patch(&crd(&new), &old).is_none());
+        assert!(crate::webhook::crd_bundle::bundle_patch(&crd(&old), &new).is_some());
     }
 
     #[tokio::test]

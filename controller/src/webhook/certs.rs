@@ -134,6 +134,22 @@ pub fn rotate(
     }
 }
 
+/// Whether `current` (the caBundle an API object holds) comes from a newer CA than `mine`: its
+/// first (current) CA was issued after ours. Then a replica holding `mine` must not write it:
+/// replicas share the Secret but re-read it only every minute ([`crate::webhook::store`]), so
+/// right after another replica rotated the CA one may still hold the previous bundle; putting
+/// it back would drop the new CA while the replica that rotated serves a certificate it signed,
+/// and the replicas would undo each other's patches until they agree. A rotation keeps the
+/// previous CA in the new bundle, so the stale replica's certificate stays trusted meanwhile.
+/// Either bundle unreadable: not newer (the object is repaired, as before).
+pub fn supersedes(current: &[u8], mine: &str) -> bool {
+    let first_ca = |pem: &str| Info::parse(first_cert(pem), "CA").map(|i| i.not_before);
+    match (std::str::from_utf8(current).map(first_ca), first_ca(mine)) {
+        (Ok(Ok(theirs)), Ok(ours)) => theirs > ours,
+        _ => false,
+    }
+}
+
 /// The serving certificate's notAfter.
 pub fn cert_not_after(tls: &WebhookTls) -> Result<SystemTime, CertError> {
     Ok(Info::parse(first_cert(&tls.cert), "serving")?.not_after)

@@ -34,7 +34,7 @@ pub fn bundle_patch(crd: &CustomResourceDefinition, bundle: &str) -> Option<Valu
         .as_ref()
         .and_then(|w| w.client_config.as_ref())
         .and_then(|c| c.ca_bundle.as_ref());
-    if current == Some(&want) {
+    if current == Some(&want) || current.is_some_and(|c| super::certs::supersedes(&c.0, bundle)) {
         return None;
     }
     Some(json!({"spec": {"conversion": {"webhook": {"clientConfig": {"caBundle": want}}}}}))

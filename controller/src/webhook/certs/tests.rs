@@ -100,3 +100,23 @@ fn unusable_material_means_a_new_ca() {
         })
     ));
 }
+
+/// Several replicas (install --ha): a replica still holding the bundle from before another
+/// replica's CA rotation does not put it back (issue 15, high availability).
+#[test]
+fn a_rotated_bundle_supersedes_the_previous_one() {
+    let t0 = SystemTime::now();
+    let old = rotate(None, Plan::NewCa, &names(), t0).unwrap();
+    let new = rotate(Some(&old), Plan::NewCa, &names(), t0 + DAY).unwrap();
+    assert_eq!(
+        count_certs(&new.ca_bundle),
+        2,
+        "the previous CA stays trusted"
+    );
+    assert!(supersedes(new.ca_bundle.as_bytes(), &old.ca_bundle));
+    assert!(!supersedes(old.ca_bundle.as_bytes(), &new.ca_bundle));
+    assert!(!supersedes(new.ca_bundle.as_bytes(), &new.ca_bundle));
+    // Unreadable on either side: the object is repaired as before.
+    assert!(!supersedes(b"ABC", &old.ca_bundle));
+    assert!(!supersedes(new.ca_bundle.as_bytes(), "XYZ"));
+}
