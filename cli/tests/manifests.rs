@@ -524,6 +524,13 @@ fn controller_cluster_role_grants_only_what_the_controller_uses() {
         "specs.smi-spec.io/tcproutes watch",
         "specs.smi-spec.io/udproutes list",
         "specs.smi-spec.io/udproutes watch",
+        // controller/src/k8s/trust_anchors.rs: the anchors' ConfigMap (by name) and its
+        // copies into every namespace.
+        "/configmaps get",
+        "/configmaps list",
+        "/configmaps watch",
+        "/configmaps patch",
+        "/configmaps create",
         // controller/src/webhook/cluster.rs: the admitted pod's namespace.
         "/namespaces get",
         // controller/src/webhook/ca_bundle.rs: get, patch, and a watch by name.

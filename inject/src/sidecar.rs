@@ -7,15 +7,15 @@ use super::{Config, Overrides, Resources};
 use crate::builders::{container_port, env_field, env_value, http_probe};
 use k8s_openapi::{
     api::core::v1::{
-        Capabilities, Container, EmptyDirVolumeSource, Pod, ProjectedVolumeSource,
-        ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccountTokenProjection,
-        Volume, VolumeMount, VolumeProjection,
+        Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, Pod,
+        ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext,
+        ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
     },
     apimachinery::pkg::api::resource::Quantity,
 };
 use std::collections::BTreeMap;
 
-use tulle_api::proxy_contract::env;
+use tulle_api::proxy_contract::{self as contract, env};
 pub use tulle_api::proxy_contract::{INIT_CONTAINER, PROXY_CONTAINER};
 /// The proxy's UID (skipped by the outbound iptables rules), as Kubernetes types it.
 pub const PROXY_UID: i64 = tulle_api::proxy_contract::PROXY_UID as i64;
@@ -31,6 +31,9 @@ pub const TOKEN_VOLUME: &str = "tulle-identity-token";
 pub const TOKEN_DIR: &str = "/var/run/secrets/tulle.io/serviceaccount";
 /// The init step's writable `/run` (iptables' xtables lock) on a read-only root filesystem.
 pub const XTABLES_VOLUME: &str = "tulle-init-xtables-lock";
+/// The namespace's copy of the trust-anchor ConfigMap (the controller writes it; optional, so
+/// a pod starts before it exists, with the anchors of the environment until then).
+pub const TRUST_ANCHORS_VOLUME: &str = "tulle-trust-anchors";
 
 /// What is added to the pod.
 #[derive(Debug)]
@@ -72,6 +75,15 @@ pub(super) fn build(
             Volume {
                 name: XTABLES_VOLUME.into(),
                 empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
+            Volume {
+                name: TRUST_ANCHORS_VOLUME.into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: contract::TRUST_ANCHORS_CONFIGMAP.into(),
+                    optional: Some(true),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ],
@@ -157,6 +169,15 @@ fn proxy_container(
         env_value(env::IDENTITY_SVC_NAME, &cfg.identity_name),
         env_value(env::IDENTITY_TOKEN_FILE, format!("{TOKEN_DIR}/token")),
         env_value(env::IDENTITY_TRUST_ANCHORS_PEM, anchors),
+        // The mounted ConfigMap, reloaded on change (rotation); the PEM above until it exists.
+        env_value(
+            env::IDENTITY_TRUST_ANCHORS_FILE,
+            format!(
+                "{}/{}",
+                contract::TRUST_ANCHORS_DIR,
+                contract::TRUST_ANCHORS_KEY
+            ),
+        ),
         env_value(env::DESTINATION_SVC_ADDR, &cfg.destination_addr),
         env_value(env::DESTINATION_SVC_NAME, &cfg.destination_name),
         env_value(env::POLICY_SVC_ADDR, &cfg.policy_addr),
@@ -197,12 +218,20 @@ fn proxy_container(
             seccomp_profile: Some(runtime_default()),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: TOKEN_VOLUME.into(),
-            mount_path: TOKEN_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: TOKEN_VOLUME.into(),
+                mount_path: TOKEN_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: TRUST_ANCHORS_VOLUME.into(),
+                mount_path: contract::TRUST_ANCHORS_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Default::default()
     }

@@ -37,10 +37,8 @@ pub const IDENTITY: &str = "tulle-identity";
 pub const CONTROLLER: &str = "tulle-controller";
 /// The issuer Secret.
 pub const ISSUER_SECRET: &str = "tulle-identity-issuer";
-/// The trust anchors ConfigMap and its key.
-pub const TRUST_ANCHORS_CONFIGMAP: &str = "tulle-trust-anchors";
-/// The key of the trust anchors in their ConfigMap.
-pub const TRUST_ANCHORS_KEY: &str = "trust-anchors.pem";
+pub use tulle_api::proxy_contract::TRUST_ANCHORS_CONFIGMAP;
+pub use tulle_api::proxy_contract::TRUST_ANCHORS_KEY;
 /// The injector MutatingWebhookConfiguration.
 pub const WEBHOOK_CONFIG: &str = "tulle-proxy-injector";
 /// The label on the control-plane namespace (the webhook skips namespaces carrying it).

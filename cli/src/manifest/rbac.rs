@@ -15,7 +15,8 @@
 //!   every aggregated API server is bound to).
 
 use super::{
-    CONTROLLER, IDENTITY, METRICS_API_SERVICE, NAMESPACE, Values, WEBHOOK_CONFIG, meta, value,
+    CONTROLLER, IDENTITY, METRICS_API_SERVICE, NAMESPACE, TRUST_ANCHORS_CONFIGMAP, Values,
+    WEBHOOK_CONFIG, meta, value,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -82,6 +83,14 @@ pub fn objects(v: &Values) -> Vec<Value> {
         rule(&[""], &["services", "pods"], &["list", "watch"]),
         // Watched, and got by the injector (the namespace of the pod being admitted).
         rule(&[""], &["namespaces"], &["get", "list", "watch"]),
+        // controller/src/k8s/trust_anchors.rs: the trust anchors read from the control
+        // plane's namespace and copied into every namespace, by that one name; create
+        // (which RBAC cannot limit by name) for a namespace's first copy.
+        named(
+            rule(&[""], &["configmaps"], &["get", "list", "watch", "patch"]),
+            &[TRUST_ANCHORS_CONFIGMAP],
+        ),
+        rule(&[""], &["configmaps"], &["create"]),
         rule(
             &["discovery.k8s.io"],
             &["endpointslices"],

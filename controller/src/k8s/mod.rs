@@ -14,6 +14,7 @@ pub mod convert;
 pub mod events;
 pub mod metrics_api;
 pub mod smi;
+pub mod trust_anchors;
 pub mod watch;
 
 use crate::core::{

@@ -161,6 +161,11 @@ pub async fn run(args: Args) -> Result<(), RunError> {
 
     let synced = Arc::new(k8s::Synced::default());
     k8s::spawn_watches(client.clone(), index.clone(), synced.clone());
+    // Trust anchors into every namespace, where injected proxies mount and reload them.
+    tokio::spawn(k8s::trust_anchors::run(
+        client.clone(),
+        args.namespace.clone(),
+    ));
     let policy_synced = synced.clone();
     let recorder = kube::runtime::events::Recorder::new(
         client.clone(),

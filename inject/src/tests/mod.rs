@@ -114,7 +114,19 @@ fn injects_init_step_and_native_sidecar_first() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(vols, ["data", TOKEN_VOLUME, "tulle-init-xtables-lock"]);
+    assert_eq!(
+        vols,
+        [
+            "data",
+            TOKEN_VOLUME,
+            "tulle-init-xtables-lock",
+            "tulle-trust-anchors"
+        ]
+    );
+    // The namespace's trust-anchor ConfigMap, optional: the pod starts before it exists.
+    let anchors = &out["spec"]["volumes"][3]["configMap"];
+    assert_eq!(anchors["name"], "tulle-trust-anchors");
+    assert_eq!(anchors["optional"], true);
     let token = &out["spec"]["volumes"][1]["projected"]["sources"][0]["serviceAccountToken"];
     assert_eq!(token["audience"], "identity.tulle.io");
     assert_eq!(token["expirationSeconds"], 86400);
@@ -195,6 +207,11 @@ fn proxy_environment() {
     );
     assert_eq!(e("TULLE_PROXY_IDENTITY_TRUST_ANCHORS_PEM"), ANCHORS);
     assert_eq!(
+        e("TULLE_PROXY_IDENTITY_TRUST_ANCHORS_FILE"),
+        "/var/run/tulle.io/trust-anchors/trust-anchors.pem",
+        "the mounted ConfigMap, reloaded on change"
+    );
+    assert_eq!(
         e("TULLE_PROXY_IDENTITY_SVC_ADDR"),
         "tulle-identity.tulle-system.svc.cluster.local:8080"
     );
@@ -246,7 +263,7 @@ fn bare_pod_from_namespace_annotation_and_default_service_account() {
     let (d, out) = run(&bare_pod(), &[("tulle.io/inject", "enabled")]);
     assert!(matches!(d, Decision::Inject(_)), "{d:?}");
     assert_eq!(out["spec"]["initContainers"].as_array().unwrap().len(), 2);
-    assert_eq!(out["spec"]["volumes"].as_array().unwrap().len(), 2);
+    assert_eq!(out["spec"]["volumes"].as_array().unwrap().len(), 3);
     assert_eq!(out["metadata"]["annotations"]["tulle.io/injected"], "true");
     assert_eq!(out["metadata"]["labels"]["tulle.io/proxied"], "true");
     assert_eq!(
