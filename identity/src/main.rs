@@ -11,6 +11,13 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = tulle_identity::Args::parse();
-    tulle_identity::run(args).await?;
+    // As a container's PID 1 the process gets no default action for SIGTERM: without a
+    // handler, a deleted or scaled-down pod would keep serving until the kubelet's SIGKILL
+    // (30 s later). Certify calls are short and proxies retry them, so it just exits.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tulle_identity::run(args) => r?,
+        _ = term.recv() => tracing::info!("SIGTERM received; exiting"),
+    }
     Ok(())
 }
