@@ -168,8 +168,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
+    // Like a real app: SIGTERM (after the pod's preStop hook) stops accepting and finishes
+    // the requests in flight. Without a handler, PID 1 ignores SIGTERM until the SIGKILL.
     let http = async {
         axum::serve(listener, plain)
+            .with_graceful_shutdown(terminated())
             .await
             .context("HTTP server failed")
     };
@@ -182,7 +185,21 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                 .route("/validate", post(admission::validate))
                 .merge(admission::aggregated_api(&group, &cfg.pod));
             let https = tls::serve(SocketAddr::from(([0, 0, 0, 0], port)), &cert, &key, secure);
-            tokio::try_join!(http, https).map(|_| ())
+            tokio::select! {
+                r = http => r,
+                r = https => r,
+            }
         }
+    }
+}
+
+/// Resolves on SIGTERM.
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+            println!("SIGTERM: draining");
+        }
+        Err(_) => std::future::pending().await,
     }
 }
