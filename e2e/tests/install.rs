@@ -199,3 +199,123 @@ async fn install_inject_uninstall_with_helm() {
     helm(&["uninstall", "tulle-crds", "--wait"]);
     wait_gone().await;
 }
+
+/// `tulle install --ha` (issue 15, high availability): two Ready replicas each of identity and
+/// controller on the single node (the anti-affinity is only preferred), PodDisruptionBudgets
+/// that allow one disruption, the injector's failurePolicy Fail; with one controller replica
+/// deleted and not yet replaced, pods are still admitted and injected by the other (no
+/// FailedCreate), and `tulle check` passes.
+#[tokio::test]
+#[ignore = "needs the cluster: run with cluster/e2e"]
+async fn install_ha_injects_with_a_controller_replica_gone() {
+    let client = tulle_e2e::client().await.expect("cluster");
+    let _guard = tokio::task::spawn_blocking(Uninstall::guard)
+        .await
+        .expect("mesh lock");
+    Uninstall::now();
+    wait_gone().await;
+    let manifests = tulle(&["install", "--ha"]);
+    kubectl::run_stdin(&["apply", "-f", "-"], &manifests)
+        .expect("tulle install --ha | kubectl apply -f -");
+    let (ok, doc) = check(&["--wait", "3m"]);
+    assert!(ok, "tulle check --wait 3m after install --ha: {doc}");
+    control_plane_ready(&client).await;
+    for c in ["identity", "controller"] {
+        wait::pods_ready(
+            &client,
+            CP,
+            &format!("tulle.io/control-plane-component={c}"),
+            2,
+            STEP,
+        )
+        .await
+        .expect(c);
+        let pdb = format!("tulle-{c}");
+        wait::until(
+            &format!("PodDisruptionBudget {pdb} allows one disruption"),
+            STEP,
+            || async {
+                let s = kubectl::run(&[
+                    "get",
+                    "pdb",
+                    "-n",
+                    CP,
+                    &pdb,
+                    "-o",
+                    "jsonpath={.spec.minAvailable} {.status.currentHealthy} {.status.disruptionsAllowed}",
+                ])
+                .ok()?;
+                (s.trim() == "1 2 1").then_some(())
+            },
+            || async {
+                kubectl::run(&["get", "pdb", "-n", CP, "-o", "wide"]).unwrap_or_default()
+            },
+        )
+        .await
+        .expect("PodDisruptionBudget");
+    }
+    let policy = kubectl::run(&[
+        "get",
+        "mutatingwebhookconfiguration",
+        "tulle-proxy-injector",
+        "-o",
+        "jsonpath={.webhooks[0].failurePolicy}",
+    ])
+    .unwrap();
+    assert_eq!(policy.trim(), "Fail");
+
+    // The namespace first, so that the pods are created right after the replica goes away
+    // (its replacement needs seconds to become ready).
+    let ns = TestNamespace::new("ha").await.expect("namespace");
+    let n = ns.name.clone();
+    kubectl::run(&["annotate", "namespace", &n, "tulle.io/inject=enabled"]).unwrap();
+    let victim = pods(CP, "tulle.io/control-plane-component=controller").remove(0);
+    kubectl::run(&["delete", "pod", "-n", CP, &victim, "--wait=false"]).expect("delete");
+    ns.apply(&format!("{}{WEB_SERVICE}", workload("web", 2, "", "")))
+        .expect("apply web");
+    let ready = kubectl::run(&[
+        "get",
+        "pods",
+        "-n",
+        CP,
+        "-l",
+        "tulle.io/control-plane-component=controller",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}:ready={.status.containerStatuses[0].ready}:deleting={.metadata.deletionTimestamp} {end}",
+    ])
+    .unwrap_or_default();
+    eprintln!("controller pods when web's pods were created (deleted {victim}): {ready}");
+    wait::pods_ready(&ns.client, &n, "app=web", 2, STEP)
+        .await
+        .expect("web");
+    for pod in pods(&n, "app=web") {
+        let init = kubectl::run(&[
+            "get",
+            "pod",
+            "-n",
+            &n,
+            &pod,
+            "-o",
+            "jsonpath={.spec.initContainers[*].name}",
+        ])
+        .unwrap();
+        assert_eq!(init.trim(), "tulle-init tulle-proxy", "pod {pod}");
+    }
+    let refused = kubectl::run(&[
+        "get",
+        "events",
+        "-n",
+        &n,
+        "--field-selector",
+        "reason=FailedCreate",
+        "-o",
+        "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+    ])
+    .unwrap_or_default();
+    assert!(
+        refused.trim().is_empty(),
+        "pods were refused while one controller replica was gone:\n{refused}"
+    );
+    let (ok, doc) = check(&["--wait", "3m"]);
+    assert!(ok, "tulle check after losing a replica: {doc}");
+}
