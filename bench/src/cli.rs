@@ -26,6 +26,35 @@ pub enum Command {
     /// The destination index and gRPC fan-out in process (no API server): how long a change
     /// to a Service with many endpoints takes to reach many watchers.
     DestinationScale(DestinationScaleArgs),
+    /// The tulle proxy pair under a steady mixed load (HTTP/1.1, HTTP/2, opaque TCP) for a long
+    /// time: RSS and open file descriptors of both proxies every 10 s, verdict on RSS growth
+    /// from minute 5 and on a flat fd count.
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SoakArgs {
+    /// Length of the run, in minutes.
+    #[arg(long, default_value_t = 30.0)]
+    pub minutes: f64,
+    /// Total rate, requests (or TCP exchanges) per second: 50 % HTTP/1.1, 30 % HTTP/2, 20 % TCP.
+    #[arg(long, default_value_t = 2000.0)]
+    pub rps: f64,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 10.0)]
+    pub interval: f64,
+    /// Use this tulle-proxy binary instead of building it with `cargo build --release -p tulle-proxy`.
+    #[arg(long)]
+    pub proxy_bin: Option<PathBuf>,
+    /// Worker threads of each tulle proxy (`TULLE_PROXY_WORKER_THREADS`).
+    #[arg(long, default_value_t = 1)]
+    pub proxy_threads: usize,
+    /// Directory for soak.md, soak.json and soak.csv (default: bench/results).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// Keep the temporary directory (certificates, proxy logs) for inspection.
+    #[arg(long)]
+    pub keep_temp: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -17,6 +17,8 @@
 //! - [`data_plane`]: the `data-plane` benchmark itself;
 //! - [`control_plane`]: the `control-plane` benchmark (real API server, real controller);
 //! - [`metrics`]: the `metrics` benchmark (the embedded metrics store under 1,000 simulated pods);
+//! - [`soak`]: the `soak` benchmark (the proxy pair under a steady mixed load for 30 minutes:
+//!   RSS and open fds every 10 s, verdict on growth);
 //! - [`signals`]: Ctrl-C / SIGTERM turn into an orderly stop that kills every child.
 
 pub mod certs;
@@ -31,6 +33,7 @@ pub mod paths;
 pub mod procs;
 pub mod report;
 pub mod signals;
+pub mod soak;
 pub mod tools;
 
 /// Runs the subcommand chosen on the command line.
@@ -40,5 +43,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::ControlPlane(args) => control_plane::run(&args),
         cli::Command::Metrics(args) => metrics::run(&args),
         cli::Command::DestinationScale(args) => destination_scale::run(&args),
+        cli::Command::Soak(args) => soak::run(&args),
     }
 }
