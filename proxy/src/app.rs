@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::policy::{Policy, PolicyFile, PolicyRx};
 use crate::runtime::{DrainHandle, Runtime, drain};
+use crate::server::ConnLimit;
 use crate::tls::Tls;
 
 /// A running proxy.
@@ -125,6 +126,13 @@ impl Proxy {
         let inb = Inbound::new(rt.clone());
         let out = Outbound::new(rt.clone());
         let admin_rt = rt.clone();
+        // Only the kubelet, a scraper and local diagnostics use it: a small bound.
+        let admin_limit = Arc::new(ConnLimit::new(
+            "admin",
+            crate::config::ENV_ADMIN_MAX_CONNECTIONS,
+            rt.config.admin_max_connections,
+            rt.metrics.admin_connections_refused(),
+        ));
         let accept = vec![
             spawn_accept(rt.clone(), inbound, move |s, p| {
                 tokio::spawn(inb.clone().accept(s, p))
@@ -134,7 +142,11 @@ impl Proxy {
             }),
             spawn_accept(rt.clone(), admin, move |s, peer| {
                 let rt = admin_rt.clone();
+                let limit = admin_limit.clone();
                 tokio::spawn(async move {
+                    let Some(_permit) = limit.admit(&s) else {
+                        return;
+                    };
                     let _ = s.set_nodelay(true);
                     let cfg = rt.config.clone();
                     let drain = rt.drain.clone();

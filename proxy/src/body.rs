@@ -1,4 +1,5 @@
-//! The proxy's response body: a proxied body ([`ProxyBody`]) or a synthetic one.
+//! The proxy's response body: a proxied body ([`ProxyBody`]) or a synthetic one; and its
+//! request body ([`RequestBody`]): the client's body, within the request-body limit.
 //!
 //! A proxied body knows nothing of metrics or pools: whoever needs to act when it ends gives
 //! it a callback ([`ProxyBody::on_grpc_status`] for the gRPC status in trailers,
@@ -9,8 +10,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::{Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use tokio::sync::oneshot;
 
 /// The response body type of the proxy: a proxied body or a synthetic one.
 pub type Body = Either<ProxyBody, Full<Bytes>>;
@@ -118,5 +120,119 @@ impl Drop for ProxyBody {
         if let Some(f) = self.done.take() {
             f();
         }
+    }
+}
+
+/// A request body on its way upstream: the client's body, cut with an error once it grows
+/// past the request-body limit (http-body-util's [`Limited`]). The client that sends it
+/// upstream then aborts the upstream request (HTTP/2: the stream is reset; HTTP/1: the
+/// connection is closed), and whoever holds the [`Exceeded`] of the body learns it.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Limited<Incoming>,
+    exceeded: Option<oneshot::Sender<()>>,
+}
+
+/// Resolves when the body of a [`RequestBody::limited`] grows past its limit; never if it
+/// does not (the body ends or is dropped first).
+#[derive(Debug)]
+pub struct Exceeded {
+    /// `None` once it answered.
+    rx: Option<oneshot::Receiver<()>>,
+    happened: bool,
+}
+
+impl Exceeded {
+    /// Whether the body has grown past its limit by now.
+    pub fn happened(&mut self) -> bool {
+        if let Some(rx) = &mut self.rx {
+            match rx.try_recv() {
+                Ok(()) => self.happened = true,
+                Err(oneshot::error::TryRecvError::Empty) => return false,
+                Err(oneshot::error::TryRecvError::Closed) => {}
+            }
+            self.rx = None;
+        }
+        self.happened
+    }
+}
+
+impl std::future::Future for Exceeded {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(rx) = &mut self.rx else {
+            return if self.happened {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        };
+        match Pin::new(rx).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(r) => {
+                self.rx = None;
+                self.happened = r.is_ok();
+                if self.happened {
+                    Poll::Ready(())
+                } else {
+                    // The body ended or was dropped within the limit: never.
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl RequestBody {
+    /// A body without a limit.
+    pub fn new(inner: Incoming) -> Self {
+        RequestBody {
+            inner: Limited::new(inner, usize::MAX),
+            exceeded: None,
+        }
+    }
+
+    /// A body cut once more than `max` bytes of data have come; the [`Exceeded`] says when.
+    pub fn limited(inner: Incoming, max: usize) -> (Self, Exceeded) {
+        let (tx, rx) = oneshot::channel();
+        let body = RequestBody {
+            inner: Limited::new(inner, max),
+            exceeded: Some(tx),
+        };
+        (
+            body,
+            Exceeded {
+                rx: Some(rx),
+                happened: false,
+            },
+        )
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &r
+            && e.is::<LengthLimitError>()
+            && let Some(tx) = self.exceeded.take()
+        {
+            let _ = tx.send(());
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -81,6 +81,8 @@ pub const ENV_H2_MAX_CONCURRENT_STREAMS: &str = contract::H2_MAX_CONCURRENT_STRE
 pub const ENV_H2_IDLE_TIMEOUT: &str = contract::H2_IDLE_TIMEOUT;
 pub const ENV_INBOUND_MAX_CONNECTIONS: &str = contract::INBOUND_MAX_CONNECTIONS;
 pub const ENV_OUTBOUND_MAX_CONNECTIONS: &str = contract::OUTBOUND_MAX_CONNECTIONS;
+pub const ENV_ADMIN_MAX_CONNECTIONS: &str = contract::ADMIN_MAX_CONNECTIONS;
+pub const ENV_MAX_REQUEST_BODY_BYTES: &str = contract::MAX_REQUEST_BODY_BYTES;
 pub const ENV_SHUTDOWN_GRACE: &str = contract::SHUTDOWN_GRACE;
 pub const ENV_WORKER_THREADS: &str = contract::WORKER_THREADS;
 pub const ENV_LOG: &str = contract::LOG;
@@ -227,6 +229,9 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Maximum size of a request's headers (HTTP/1 buffer and HTTP/2 header list).
     pub max_header_bytes: usize,
+    /// Maximum size of an inbound request's body (`None`: unlimited, the default); larger
+    /// requests get 413 or are cut.
+    pub max_request_body_bytes: Option<usize>,
     pub h2_max_concurrent_streams: u32,
     /// An HTTP/2 connection the proxy serves with no request waiting for its response this
     /// long is shut down gracefully (GOAWAY; streams still open finish).
@@ -236,6 +241,8 @@ pub struct Config {
     pub inbound_max_connections: usize,
     /// Connections open at once on the outbound listener; past it new ones are reset at once.
     pub outbound_max_connections: usize,
+    /// Connections open at once on the admin listener; past it new ones are reset at once.
+    pub admin_max_connections: usize,
     #[serde(with = "ms")]
     pub shutdown_grace: Duration,
     pub worker_threads: usize,
@@ -401,10 +408,14 @@ impl Config {
             route_idle_timeout: dur(env, ENV_ROUTE_IDLE_TIMEOUT, Duration::from_secs(60))?,
             max_in_flight: parse(env, ENV_MAX_IN_FLIGHT, 10_000usize)?,
             max_header_bytes: parse(env, ENV_MAX_HEADER_BYTES, 64 * 1024usize)?,
+            // 0 (the default) is no limit.
+            max_request_body_bytes: Some(parse(env, ENV_MAX_REQUEST_BODY_BYTES, 0usize)?)
+                .filter(|n| *n > 0),
             h2_max_concurrent_streams: parse(env, ENV_H2_MAX_CONCURRENT_STREAMS, 1000u32)?,
             h2_idle_timeout: nonzero_dur(env, ENV_H2_IDLE_TIMEOUT, Duration::from_secs(300))?,
             inbound_max_connections: positive(env, ENV_INBOUND_MAX_CONNECTIONS, 10_000)?,
             outbound_max_connections: positive(env, ENV_OUTBOUND_MAX_CONNECTIONS, 10_000)?,
+            admin_max_connections: positive(env, ENV_ADMIN_MAX_CONNECTIONS, 64)?,
             shutdown_grace: dur(env, ENV_SHUTDOWN_GRACE, Duration::from_secs(30))?,
             worker_threads,
             log: env.get(ENV_LOG).unwrap_or_else(|| "info".into()),
@@ -585,6 +596,8 @@ mod tests {
         assert_eq!(c.h2_idle_timeout, Duration::from_secs(300));
         assert_eq!(c.inbound_max_connections, 10_000);
         assert_eq!(c.outbound_max_connections, 10_000);
+        assert_eq!(c.admin_max_connections, 64);
+        assert_eq!(c.max_request_body_bytes, None);
         let json: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
         assert_eq!(json["detect_timeout"], "1000ms");
     }
@@ -601,6 +614,8 @@ mod tests {
             (ENV_H2_IDLE_TIMEOUT, "0s"),
             (ENV_INBOUND_MAX_CONNECTIONS, "0"),
             (ENV_OUTBOUND_MAX_CONNECTIONS, "-1"),
+            (ENV_ADMIN_MAX_CONNECTIONS, "0"),
+            (ENV_MAX_REQUEST_BODY_BYTES, "1MiB"),
         ] {
             let mut env = base();
             env.insert(var, value);

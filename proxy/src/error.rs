@@ -52,6 +52,10 @@ pub enum ProxyError {
     #[error("bad request: {0}")]
     BadRequest(&'static str),
     #[error(
+        "request body larger than {0} bytes, the limit of the destination's proxy (TULLE_PROXY_MAX_REQUEST_BODY_BYTES)"
+    )]
+    RequestBodyTooLarge(usize),
+    #[error(
         "original destination port unknown; set TULLE_PROXY_INBOUND_PORT_FALLBACK or use iptables redirection"
     )]
     NoOrigPort,
@@ -101,6 +105,9 @@ impl ProxyError {
             }
             ProxyError::FailFast => (StatusCode::SERVICE_UNAVAILABLE, "fail fast"),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad request"),
+            ProxyError::RequestBodyTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+            }
             ProxyError::NoOrigPort => (StatusCode::BAD_GATEWAY, "no original port"),
             ProxyError::Internal(_) => (StatusCode::BAD_GATEWAY, "internal error"),
         }

@@ -31,7 +31,8 @@ use crate::runtime::Runtime;
 use crate::server::{ConnLimit, serve_until};
 use crate::svc::{
     AppTarget, AuthorizeLayer, AuthzConn, DowngradeLayer, ErrorResponseLayer, InboundConn,
-    MeshHeadersLayer, PickMetrics, RecordHttpLayer, ResponseTimeoutLayer, authz_labels,
+    MeshHeadersLayer, PickMetrics, RecordHttpLayer, RequestBodyLimitLayer, ResponseTimeoutLayer,
+    authz_labels,
 };
 use crate::tcp::{self, TcpTarget};
 use crate::tls::{ALPN_H1, ALPN_H2, ALPN_TCP, peer_identity};
@@ -363,6 +364,9 @@ impl Inbound {
             .layer(RecordHttpLayer::new(pick))
             .layer(AuthorizeLayer::new(Arc::new(authz)))
             .layer(ErrorResponseLayer)
+            .layer(RequestBodyLimitLayer {
+                max: cfg.max_request_body_bytes,
+            })
             .layer(ResponseTimeoutLayer {
                 timeout: cfg.response_timeout,
             })

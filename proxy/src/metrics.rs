@@ -318,6 +318,12 @@ impl Metrics {
             .get_or_create_owned(&vec![("direction".into(), direction.as_str().into())])
     }
 
+    /// The counter of connections the admin listener refused (`direction="admin"`).
+    pub fn admin_connections_refused(&self) -> Counter {
+        self.connections_refused_total
+            .get_or_create_owned(&vec![("direction".into(), "admin".into())])
+    }
+
     /// Cached HTTP metric handles for one label set.
     pub fn http(&self, labels: Labels) -> HttpMetrics {
         HttpMetrics {

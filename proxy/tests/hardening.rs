@@ -1,6 +1,7 @@
 //! Hardening of the proxy (issue 15, item 8): bounded metric label sets under a port scan,
-//! long HTTP/1 request lines, the admin port's scraper-only surface for other pods, and the
-//! global connection limits and HTTP/2 idle timeout of the listeners.
+//! long HTTP/1 request lines, the admin port's scraper-only surface for other pods, the
+//! global connection limits (data and admin listeners), the HTTP/2 idle timeout and the
+//! request-body limit.
 
 mod support;
 
@@ -223,13 +224,22 @@ async fn held_connection(
     addr: SocketAddr,
     host: &str,
 ) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    held_connection_to(addr, host, "/held").await
+}
+
+/// [`held_connection`] with a request for `path`.
+async fn held_connection_to(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
         TcpStream::connect(addr).await.unwrap(),
     ))
     .await
     .unwrap();
     tokio::spawn(conn);
-    let req = Request::get("/held")
+    let req = Request::get(path)
         .header("host", host)
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -361,6 +371,239 @@ async fn idle_http2_connections_are_closed() {
             .expect("the idle HTTP/2 connection is still open")
             .unwrap()
             .unwrap();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_admin_listener_limits_connections() {
+    init();
+    bounded(async {
+        let pki = Pki::new();
+        let cfg = config(
+            SERVER_ID,
+            &[("TULLE_PROXY_ADMIN_MAX_CONNECTIONS", "2".to_string())],
+        );
+        let proxy = Proxy::start(
+            cfg,
+            pki.tls(SERVER_ID),
+            Arc::new(StaticDiscovery::default()),
+        )
+        .await
+        .unwrap();
+        let addr = proxy.admin_addr;
+        let host = addr.to_string();
+        let a = held_connection_to(addr, &host, "/live").await;
+        let b = held_connection_to(addr, &host, "/live").await;
+        assert!(
+            refused(addr, &host).await,
+            "admin: a third connection was served"
+        );
+        drop(a);
+        drop(b);
+        // Once they close, it serves again, and counts the refusal.
+        let mut served = false;
+        for _ in 0..100 {
+            if !refused(addr, &host).await {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(served, "admin: no connection served after two closed");
+        let m = metrics(&proxy).await;
+        assert_eq!(
+            sample(&m, "connections_refused_total", &["direction=\"admin\""]),
+            1.0
+        );
+        proxy.shutdown(std::time::Duration::from_secs(1)).await;
+    })
+    .await
+}
+
+const BODY_LIMIT: usize = 1024;
+
+/// A request with a streamed (chunked) body to `addr` over HTTP/1 or (prior knowledge)
+/// HTTP/2: the body's sender and the response.
+async fn streamed(
+    addr: SocketAddr,
+    uri: &str,
+    h2: bool,
+) -> (
+    http_body_util::channel::Sender<Bytes>,
+    tokio::task::JoinHandle<hyper::Result<http::Response<hyper::body::Incoming>>>,
+) {
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (tx, body) = http_body_util::channel::Channel::<Bytes>::new(4);
+    let req = Request::post(uri).header("host", "web").body(body).unwrap();
+    let resp = if h2 {
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        tokio::spawn(send.send_request(req))
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        tokio::spawn(send.send_request(req))
+    };
+    (tx, resp)
+}
+
+/// Sends `chunks` bytes `n` at a time on `tx`; a send the other side refused ends it.
+async fn send_chunks(tx: &mut http_body_util::channel::Sender<Bytes>, chunks: usize, n: usize) {
+    for _ in 0..chunks {
+        if tx.send_data(Bytes::from(vec![b'x'; n])).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn too_large(resp: &http::Response<hyper::body::Incoming>) {
+    assert_eq!(resp.status(), 413, "{resp:?}");
+    assert_eq!(
+        resp.headers()["tulle-proxy-error"],
+        "request body too large"
+    );
+}
+
+/// POSTs `len` bytes (with a Content-Length) through `addr`, to `host`.
+async fn post(addr: SocketAddr, host: &str, len: usize) -> http::Response<Bytes> {
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
+        TcpStream::connect(addr).await.unwrap(),
+    ))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("/upload")
+        .header("host", host)
+        .body(Full::new(Bytes::from(vec![b'x'; len])))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    http::Response::from_parts(parts, body)
+}
+
+#[tokio::test]
+async fn request_bodies_past_the_limit_get_413_or_are_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    init();
+    bounded(async {
+        let pki = Pki::new();
+        let (app, hits) = app("web").await;
+        let limit = ("TULLE_PROXY_MAX_REQUEST_BODY_BYTES", BODY_LIMIT.to_string());
+        let cfg = config(
+            SERVER_ID,
+            &[
+                ("TULLE_PROXY_INBOUND_PORT_FALLBACK", app.port().to_string()),
+                limit.clone(),
+            ],
+        );
+        let server = Proxy::start(
+            cfg,
+            pki.tls(SERVER_ID),
+            Arc::new(StaticDiscovery::default()),
+        )
+        .await
+        .unwrap();
+        let inbound = server.inbound_addr;
+
+        // Within the limit: forwarded.
+        let ok = post(inbound, "web", BODY_LIMIT).await;
+        assert_eq!(ok.status(), 200);
+        assert!(ok.body().ends_with(&[b'x'; BODY_LIMIT]));
+        let before = hits.load(std::sync::atomic::Ordering::Relaxed);
+
+        // A Content-Length past the limit: 413 before a byte of the body is sent, and the
+        // application sees nothing.
+        let mut s = TcpStream::connect(inbound).await.unwrap();
+        s.write_all(b"POST /upload HTTP/1.1\r\nhost: web\r\ncontent-length: 1000000\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+        assert!(head.starts_with("http/1.1 413"), "{head}");
+        assert!(
+            head.contains("tulle-proxy-error: request body too large"),
+            "{head}"
+        );
+        let over = post(inbound, "web", BODY_LIMIT + 1).await;
+        assert_eq!(over.status(), 413);
+        assert_eq!(hits.load(std::sync::atomic::Ordering::Relaxed), before);
+
+        // A chunked body growing past the limit before the response started: 413.
+        for h2 in [false, true] {
+            let (mut tx, resp) = streamed(inbound, "http://web/upload", h2).await;
+            send_chunks(&mut tx, 3, BODY_LIMIT / 2).await;
+            too_large(&resp.await.unwrap().unwrap());
+        }
+
+        // ... after the response started (the app echoes the body as it comes): the
+        // response stream is reset.
+        let (mut tx, resp) = streamed(inbound, "http://web/stream", true).await;
+        send_chunks(&mut tx, 1, BODY_LIMIT / 2).await;
+        let resp = resp.await.unwrap().unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap().len(), BODY_LIMIT / 2);
+        send_chunks(&mut tx, 2, BODY_LIMIT / 2).await;
+        let mut cut = false;
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                cut = true;
+                break;
+            }
+        }
+        assert!(
+            cut,
+            "the response of a request cut at the limit ended normally"
+        );
+
+        // Through the mesh (the client proxy sends HTTP/2 to the server proxy, whose limit
+        // it is): the same answers reach the client.
+        let discovery = Arc::new(
+            StaticDiscovery::new(destination(&[(server.inbound_addr, Some(SERVER_ID))])).unwrap(),
+        );
+        let client = Proxy::start(
+            config(
+                CLIENT_ID,
+                &[(
+                    "TULLE_PROXY_OUTBOUND_ORIG_DST_FALLBACK",
+                    VIRTUAL.to_string(),
+                )],
+            ),
+            pki.tls(CLIENT_ID),
+            discovery,
+        )
+        .await
+        .unwrap();
+        let outbound = client.outbound_addr;
+        assert_eq!(post(outbound, AUTHORITY, BODY_LIMIT).await.status(), 200);
+        let over = post(outbound, AUTHORITY, 10 * BODY_LIMIT).await;
+        assert_eq!(over.status(), 413);
+        assert_eq!(
+            over.headers()["tulle-proxy-error"],
+            "request body too large"
+        );
+        let uri = format!("http://{AUTHORITY}/upload");
+        let (mut tx, resp) = streamed(outbound, &uri, false).await;
+        send_chunks(&mut tx, 3, BODY_LIMIT / 2).await;
+        too_large(&resp.await.unwrap().unwrap());
+        // The client proxy has no limit of its own (it is the destination's policy).
+        let m = metrics(&client).await;
+        assert!(
+            m.contains("status_code=\"413\""),
+            "the 413 is counted by the client proxy: {m}"
+        );
+        server.shutdown(std::time::Duration::from_secs(1)).await;
     })
     .await
 }

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use http_body_util::Either;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::body::{Body, proxied};
+use crate::body::{Body, RequestBody, proxied};
 use crate::conn::connect;
 use crate::error::ProxyError;
 
@@ -19,7 +18,7 @@ use crate::error::ProxyError;
 pub struct H1Pool {
     addr: SocketAddr,
     connect_timeout: Duration,
-    idle: Mutex<Vec<hyper::client::conn::http1::SendRequest<Incoming>>>,
+    idle: Mutex<Vec<hyper::client::conn::http1::SendRequest<RequestBody>>>,
 }
 
 const MAX_IDLE_H1: usize = 256;
@@ -33,7 +32,7 @@ impl H1Pool {
         })
     }
 
-    fn put(&self, send: hyper::client::conn::http1::SendRequest<Incoming>) {
+    fn put(&self, send: hyper::client::conn::http1::SendRequest<RequestBody>) {
         if send.is_closed() {
             return;
         }
@@ -45,7 +44,7 @@ impl H1Pool {
 
     async fn connect(
         &self,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, ProxyError> {
+    ) -> Result<hyper::client::conn::http1::SendRequest<RequestBody>, ProxyError> {
         let tcp = connect(self.addr, self.connect_timeout).await?;
         let (send, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(tcp))
@@ -59,7 +58,7 @@ impl H1Pool {
 
     async fn checkout(
         &self,
-    ) -> Result<hyper::client::conn::http1::SendRequest<Incoming>, ProxyError> {
+    ) -> Result<hyper::client::conn::http1::SendRequest<RequestBody>, ProxyError> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match idle {
@@ -83,7 +82,7 @@ impl H1Pool {
     /// Sends a request (origin-form URI, Host header set by the caller).
     pub async fn send(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Body>, ProxyError> {
         let mut s = self.checkout().await?;
         let resp = s

@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{EitherIo, MeshTls};
+use crate::body::RequestBody;
 use crate::config::{H2_CONNECTION_WINDOW, H2_STREAM_WINDOW};
 use crate::conn::{CountingIo, connect};
 use crate::error::ProxyError;
@@ -24,7 +25,7 @@ pub struct H2Client {
     tls: Option<MeshTls>,
     connect_timeout: Duration,
     metrics: Option<TcpMetrics>,
-    send: Mutex<Option<SendRequest<Incoming>>>,
+    send: Mutex<Option<SendRequest<RequestBody>>>,
     connecting: tokio::sync::Mutex<()>,
 }
 
@@ -45,12 +46,12 @@ impl H2Client {
         }
     }
 
-    fn cached(&self) -> Option<SendRequest<Incoming>> {
+    fn cached(&self) -> Option<SendRequest<RequestBody>> {
         let guard = self.send.lock().unwrap_or_else(|e| e.into_inner());
         guard.as_ref().filter(|s| s.is_ready()).cloned()
     }
 
-    async fn sender(&self) -> Result<SendRequest<Incoming>, ProxyError> {
+    async fn sender(&self) -> Result<SendRequest<RequestBody>, ProxyError> {
         if let Some(s) = self.cached() {
             return Ok(s);
         }
@@ -63,7 +64,7 @@ impl H2Client {
         Ok(s)
     }
 
-    async fn connect(&self) -> Result<SendRequest<Incoming>, ProxyError> {
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, ProxyError> {
         let tcp = connect(self.addr, self.connect_timeout).await?;
         match &self.tls {
             Some(tls) => {
@@ -74,7 +75,7 @@ impl H2Client {
         }
     }
 
-    async fn handshake<I>(&self, io: I) -> Result<SendRequest<Incoming>, ProxyError>
+    async fn handshake<I>(&self, io: I) -> Result<SendRequest<RequestBody>, ProxyError>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -105,7 +106,7 @@ impl H2Client {
     }
 
     /// Sends a request on the shared connection.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, ProxyError> {
+    pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<Incoming>, ProxyError> {
         let mut s = self.sender().await?;
         s.send_request(req)
             .await

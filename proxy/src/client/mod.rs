@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use http_body_util::Either;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -29,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::conn::{connect, write_header};
 use crate::error::ProxyError;
 
@@ -84,7 +83,7 @@ pub async fn upgrade(
     addr: SocketAddr,
     tls: Option<(MeshTls, u16)>,
     connect_timeout: Duration,
-    mut req: Request<Incoming>,
+    mut req: Request<RequestBody>,
 ) -> Result<Response<Body>, ProxyError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let tcp = connect(addr, connect_timeout).await?;

@@ -8,19 +8,18 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower::Service;
 
 use super::{H1Pool, H2Client, MeshTls, upgrade};
-use crate::body::{Body, proxied};
+use crate::body::{Body, RequestBody, proxied};
 use crate::error::ProxyError;
 use crate::http_headers::is_upgrade;
 use crate::svc::{AppTarget, BoxResponse};
 
 /// A pooled HTTP/1.1 client to services outside the mesh.
-pub type PlainH1 = Client<HttpConnector, Incoming>;
+pub type PlainH1 = Client<HttpConnector, RequestBody>;
 
 /// Reaches one endpoint: HTTP/2 on its shared connection (every request to a meshed
 /// endpoint is HTTP/2 by now), HTTP/1.1 through the pool to a plain endpoint, upgrades on a
@@ -61,7 +60,7 @@ impl EndpointClient {
 }
 
 impl EndpointInner {
-    async fn send(&self, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    async fn send(&self, mut req: Request<RequestBody>) -> Result<Response<Body>, ProxyError> {
         if is_upgrade(&req) {
             let tls = self.upgrade_tls.clone().map(|t| (t, self.addr.port()));
             return upgrade(self.addr, tls, self.connect_timeout, req).await;
@@ -81,7 +80,7 @@ impl EndpointInner {
     }
 }
 
-impl Service<Request<Incoming>> for EndpointClient {
+impl Service<Request<RequestBody>> for EndpointClient {
     type Response = Response<Body>;
     type Error = ProxyError;
     type Future = BoxResponse<ProxyError>;
@@ -90,7 +89,7 @@ impl Service<Request<Incoming>> for EndpointClient {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
         let inner = self.inner.clone();
         Box::pin(async move { inner.send(req).await })
     }
@@ -123,7 +122,7 @@ impl AppClient {
 }
 
 impl AppInner {
-    async fn send(&self, mut req: Request<Incoming>) -> Result<Response<Body>, ProxyError> {
+    async fn send(&self, mut req: Request<RequestBody>) -> Result<Response<Body>, ProxyError> {
         let addr = req
             .extensions()
             .get::<AppTarget>()
@@ -153,7 +152,7 @@ impl AppInner {
     }
 }
 
-impl Service<Request<Incoming>> for AppClient {
+impl Service<Request<RequestBody>> for AppClient {
     type Response = Response<Body>;
     type Error = ProxyError;
     type Future = BoxResponse<ProxyError>;
@@ -162,7 +161,7 @@ impl Service<Request<Incoming>> for AppClient {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
         let inner = self.inner.clone();
         Box::pin(async move { inner.send(req).await })
     }

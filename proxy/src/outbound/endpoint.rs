@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use http::Request;
-use hyper::body::Incoming;
 use tower::ServiceBuilder;
 
 use crate::balance::{Balanced, NewEndpoint, PeakEwma, Serve};
+use crate::body::RequestBody;
 use crate::client::{EndpointClient, H2Client, MeshTls, PlainH1};
 use crate::discovery::DiscoveredEndpoint;
 use crate::metrics::{Direction, HttpMetrics, Labels, TlsStatus, labels};
@@ -44,7 +44,7 @@ impl Balanced for OutEndpoint {
     }
 }
 
-impl Serve<Request<Incoming>> for OutEndpoint {
+impl Serve<Request<RequestBody>> for OutEndpoint {
     type Service = EndpointStack;
     fn service(&self) -> EndpointStack {
         self.http.clone()

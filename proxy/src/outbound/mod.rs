@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::balance::{Balance, Balancer, Pending};
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::client::PlainH1;
 use crate::conn::{CountingIo, PrefixedIo, original_dst};
 use crate::detect::{Protocol, detect};
@@ -63,16 +63,16 @@ pub struct BackendStack {
     svc: FailFast<Balance<OutEndpoint>>,
 }
 
-impl Service<Request<Incoming>> for BackendStack {
+impl Service<Request<RequestBody>> for BackendStack {
     type Response = Response<Body>;
     type Error = ProxyError;
-    type Future = <FailFast<Balance<OutEndpoint>> as Service<Request<Incoming>>>::Future;
+    type Future = <FailFast<Balance<OutEndpoint>> as Service<Request<RequestBody>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.svc.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
         self.svc.call(req)
     }
 }
@@ -123,6 +123,8 @@ impl Service<Request<Incoming>> for OutboundHttp {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        // No request-body limit on the way out: it is the destination's policy.
+        let req = req.map(RequestBody::new);
         let this = self.clone();
         Box::pin(async move {
             let raw = match req.version() {

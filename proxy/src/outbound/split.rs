@@ -170,7 +170,7 @@ pub async fn tcp_backend(outbound: &Outbound, profile: &Profile, apex: Lookup) -
     }
 }
 
-impl BackendService<http::Request<hyper::body::Incoming>> for BackendStack {
+impl BackendService<http::Request<crate::body::RequestBody>> for BackendStack {
     fn has_endpoints(&self) -> bool {
         !self.balancer.endpoints().is_empty()
     }

@@ -1,17 +1,22 @@
 //! Bounds on a request: the response timeout (504) and the in-flight limit with fail-fast
-//! (503) instead of a queue. Both are tower's layers; their boxed errors are mapped back to
-//! [`ProxyError`] so the stack keeps one error type.
+//! (503) instead of a queue, both tower's layers whose boxed errors are mapped back to
+//! [`ProxyError`] so the stack keeps one error type; and the request-body limit (413,
+//! [`RequestBodyLimit`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::{Request, Response};
+use http_body::Body as _;
+use hyper::body::Incoming;
 use tower::limit::ConcurrencyLimit;
 use tower::load_shed::LoadShed;
 use tower::timeout::Timeout;
 use tower::{Layer, Service};
 
+use crate::body::{Body, RequestBody};
 use crate::error::{BoxError, ProxyError};
 
 /// A service whose responses must start within a timeout.
@@ -85,6 +90,74 @@ impl<F: Future<Output = Result<T, BoxError>>, T> Future for ProxyErrorsFuture<F>
             .inner
             .poll(cx)
             .map_err(ProxyError::from_boxed)
+    }
+}
+
+/// Layer of [`RequestBodyLimit`]: request bodies of at most `max` bytes (`None`: any size).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestBodyLimitLayer {
+    pub max: Option<usize>,
+}
+
+impl<S> Layer<S> for RequestBodyLimitLayer {
+    type Service = RequestBodyLimit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestBodyLimit {
+            inner,
+            max: self.max,
+        }
+    }
+}
+
+/// Bounds request bodies. A request whose `Content-Length` is over the limit is refused
+/// (413) before anything is sent upstream. A body that grows past it while streaming is cut
+/// ([`RequestBody::limited`]): the upstream request is aborted, and the client gets 413 if
+/// its response has not started (else its response body fails: the stream is reset).
+#[derive(Debug, Clone)]
+pub struct RequestBodyLimit<S> {
+    inner: S,
+    max: Option<usize>,
+}
+
+impl<S> Service<Request<Incoming>> for RequestBodyLimit<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<Body>, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let Some(max) = self.max else {
+            let fut = self.inner.call(req.map(RequestBody::new));
+            return Box::pin(fut);
+        };
+        // hyper's size hint of a body with a Content-Length is exactly that length.
+        if req.body().size_hint().lower() > max as u64 {
+            return Box::pin(std::future::ready(Err(ProxyError::RequestBodyTooLarge(
+                max,
+            ))));
+        }
+        let (parts, body) = req.into_parts();
+        let (body, mut exceeded) = RequestBody::limited(body, max);
+        let fut = self.inner.call(Request::from_parts(parts, body));
+        Box::pin(async move {
+            tokio::select! {
+                biased;
+                // The upstream request is dropped, so aborted, if it was still waiting.
+                () = &mut exceeded => Err(ProxyError::RequestBodyTooLarge(max)),
+                r = fut => match r {
+                    // The cut body made the upstream request fail.
+                    Err(_) if exceeded.happened() => Err(ProxyError::RequestBodyTooLarge(max)),
+                    r => r,
+                },
+            }
+        })
     }
 }
 

@@ -9,7 +9,9 @@
 //!
 //! Inbound, per connection: [`MeshHeadersLayer`] (trusted per-request headers from the
 //! client proxy, client identity) → [`RecordHttpLayer`] → [`AuthorizeLayer`] (SMI Traffic
-//! Access: `403` unless the policy admits the request) → [`ErrorResponseLayer`] → [`ResponseTimeoutLayer`] → [`DowngradeLayer`] (the client's
+//! Access: `403` unless the policy admits the request) → [`ErrorResponseLayer`] →
+//! [`RequestBodyLimitLayer`] (`413` past `TULLE_PROXY_MAX_REQUEST_BODY_BYTES`) →
+//! [`ResponseTimeoutLayer`] → [`DowngradeLayer`] (the client's
 //! original HTTP version restored) → [`crate::client::AppClient`].
 //!
 //! Services are cheap to clone (handles to shared state): hyper clones the connection's
@@ -25,7 +27,10 @@ mod split;
 
 pub use authorize::{Authorize, AuthorizeLayer, AuthzConn, authz_labels, denied};
 pub use errors::{ErrorResponse, ErrorResponseLayer};
-pub use limits::{FailFast, FailFastLayer, ProxyErrors, ResponseTimeout, ResponseTimeoutLayer};
+pub use limits::{
+    FailFast, FailFastLayer, ProxyErrors, RequestBodyLimit, RequestBodyLimitLayer, ResponseTimeout,
+    ResponseTimeoutLayer,
+};
 pub use mesh_headers::{AppTarget, InboundConn, MeshHeaders, MeshHeadersLayer};
 pub use orig_proto::{Downgrade, DowngradeLayer, OrigProto, OrigProtoLayer};
 pub use record::{PickMetrics, RecordHttp, RecordHttpLayer};
