@@ -75,6 +75,8 @@ pub fn run_proxy() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
+        // Colours only on a terminal: container logs stay plain text for kubectl and grep.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stderr)
