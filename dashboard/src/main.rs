@@ -12,6 +12,14 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    tulle_dashboard::run(tulle_dashboard::Args::parse()).await?;
+    let args = tulle_dashboard::Args::parse();
+    // As a container's PID 1 the process gets no default action for SIGTERM: without a
+    // handler, a deleted pod would keep running until the kubelet's SIGKILL (30 s later).
+    // Its pages are read-only and reload, so it just exits.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tulle_dashboard::run(args) => r?,
+        _ = term.recv() => tracing::info!("SIGTERM received; exiting"),
+    }
     Ok(())
 }
