@@ -105,7 +105,7 @@ fn chart_objects_have_the_same_content() {
         if v["kind"] == "Secret" || v["kind"] == "ConfigMap" {
             v.as_object_mut().unwrap().remove("data");
         }
-        v
+        without_proxy_anchors(v)
     };
     let chart = rendered(&[]);
     for o in docs(&install(&[]).unwrap()) {
@@ -241,6 +241,23 @@ fn chart_uses_given_pki() {
     let cli = docs(&install_fixed(&[]));
     let s = |xs: &[Value]| xs.iter().find(|o| o["kind"] == "Secret").unwrap()["data"].clone();
     assert_eq!(s(&chart), s(&cli));
+    // and so must the anchors of the dashboard's injected proxy
+    assert_eq!(
+        dashboard_proxy_anchors(&chart),
+        dashboard_proxy_anchors(&cli)
+    );
+}
+
+/// A generated PKI is made once per render: the dashboard's proxy trusts the anchors of the
+/// ConfigMap it renders with.
+#[test]
+fn chart_dashboard_proxy_trusts_the_generated_anchors() {
+    let chart = rendered(&[]);
+    let cm = chart.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert_eq!(
+        dashboard_proxy_anchors(&chart).trim(),
+        cm["data"]["trust-anchors.pem"].as_str().unwrap().trim()
+    );
 }
 
 #[test]
@@ -412,7 +429,7 @@ fn assert_same_content(chart_args: &[&str], cli_args: &[&str]) {
         if v["kind"] == "Secret" || v["kind"] == "ConfigMap" {
             v.as_object_mut().unwrap().remove("data");
         }
-        v
+        without_proxy_anchors(v)
     };
     let chart = rendered(chart_args);
     let cli = docs(&install(cli_args).unwrap());
@@ -427,6 +444,40 @@ fn assert_same_content(chart_args: &[&str], cli_args: &[&str]) {
             "{k:?} differs ({chart_args:?} vs {cli_args:?}):\ntulle install: {o}\nchart:         {c}"
         );
     }
+}
+
+/// `v` without the trust anchors PEM of its injected proxies (the dashboard's): the PKI, which
+/// the chart generates anew; `chart_uses_given_pki` compares them with given files.
+fn without_proxy_anchors(mut v: Value) -> Value {
+    let inits = v.pointer_mut("/spec/template/spec/initContainers");
+    for c in inits.and_then(Value::as_array_mut).into_iter().flatten() {
+        for e in c["env"].as_array_mut().into_iter().flatten() {
+            if e["name"] == "TULLE_PROXY_IDENTITY_TRUST_ANCHORS_PEM" {
+                e["value"] = Value::Null;
+            }
+        }
+    }
+    v
+}
+
+/// The trust anchors PEM in the environment of the dashboard's injected proxy.
+fn dashboard_proxy_anchors(objs: &[Value]) -> String {
+    let d = objs
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "tulle-dashboard")
+        .expect("dashboard Deployment");
+    let inits = d["spec"]["template"]["spec"]["initContainers"].as_array();
+    let proxy = inits
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "tulle-proxy")
+        .expect("the dashboard's tulle-proxy");
+    let env = proxy["env"].as_array().unwrap();
+    let e = env
+        .iter()
+        .find(|e| e["name"] == "TULLE_PROXY_IDENTITY_TRUST_ANCHORS_PEM")
+        .unwrap();
+    e["value"].as_str().unwrap().to_string()
 }
 
 fn controller_env(objs: &[Value]) -> Vec<Value> {

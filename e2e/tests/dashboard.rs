@@ -160,6 +160,54 @@ fn status_with_host(base: &str, host: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The dashboard is meshed (injected by `tulle install`): its pod carries a ready `tulle-proxy`,
+/// whose admin `/ready` answers 200 (it holds a certificate for its own identity, verified
+/// against the anchors, and its policy) and which logged the certificate tulle-identity issued
+/// to the dashboard's ServiceAccount.
+async fn assert_dashboard_meshed() {
+    let out = kubectl::run(&[
+        "get",
+        "pods",
+        "-n",
+        "tulle-system",
+        "-l",
+        "tulle.io/control-plane-component=dashboard",
+        "-o",
+        "json",
+    ])
+    .unwrap();
+    let pods: Value = serde_json::from_str(&out).unwrap();
+    let pod = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .expect("a dashboard pod");
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    assert_eq!(
+        pod["metadata"]["labels"]["tulle.io/proxied"], "true",
+        "{pod}"
+    );
+    let proxy = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "tulle-proxy")
+        .unwrap_or_else(|| panic!("no tulle-proxy in the dashboard pod: {pod}"));
+    assert_eq!(proxy["ready"], true, "{proxy}");
+    let pf = kubectl::PortForward::start("tulle-system", &format!("pod/{name}"), 4191).unwrap();
+    let (code, body) = kubectl::http_get(pf.local, "/ready").await.unwrap();
+    assert_eq!(code, 200, "the dashboard's proxy is not ready: {body}");
+    let id = "tulle-dashboard.tulle-system.serviceaccount.identity.tulle.cluster.local";
+    let logs = kubectl::logs("tulle-system", name, Some("tulle-proxy")).unwrap();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("certificate installed") && l.contains(id)),
+        "the dashboard's proxy logged no certificate for {id}:\n{logs}"
+    );
+    eprintln!("dashboard pod {name}: meshed, its proxy ready with a certificate for {id}");
+}
+
 async fn until<F: AsyncFnMut() -> bool>(limit: Duration, mut check: F) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -201,6 +249,7 @@ async fn the_dashboard_in_a_browser_on_the_installed_mesh() {
     )
     .await
     .expect("the dashboard pod");
+    assert_dashboard_meshed().await;
     let installed = t0.elapsed();
 
     let ns = TestNamespace::new("dash").await.expect("namespace");

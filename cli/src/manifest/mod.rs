@@ -203,7 +203,7 @@ pub fn objects(v: &Values, pki: &Pki) -> Vec<Value> {
     out.extend(workloads::deployments(v));
     out.extend(workloads::disruption_budgets(v));
     if v.dashboard {
-        out.push(dashboard::deployment(v));
+        out.push(dashboard::deployment(v, &pki.trust_anchors_pem));
     }
     out.push(value(&apiservice::metrics_api(v)));
     out.push(value(&webhook::injector(v)));
