@@ -31,7 +31,8 @@ pub(crate) fn abc() -> (Vec<App>, Vec<serde_json::Value>) {
     (apps, services)
 }
 
-async fn deploy_abc(cx: Cx) -> crate::Result<()> {
+/// Deploys [`abc`] in the case's namespace.
+pub(crate) async fn deploy_abc(cx: Cx) -> crate::Result<()> {
     let (apps, services) = abc();
     cx.deploy(&apps, &services).await
 }

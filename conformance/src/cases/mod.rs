@@ -42,6 +42,23 @@ pub(crate) async fn crd_serves(cx: &Ctx, name: &str, version: &str) -> Result<()
     })
 }
 
+/// One request from `from` (in `ns`) to `url`, repeated until `outcome` says the mesh applied
+/// the last change (for [`PROPAGATION`]).
+async fn settled(
+    cx: &Ctx,
+    (ns, from, url, extra): (&str, &str, &str, &[&str]),
+    outcome: &str,
+    done: fn(&Burst) -> bool,
+) -> Result<Burst> {
+    cx.eventually(
+        &format!("{from} → {url} {} {outcome}", extra.join(" ")),
+        PROPAGATION,
+        || cx.http_from(ns, from, url, 1, extra),
+        done,
+    )
+    .await
+}
+
 /// A request from `from` (in `ns`) to `url` is answered 2xx, once the mesh applied the last
 /// change (polled for [`PROPAGATION`]).
 pub(crate) async fn allowed_from(
@@ -51,13 +68,7 @@ pub(crate) async fn allowed_from(
     url: &str,
     extra: &[&str],
 ) -> Result<Burst> {
-    cx.eventually(
-        &format!("{from} → {url} {} allowed", extra.join(" ")),
-        PROPAGATION,
-        || cx.http_from(ns, from, url, 1, extra),
-        |b| b.ok == 1,
-    )
-    .await
+    settled(cx, (ns, from, url, extra), "allowed", |b| b.ok == 1).await
 }
 
 /// [`allowed_from`] in the case's namespace.
@@ -74,12 +85,9 @@ pub(crate) async fn denied_from(
     url: &str,
     extra: &[&str],
 ) -> Result<Burst> {
-    cx.eventually(
-        &format!("{from} → {url} {} denied", extra.join(" ")),
-        PROPAGATION,
-        || cx.http_from(ns, from, url, 1, extra),
-        |b| b.ok == 0 && b.failed == 1,
-    )
+    settled(cx, (ns, from, url, extra), "denied", |b| {
+        b.ok == 0 && b.failed == 1
+    })
     .await
 }
 

@@ -2,16 +2,12 @@
 //! in a TrafficTarget) and stricter cases — header rules in both forms, and v1alpha3 route
 //! groups served through conversion. Run with the namespace's default set to deny.
 
+use super::access::deploy_abc;
 use super::{Cx, allowed, crd_serves, denied, target};
 use crate::case::{Api, Case, Mode, step};
 use crate::ensure;
 
 const CRD: &str = "httproutegroups.specs.smi-spec.io";
-
-async fn deploy_abc(cx: Cx) -> crate::Result<()> {
-    let (apps, services) = super::access::abc();
-    cx.deploy(&apps, &services).await
-}
 
 fn route_group(version: &str, name: &str, matches: &str) -> String {
     format!(
