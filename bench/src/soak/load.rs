@@ -47,7 +47,8 @@ pub const H2_REQUESTS_PER_CONN: u64 = 5_000;
 pub const TCP_EXCHANGES_PER_CONN: u64 = 50;
 const MSG_LEN: usize = 64;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const BACKLOG: Duration = Duration::from_secs(2);
+/// How far behind schedule a ticket may fall before it is dropped as missed.
+pub const BACKLOG: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(5);
 
 /// Cumulative counters, read by the sampler from another thread.
