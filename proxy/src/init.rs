@@ -1,6 +1,9 @@
 //! `tulle-proxy init`: installs the iptables `nat` rules that redirect a pod's TCP traffic to
 //! the proxy (like linkerd proxy-init), in the current network namespace. Idempotent: the
-//! tulle chains are rebuilt on every run and the jumps to them are added only once.
+//! tulle chains are rebuilt on every run and the jumps to them are added only once. Where the
+//! namespace has IPv6, which the proxy does not intercept, IPv6 TCP is rejected ([`ipv6`]).
+
+pub mod ipv6;
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
@@ -12,7 +15,8 @@ pub const USAGE: &str =
     [--iptables-mode auto|nft|legacy] [--dry-run]
 Inbound TCP is redirected to the inbound port except the proxy's own ports (4143, 4191)
 and the skipped ports/sources; outbound TCP is redirected to the outbound port except traffic of
-the proxy's UID, to loopback, and to the skipped ports/destinations.";
+the proxy's UID, to loopback, and to the skipped ports/destinations. With IPv6 in the
+namespace, IPv6 TCP is rejected (not intercepted yet) except on loopback and skipped ports.";
 
 pub const CHAIN_INBOUND: &str = "TULLE_PROXY_INBOUND";
 pub const CHAIN_OUTPUT: &str = "TULLE_PROXY_OUTPUT";
@@ -58,6 +62,10 @@ pub enum InitError {
     NoIptables(String),
     #[error("{cmd} failed: {stderr}")]
     Command { cmd: String, stderr: String },
+    #[error(
+        "the pod's network namespace has IPv6, which the proxy does not intercept, and the rules that reject IPv6 TCP could not be written ({0}); load the kernel's ip6_tables/nf_tables support on the node or disable IPv6 for the pod (docs/ipv6.md)"
+    )]
+    Ipv6(String),
 }
 
 fn list(v: &str, what: &str, check: fn(&str) -> bool) -> Result<Vec<String>, InitError> {
@@ -267,7 +275,10 @@ fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Result<String, InitErro
 pub fn apply(o: &Options) -> Result<String, InitError> {
     let rules = o.rules();
     if o.dry_run {
-        return Ok(rules);
+        return Ok(format!(
+            "{rules}# with IPv6 in the namespace:\n{}",
+            ipv6::rules(o)
+        ));
     }
     let bin = detect(&o.mode)?;
     let restore = match bin {
@@ -286,6 +297,11 @@ pub fn apply(o: &Options) -> Result<String, InitError> {
     for l in listed.lines().filter(|l| l.contains("TULLE_PROXY")) {
         out.push_str(l);
         out.push('\n');
+    }
+    if ipv6::enabled() {
+        out.push_str(&ipv6::apply(o, bin)?);
+    } else {
+        out.push_str("# no IPv6 in this network namespace: no IPv6 guard needed\n");
     }
     Ok(out)
 }

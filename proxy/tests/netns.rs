@@ -41,6 +41,8 @@ struct Net {
     b: String,
     ip_a: String,
     ip_b: String,
+    ip6_a: String,
+    ip6_b: String,
     children: Vec<Child>,
     _dir: tempfile::TempDir,
     dir: std::path::PathBuf,
@@ -81,6 +83,8 @@ impl Net {
             b: format!("tulle-b-{id}"),
             ip_a: format!("10.251.{subnet}.1"),
             ip_b: format!("10.251.{subnet}.2"),
+            ip6_a: format!("fd00:251:{subnet}::1"),
+            ip6_b: format!("fd00:251:{subnet}::2"),
             children: vec![],
             _dir: dir,
             dir: path,
@@ -92,7 +96,11 @@ impl Net {
             "ip", "link", "add", &va, "netns", &net.a, "type", "veth", "peer", "name", &vb,
             "netns", &net.b,
         ]);
-        for (ns, dev, ip) in [(&net.a, &va, &net.ip_a), (&net.b, &vb, &net.ip_b)] {
+        let sides = [
+            (&net.a, &va, &net.ip_a, &net.ip6_a),
+            (&net.b, &vb, &net.ip_b, &net.ip6_b),
+        ];
+        for (ns, dev, ip, ip6) in sides {
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             must(&[
                 "ip",
@@ -104,6 +112,8 @@ impl Net {
                 "dev",
                 dev,
             ]);
+            let ip6 = format!("{ip6}/64");
+            must(&["ip", "-n", ns, "addr", "add", &ip6, "dev", dev, "nodad"]);
             must(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
         // Certificates readable by the proxy's UID.
@@ -548,4 +558,50 @@ fn localhost_only_listeners_are_not_reachable_through_the_inbound_proxy() {
         "{mb}"
     );
     assert!(!mb.contains("target_addr=\"127.0.0.1:"), "{mb}");
+}
+
+/// The proxy intercepts IPv4 only: in a namespace with IPv6, `init` rejects IPv6 TCP both ways
+/// (it would otherwise bypass the proxy: no mTLS, no policy), and leaves loopback alone.
+#[test]
+fn ipv6_tcp_is_rejected_not_bypassed() {
+    const PORT: u16 = 9093;
+    let net = Net::new();
+    let (a, b) = (net.a.clone(), net.b.clone());
+    echo_on(&a, "::", PORT);
+    echo_on(&b, "::", PORT);
+    let to_b = format!("[{}]:{PORT}", net.ip6_b);
+    let to_a = format!("[{}]:{PORT}", net.ip6_a);
+    let ping = |ns: &str, to: &str| {
+        let to = to.to_string();
+        in_ns(ns, move || tcp_ping(&to))
+    };
+    // Unmeshed, IPv6 works both ways: the assertions below can fail.
+    assert_eq!(ping(&a, &to_b), "echo ping\n", "IPv6 before init");
+    assert_eq!(ping(&b, &to_a), "echo ping\n", "IPv6 before init");
+
+    let applied = net.init(&b);
+    assert!(applied.contains("TULLE_PROXY_IPV6_IN"), "{applied}");
+    assert_eq!(
+        ping(&a, &to_b),
+        "",
+        "IPv6 into the meshed pod must be rejected"
+    );
+    assert_eq!(
+        ping(&b, &to_a),
+        "",
+        "IPv6 out of the meshed pod must be rejected"
+    );
+    assert_eq!(
+        ping(&b, &format!("[::1]:{PORT}")),
+        "echo ping\n",
+        "IPv6 loopback inside the pod keeps working"
+    );
+    // Idempotent, as `init` is: a second run neither fails nor adds a second jump.
+    net.init(&b);
+    let rules = must(&["ip", "netns", "exec", &b, "ip6tables", "-S"]);
+    assert_eq!(
+        rules.matches("-A INPUT -j TULLE_PROXY_IPV6_IN").count(),
+        1,
+        "{rules}"
+    );
 }
