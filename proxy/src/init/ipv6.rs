@@ -94,10 +94,7 @@ mod tests {
         );
         for chain in [CHAIN_IN, CHAIN_OUT] {
             let reject = format!("-A {chain} -p tcp -j REJECT --reject-with tcp-reset");
-            let last = r
-                .lines()
-                .filter(|l| l.starts_with(&format!("-A {chain} ")))
-                .last();
+            let last = r.lines().rfind(|l| l.starts_with(&format!("-A {chain} ")));
             assert!(last.unwrap().starts_with(&reject), "{r}");
         }
         assert!(r.ends_with("COMMIT\n"));
