@@ -22,6 +22,10 @@ pub const TRUST_ANCHORS_CONFIGMAP: &str = "tulle-trust-anchors";
 pub const TRUST_ANCHORS_KEY: &str = "trust-anchors.pem";
 /// Where the proxy container mounts it.
 pub const TRUST_ANCHORS_DIR: &str = "/var/run/tulle.io/trust-anchors";
+/// The label of a namespace that holds a tulle control plane (its value: that namespace). The
+/// injector does not mesh such namespaces, and a controller gives them no copy of its trust
+/// anchors: they keep their own.
+pub const CONTROL_PLANE_NS_LABEL: &str = "tulle.io/control-plane-ns";
 
 /// The environment variables the proxy reads.
 pub mod env {

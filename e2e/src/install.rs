@@ -212,11 +212,68 @@ pub async fn control_plane_ready(client: &kube::Client) {
 }
 
 /// Installs the mesh with `tulle install | kubectl apply -f -` (after removing any left by an
-/// earlier run) and waits until `tulle check` passes; uninstalled when the guard drops.
+/// earlier run) and waits until `tulle check` passes; uninstalled when the guard drops. For the
+/// tests that change the mesh (its identity settings, its trust anchors, its replicas).
 pub async fn install_with_cli(client: &kube::Client) -> Uninstall {
     let guard = tokio::task::spawn_blocking(Uninstall::guard)
         .await
         .expect("mesh lock");
+    install_fresh(client).await;
+    guard
+}
+
+/// The label a mesh installed by [`shared_mesh`] carries on its namespace: the `tulle` binary
+/// that installed it (a rebuilt CLI installs anew). Installs by [`install_with_cli`], which
+/// tests then change, never carry it.
+const PRISTINE_LABEL: &str = "e2e.tulle.io/pristine-install";
+
+fn pristine_value() -> String {
+    let meta = std::fs::metadata(bin("TULLE_BIN")).expect("$TULLE_BIN");
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    format!("{modified}-{}", meta.len())
+}
+
+/// The default mesh, for the tests that only use it: one installed by an earlier such test
+/// (same `tulle` binary, `tulle check` passing) is used as it is, so that a run installs it
+/// once for all of them; otherwise it is installed. Left installed when the guard drops.
+pub async fn shared_mesh(client: &kube::Client) -> Uninstall {
+    let keep = tokio::task::spawn_blocking(Uninstall::keep)
+        .await
+        .expect("mesh lock");
+    let want = pristine_value();
+    let label = kubectl::run(&[
+        "get",
+        "namespace",
+        CP,
+        "-o",
+        &format!(
+            "jsonpath={{.metadata.labels.{}}}",
+            PRISTINE_LABEL.replace('.', "\\.")
+        ),
+    ])
+    .unwrap_or_default();
+    if label.trim() == want && check(&["--wait", "1m"]).0 {
+        eprintln!("using the mesh an earlier test installed (tulle check passes)");
+        control_plane_ready(client).await;
+        return keep;
+    }
+    install_fresh(client).await;
+    kubectl::run(&[
+        "label",
+        "namespace",
+        CP,
+        "--overwrite",
+        &format!("{PRISTINE_LABEL}={want}"),
+    ])
+    .expect("labelling the shared install");
+    keep
+}
+
+async fn install_fresh(client: &kube::Client) {
     Uninstall::now();
     wait_gone().await;
     let manifests = tulle(&["install"]);
@@ -225,5 +282,4 @@ pub async fn install_with_cli(client: &kube::Client) -> Uninstall {
     let (ok, doc) = check(&["--wait", "3m"]);
     assert!(ok, "tulle check --wait 3m after install: {doc}");
     control_plane_ready(client).await;
-    guard
 }

@@ -65,10 +65,18 @@ pub fn identity_name(sa: &str, ns: &str) -> String {
 
 /// tulle-identity and tulle-controller (injector off) in namespace `ns`, with their Services, ServiceAccounts,
 /// the issuer Secret, the trust-anchors ConfigMap and cluster RBAC named `<ns>-identity` and
-/// `<ns>-controller` (remove those with [`ClusterRbac`]).
+/// `<ns>-controller` (remove those with [`ClusterRbac`]). The namespace is labelled as a control
+/// plane's, first, so that an installed mesh (running beside these tests) neither injects its
+/// pods nor overwrites its trust anchors with its own.
 pub fn control_plane(ns: &str, ca: &TestCa) -> String {
     format!(
         r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+  labels: {{tulle.io/control-plane-ns: {ns}}}
+---
+apiVersion: v1
 kind: Secret
 metadata: {{name: tulle-identity-issuer}}
 type: kubernetes.io/tls

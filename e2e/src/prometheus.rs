@@ -327,22 +327,10 @@ pub async fn deploy(client: &kube::Client) -> Deployed {
     deployed
 }
 
-/// The mesh for the Prometheus and Flagger tests: an installed one that `tulle check` passes
-/// is used as it is (`None`); otherwise it is installed with `tulle install` and removed when
-/// the returned guard drops.
+/// The mesh for the Prometheus and Flagger tests: the shared default install
+/// ([`crate::install::shared_mesh`]).
 pub async fn mesh(client: &kube::Client) -> crate::install::Uninstall {
-    let keep = tokio::task::spawn_blocking(crate::install::Uninstall::keep)
-        .await
-        .expect("mesh lock");
-    let (ok, _) = crate::install::check(&[]);
-    if ok {
-        eprintln!("using the installed mesh (tulle check passes)");
-        crate::install::control_plane_ready(client).await;
-        return keep;
-    }
-    drop(keep);
-    eprintln!("installing the mesh with tulle install");
-    crate::install::install_with_cli(client).await
+    crate::install::shared_mesh(client).await
 }
 
 /// Panics with what to do when the injector did not give `pod` its owner label

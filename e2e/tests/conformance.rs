@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use tulle_e2e::install::{bin, install_with_cli};
+use tulle_e2e::install::{bin, shared_mesh};
 
 /// A tulle profile whose "deny" leaves access open: the broken mesh configuration.
 const BROKEN: &str = "name: tulle-broken\ninject: {annotations: {tulle.io/inject: enabled}}\ndeny: {annotations: {config.tulle.io/default-inbound-policy: allow}}\nallow: {annotations: {config.tulle.io/default-inbound-policy: allow}}\noutside: {annotations: {tulle.io/inject: disabled}}\n";
@@ -37,7 +37,7 @@ fn show(what: &str, out: &Output) -> String {
 #[ignore = "needs the cluster: run with cluster/e2e"]
 async fn smi_conformance_suite_passes_and_a_broken_mesh_fails_it() {
     let kube = tulle_e2e::client().await.expect("cluster");
-    let _mesh = install_with_cli(&kube).await;
+    let _mesh = shared_mesh(&kube).await;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let reports = root.join("target/conformance");
     std::fs::create_dir_all(&reports).expect("report dir");

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tulle_e2e::browser::{Browser, Options};
-use tulle_e2e::install::{bin, install_with_cli};
+use tulle_e2e::install::{bin, shared_mesh};
 use tulle_e2e::traffic::{WEB_SERVICE, load_env, workload};
 use tulle_e2e::{TestNamespace, kubectl, wait};
 
@@ -239,7 +239,7 @@ fn screenshots() -> std::path::PathBuf {
 async fn the_dashboard_in_a_browser_on_the_installed_mesh() {
     let t0 = Instant::now();
     let kube = tulle_e2e::client().await.expect("cluster");
-    let _mesh = install_with_cli(&kube).await;
+    let _mesh = shared_mesh(&kube).await;
     wait::pods_ready(
         &kube,
         "tulle-system",

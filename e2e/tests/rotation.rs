@@ -20,8 +20,8 @@ use tulle_e2e::{TestNamespace, kubectl, wait};
 
 const CP: &str = "tulle-system";
 const STEP: Duration = Duration::from_secs(180);
-/// Leaf lifetime for the test: renewals every ~1.5 min instead of every ~17 h.
-const LEAF_SECS: u64 = 120;
+/// Leaf lifetime for the test: renewals every ~45 s instead of every ~17 h.
+const LEAF_SECS: u64 = 60;
 
 fn anchors_pem() -> String {
     kubectl::run(&[

@@ -484,7 +484,9 @@ async fn admission_webhooks_served_from_pods() {
         .await
         .unwrap();
     let bundle = b64(&ca);
-    let name = format!("tulle-{}", ns.name);
+    // Not `tulle-…`: an uninstall running beside this test waits for every `tulle-` webhook
+    // configuration to go (e2e/src/install.rs `leftovers`).
+    let name = ns.name.clone();
     let _cleanup = ClusterScoped(vec![
         format!("mutatingwebhookconfiguration/{name}"),
         format!("validatingwebhookconfiguration/{name}"),

@@ -46,8 +46,8 @@ pub enum IdentityError {
     },
     #[error("the key does not match the certificate or is unsupported: {0}")]
     Key(rustls::Error),
-    #[error("building the TLS verifier: {0}")]
-    Verifier(String),
+    #[error(transparent)]
+    Verifier(#[from] crate::trust::VerifierError),
     #[error("refusing the certificate for {name}: {reason}")]
     Invalid { name: String, reason: String },
 }
@@ -360,7 +360,7 @@ impl Tls {
         let server_verifier = anchors.server_verifier();
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| IdentityError::Verifier(e.to_string()))?
+            .map_err(|e| crate::trust::VerifierError(e.to_string()))?
             .with_client_cert_verifier(client_verifier)
             .with_cert_resolver(store.clone());
         server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_TCP.to_vec(), ALPN_H1.to_vec()];
@@ -369,7 +369,7 @@ impl Tls {
         let client = |alpn: &[u8]| -> Result<Arc<ClientConfig>, IdentityError> {
             let mut c = ClientConfig::builder_with_provider(provider.clone())
                 .with_protocol_versions(&[&rustls::version::TLS13])
-                .map_err(|e| IdentityError::Verifier(e.to_string()))?
+                .map_err(|e| crate::trust::VerifierError(e.to_string()))?
                 .dangerous()
                 .with_custom_certificate_verifier(server_verifier.clone())
                 .with_client_cert_resolver(store.clone());
@@ -380,7 +380,7 @@ impl Tls {
         control.alpn_protocols = vec![b"h2".to_vec()];
         let mut identity = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| IdentityError::Verifier(e.to_string()))?
+            .map_err(|e| crate::trust::VerifierError(e.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(server_verifier.clone())
             .with_no_client_auth();

@@ -20,8 +20,6 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
 
-use crate::tls::IdentityError;
-
 /// How often [`watch_file`] looks at the anchors file.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -39,18 +37,23 @@ pub struct Anchors {
     current: RwLock<Verifiers>,
 }
 
+/// The TLS verifiers could not be built from the anchors.
+#[derive(Debug, thiserror::Error)]
+#[error("building the TLS verifier: {0}")]
+pub struct VerifierError(pub String);
+
 impl Anchors {
     /// Anchors from `roots`.
     pub fn new(
         roots: RootCertStore,
         provider: Arc<CryptoProvider>,
-    ) -> Result<Arc<Self>, IdentityError> {
+    ) -> Result<Arc<Self>, VerifierError> {
         let current = RwLock::new(verifiers(roots, &provider)?);
         Ok(Arc::new(Self { provider, current }))
     }
 
     /// Replaces the anchors; new handshakes use them.
-    pub fn replace(&self, roots: RootCertStore) -> Result<(), IdentityError> {
+    pub fn replace(&self, roots: RootCertStore) -> Result<(), VerifierError> {
         let v = verifiers(roots, &self.provider)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = v;
         Ok(())
@@ -93,15 +96,15 @@ impl Anchors {
 fn verifiers(
     roots: RootCertStore,
     provider: &Arc<CryptoProvider>,
-) -> Result<Verifiers, IdentityError> {
+) -> Result<Verifiers, VerifierError> {
     let anchors = roots.roots.clone();
     let roots = Arc::new(roots);
     let server = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()
-        .map_err(|e| IdentityError::Verifier(e.to_string()))?;
+        .map_err(|e| VerifierError(e.to_string()))?;
     let client = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
         .build()
-        .map_err(|e| IdentityError::Verifier(e.to_string()))?;
+        .map_err(|e| VerifierError(e.to_string()))?;
     Ok(Verifiers {
         server,
         client,

@@ -41,8 +41,9 @@ pub use tulle_api::proxy_contract::TRUST_ANCHORS_CONFIGMAP;
 pub use tulle_api::proxy_contract::TRUST_ANCHORS_KEY;
 /// The injector MutatingWebhookConfiguration.
 pub const WEBHOOK_CONFIG: &str = "tulle-proxy-injector";
-/// The label on the control-plane namespace (the webhook skips namespaces carrying it).
-pub const CONTROL_PLANE_NS_LABEL: &str = "tulle.io/control-plane-ns";
+/// The label on the control-plane namespace (the webhook skips namespaces carrying it, the
+/// controller copies no trust anchors into them).
+pub use tulle_api::proxy_contract::CONTROL_PLANE_NS_LABEL;
 /// The label on control-plane pods.
 pub const CONTROL_PLANE_COMPONENT_LABEL: &str = "tulle.io/control-plane-component";
 

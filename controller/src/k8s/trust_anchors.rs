@@ -5,7 +5,8 @@
 //!
 //! A kube-runtime controller over Namespaces: a namespace is reconciled when it appears, when
 //! the source changes (every namespace then), and every [`RESYNC`] (a copy edited or deleted by
-//! hand is put back). System namespaces and terminating ones are left alone. RBAC: get, watch
+//! hand is put back). System namespaces, terminating ones and those holding a tulle control
+//! plane ([`CONTROL_PLANE_NS_LABEL`]: they have anchors of their own) are left alone. RBAC: get, watch
 //! and patch of that one ConfigMap name, and create of ConfigMaps (which RBAC cannot limit
 //! by name); nothing reads other ConfigMaps.
 
@@ -19,7 +20,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt as _};
-use tulle_api::proxy_contract::{TRUST_ANCHORS_CONFIGMAP, TRUST_ANCHORS_KEY};
+use tulle_api::proxy_contract::{
+    CONTROL_PLANE_NS_LABEL, TRUST_ANCHORS_CONFIGMAP, TRUST_ANCHORS_KEY,
+};
 
 /// How often every namespace's copy is checked again.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -59,7 +62,8 @@ struct Ctx {
 pub fn wants_copy(ns: &Namespace, home: &str) -> bool {
     let name = ns.name_any();
     let terminating = ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
-    name != home && !SKIPPED.contains(&name.as_str()) && !terminating
+    let control_plane = ns.labels().contains_key(CONTROL_PLANE_NS_LABEL);
+    name != home && !SKIPPED.contains(&name.as_str()) && !terminating && !control_plane
 }
 
 /// The copy of `pem` for namespace `ns`.
@@ -150,6 +154,15 @@ mod tests {
             "metadata": {"name": name}, "status": {"phase": phase}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn another_control_planes_namespace_keeps_its_own_anchors() {
+        let other: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "canary-cp", "labels": {CONTROL_PLANE_NS_LABEL: "canary-cp"}}
+        }))
+        .unwrap();
+        assert!(!wants_copy(&other, "tulle-system"));
     }
 
     #[test]

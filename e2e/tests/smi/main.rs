@@ -9,13 +9,13 @@ mod access;
 mod metrics;
 mod split;
 
-use tulle_e2e::install::install_with_cli;
+use tulle_e2e::install::shared_mesh;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 6)]
 #[ignore = "needs the cluster: run with cluster/e2e"]
 async fn smi_split_and_access_on_the_installed_mesh() {
     let kube = tulle_e2e::client().await.expect("cluster");
-    let _mesh = install_with_cli(&kube).await;
+    let _mesh = shared_mesh(&kube).await;
     // kubectl runs synchronously inside the cases: each gets a worker thread of its own.
     let canary = tokio::spawn(split::canary_release(kube.clone()));
     let access = tokio::spawn(access::traffic_access(kube.clone()));
